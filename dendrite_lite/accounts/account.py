@@ -1,0 +1,86 @@
+"""Account management: password change and deactivation.
+
+https://spec.matrix.org/latest/client-server-api/#account-registration-and-management
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apsw
+
+from dendrite_lite.accounts.registration import check_password_strength
+from dendrite_lite.auth import uia as uia_stages
+from dendrite_lite.auth.passwords import Passwords
+from dendrite_lite.auth.tokens import Requester
+from dendrite_lite.auth.uia import UserInteractiveAuth
+from dendrite_lite.storage import devices, profiles, users
+from dendrite_lite.storage.db import Database
+from dendrite_lite.types import UserId
+
+
+class Account:
+    def __init__(self, db: Database, passwords: Passwords, uia: UserInteractiveAuth) -> None:
+        self.db = db
+        self.passwords = passwords
+        self.uia = uia
+
+    async def flows_for(self, user_id: UserId) -> list[list[str]]:
+        """Stages that prove it is this account's owner."""
+        row = await self.db.read(lambda conn: users.get(conn, user_id))
+        if row is not None and row.password_hash is not None:
+            return [[uia_stages.PASSWORD]]
+        # No password to prove (a passwordless account): the access token is all there is.
+        return [[uia_stages.DUMMY]]
+
+    async def authenticate_owner(
+        self, requester: Requester, auth: dict[str, Any] | None, method: str, uri: str
+    ) -> None:
+        await self.uia.authenticate(
+            auth,
+            flows=await self.flows_for(requester.user_id),
+            method=method,
+            uri=uri,
+            user_id=requester.user_id,
+        )
+
+    async def change_password(
+        self,
+        requester: Requester,
+        new_password: str,
+        logout_devices: bool,
+        auth: dict[str, Any] | None,
+        uri: str,
+    ) -> None:
+        check_password_strength(new_password, self.passwords.min_length)
+        await self.authenticate_owner(requester, auth, "POST", uri)
+        password_hash = await self.passwords.hash(new_password)
+
+        def set_password(conn: apsw.Connection) -> None:
+            users.set_password_hash(conn, requester.user_id, password_hash)
+            if logout_devices:
+                devices.delete_all(conn, requester.user_id, except_device=requester.device_id)
+
+        await self.db.write(set_password)
+
+    async def deactivate(
+        self, requester: Requester, erase: bool, auth: dict[str, Any] | None, uri: str
+    ) -> None:
+        await self.authenticate_owner(requester, auth, "POST", uri)
+        await deactivate_user(self.db, requester.user_id, erase=erase)
+
+
+async def deactivate_user(db: Database, user_id: UserId, *, erase: bool) -> bool:
+    """End an account for good: no password, no devices, no tokens (CLI and API share it)."""
+
+    def deactivate(conn: apsw.Connection) -> bool:
+        row = users.get(conn, user_id)
+        if row is None:
+            return False
+        users.mark_deactivated(conn, user_id)
+        devices.delete_all(conn, user_id)
+        if erase:
+            profiles.clear(conn, user_id)
+        return True
+
+    return await db.write(deactivate)

@@ -1,0 +1,102 @@
+"""Login and logout: https://spec.matrix.org/latest/client-server-api/#login"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+
+from dendrite_lite.auth.passwords import Passwords
+from dendrite_lite.auth.ratelimit import RateLimiter
+from dendrite_lite.auth.tokens import IssuedTokens, Requester, TokenService, new_device_id
+from dendrite_lite.auth.uia import claimed_user
+from dendrite_lite.clock import now_ms
+from dendrite_lite.errors import ErrCode, MatrixError
+from dendrite_lite.identifiers import local_user_id
+from dendrite_lite.storage import devices, tokens, users
+from dendrite_lite.storage.db import Database
+from dendrite_lite.types import DeviceId, UserId
+
+PASSWORD_LOGIN = "m.login.password"
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    user_id: UserId
+    device_id: DeviceId
+    tokens: IssuedTokens
+
+
+class Login:
+    def __init__(
+        self,
+        db: Database,
+        server_name: str,
+        passwords: Passwords,
+        tokens: TokenService,
+        per_ip: RateLimiter,
+        failed_per_user: RateLimiter,
+    ) -> None:
+        self.db = db
+        self.server_name = server_name
+        self.passwords = passwords
+        self.tokens = tokens
+        self.per_ip = per_ip
+        self.failed_per_user = failed_per_user
+
+    @property
+    def flows(self) -> list[dict[str, Any]]:
+        return [{"type": PASSWORD_LOGIN}]
+
+    async def login(
+        self,
+        body: dict[str, Any],
+        *,
+        ip: str,
+        device_id: str | None,
+        device_display_name: str | None,
+        refresh_token: bool,
+    ) -> LoggedIn:
+        login_type = body.get("type")
+        if login_type != PASSWORD_LOGIN:
+            raise MatrixError(400, ErrCode.UNKNOWN, f"Unknown login type {login_type!r}")
+        self.per_ip.check_and_spend(ip)
+        claimed = claimed_user(body)
+        if claimed is None:
+            raise MatrixError(400, ErrCode.MISSING_PARAM, "Missing identifier")
+        password = body.get("password")
+        if not isinstance(password, str):
+            raise MatrixError(400, ErrCode.MISSING_PARAM, "Missing password")
+        uid = local_user_id(claimed, self.server_name)
+        if uid is None:
+            raise MatrixError(403, ErrCode.FORBIDDEN, "Invalid username or password")
+        self.failed_per_user.check(uid)
+        row = await self.db.read(lambda conn: users.get(conn, uid))
+        ok = await self.passwords.verify(row.password_hash if row else None, password)
+        if row is None or not ok:
+            self.failed_per_user.spend(uid)
+            raise MatrixError(403, ErrCode.FORBIDDEN, "Invalid username or password")
+        if row.deactivated:
+            raise MatrixError(403, ErrCode.USER_DEACTIVATED, "This account has been deactivated")
+        if row.locked:
+            raise MatrixError(401, ErrCode.USER_LOCKED, "This account has been locked")
+        new_device = DeviceId(device_id) if device_id else new_device_id()
+
+        def create_session(conn: apsw.Connection) -> LoggedIn:
+            # A login that names an existing device takes it over: its old tokens end.
+            tokens.revoke_device(conn, uid, new_device)
+            devices.upsert(conn, uid, new_device, device_display_name, now_ms())
+            issued = self.tokens.issue_in(conn, uid, new_device, with_refresh=refresh_token)
+            return LoggedIn(uid, new_device, issued)
+
+        return await self.db.write(create_session)
+
+    async def logout(self, requester: Requester) -> None:
+        await self.tokens.revoke(requester)
+
+    async def logout_all(self, requester: Requester) -> None:
+        def logout_everywhere(conn: apsw.Connection) -> None:
+            devices.delete_all(conn, requester.user_id)
+
+        await self.db.write(logout_everywhere)

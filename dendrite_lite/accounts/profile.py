@@ -1,0 +1,118 @@
+"""Profiles: https://spec.matrix.org/latest/client-server-api/#profiles
+
+Fields are stored as their JSON values, so custom fields (MSC4133, spec v1.16) pass
+through untouched. Propagation into room membership events comes with rooms.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import apsw
+import msgspec
+
+from dendrite_lite.auth.tokens import Requester
+from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
+from dendrite_lite.identifiers import split_user_id
+from dendrite_lite.storage import profiles, users
+from dendrite_lite.storage.db import Database
+
+MAX_PROFILE_BYTES = 64 * 1024
+MAX_KEY_BYTES = 255
+_KEY_NAME = re.compile(r"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$")
+
+
+class Profiles:
+    def __init__(self, db: Database, server_name: str) -> None:
+        self.db = db
+        self.server_name = server_name
+
+    def _check_user_id(self, user_id: str) -> None:
+        try:
+            split_user_id(user_id)
+        except ValueError:
+            raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid user ID") from None
+
+    async def get_profile(self, user_id: str) -> dict[str, Any]:
+        self._check_user_id(user_id)
+
+        def read_profile(conn: apsw.Connection) -> dict[str, bytes] | None:
+            row = users.get(conn, user_id)
+            if row is None or row.deactivated:
+                return None
+            return profiles.get_all(conn, user_id)
+
+        fields = await self.db.read(read_profile)
+        if fields is None:
+            raise not_found("Profile not found")
+        return {key: msgspec.json.decode(value) for key, value in fields.items()}
+
+    async def get_field(self, user_id: str, key: str) -> Any:
+        self._check_user_id(user_id)
+
+        def read_field(conn: apsw.Connection) -> bytes | None:
+            row = users.get(conn, user_id)
+            if row is None or row.deactivated:
+                return None
+            return profiles.get_field(conn, user_id, key)
+
+        value = await self.db.read(read_field)
+        if value is None:
+            raise not_found("Profile field not found")
+        return msgspec.json.decode(value)
+
+    async def set_field(self, requester: Requester, user_id: str, key: str, body: Any) -> None:
+        self._check_user_id(user_id)
+        self._check_key(key)
+        if requester.user_id != user_id:
+            raise forbidden("You may only change your own profile")
+        if not isinstance(body, dict):
+            raise MatrixError(400, ErrCode.BAD_JSON, "Body must be a JSON object")
+        if key not in body:
+            raise MatrixError(400, ErrCode.MISSING_PARAM, f"Missing '{key}' in body")
+        value = body[key]
+        _check_value(key, value)
+        encoded = msgspec.json.encode(value)
+
+        def store(conn: apsw.Connection) -> None:
+            current = profiles.total_size(conn, user_id)
+            old = profiles.get_field(conn, user_id, key)
+            old_size = len(key) + len(old) if old is not None else 0
+            if current - old_size + len(key) + len(encoded) > MAX_PROFILE_BYTES:
+                raise MatrixError(400, ErrCode.PROFILE_TOO_LARGE, "Profile would exceed 64 KiB")
+            profiles.set_field(conn, user_id, key, encoded)
+
+        await self.db.write(store)
+
+    async def delete_field(self, requester: Requester, user_id: str, key: str) -> None:
+        self._check_user_id(user_id)
+        self._check_key(key)
+        if requester.user_id != user_id:
+            raise forbidden("You may only change your own profile")
+
+        def remove(conn: apsw.Connection) -> None:
+            profiles.set_field(conn, user_id, key, None)
+
+        await self.db.write(remove)
+
+    @staticmethod
+    def _check_key(key: str) -> None:
+        if len(key.encode()) > MAX_KEY_BYTES:
+            raise MatrixError(400, ErrCode.KEY_TOO_LARGE, "Profile key exceeds 255 bytes")
+        if not _KEY_NAME.match(key):
+            raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid profile key")
+
+
+def _check_value(key: str, value: Any) -> None:
+    if key == "displayname":
+        if value is not None and not isinstance(value, str):
+            raise MatrixError(400, ErrCode.BAD_JSON, "displayname must be a string")
+        if isinstance(value, str) and len(value.encode()) > 256:
+            raise MatrixError(400, ErrCode.BAD_JSON, "displayname is too long")
+    elif key == "avatar_url":
+        if value is not None and (not isinstance(value, str) or not value.startswith("mxc://")):
+            if value != "":
+                raise MatrixError(400, ErrCode.BAD_JSON, "avatar_url must be an mxc:// URI")
+    elif key == "m.tz" and not isinstance(value, str):
+        raise MatrixError(400, ErrCode.BAD_JSON, "m.tz must be a string")

@@ -1,0 +1,215 @@
+"""Builds the server from a Config: services, routes, lifespan and background jobs.
+
+No service locator: `Services` is built once here and each handler names, as a
+dependency, exactly the services it uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, fields
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+
+from dendrite_lite.accounts.account import Account
+from dendrite_lite.accounts.account_data import AccountData
+from dendrite_lite.accounts.devices import Devices
+from dendrite_lite.accounts.login import Login
+from dendrite_lite.accounts.profile import Profiles
+from dendrite_lite.accounts.registration import Registration
+from dendrite_lite.api import server_info
+from dendrite_lite.api.client import (
+    account,
+    account_data,
+    capabilities,
+    devices,
+    login,
+    profile,
+    registration,
+    versions,
+)
+from dendrite_lite.api.dependencies import provide_requester
+from dendrite_lite.api.errors import EXCEPTION_HANDLERS
+from dendrite_lite.api.middleware import EdgeMiddleware
+from dendrite_lite.auth.passwords import Passwords
+from dendrite_lite.auth.ratelimit import RateLimiter
+from dendrite_lite.auth.tokens import TokenService
+from dendrite_lite.auth.uia import UserInteractiveAuth
+from dendrite_lite.config import Config
+from dendrite_lite.metrics import Metrics
+from dendrite_lite.notifier import Notifier
+from dendrite_lite.storage.db import Database, DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+LAST_SEEN_FLUSH_SECONDS = 60.0
+
+ROUTES: list[Any] = [
+    versions.get_versions,
+    server_info.get_wellknown_client,
+    server_info.get_wellknown_server,
+    server_info.get_health,
+    server_info.get_metrics,
+    registration.register,
+    registration.get_username_availability,
+    registration.get_registration_token_validity,
+    login.get_login_flows,
+    login.login,
+    login.refresh,
+    login.logout,
+    login.logout_all,
+    account.get_whoami,
+    account.change_password,
+    account.deactivate_account,
+    devices.get_devices,
+    devices.get_device,
+    devices.update_device,
+    devices.delete_device,
+    devices.delete_devices,
+    profile.get_profile,
+    profile.get_profile_field,
+    profile.set_profile_field,
+    profile.delete_profile_field,
+    account_data.get_global_account_data,
+    account_data.set_global_account_data,
+    account_data.get_room_account_data,
+    account_data.set_room_account_data,
+    capabilities.get_capabilities,
+]
+
+
+@dataclass
+class Services:
+    config: Config
+    server_name: str
+    db: Database
+    metrics: Metrics
+    notifier: Notifier
+    passwords: Passwords
+    tokens: TokenService
+    uia: UserInteractiveAuth
+    registration: Registration
+    login: Login
+    account: Account
+    devices: Devices
+    profiles: Profiles
+    account_data: AccountData
+    register_limiter: RateLimiter
+
+
+def build_services(config: Config) -> Services:
+    """Wire every service; opens nothing (the lifespan opens the database)."""
+    metrics = Metrics()
+    db = Database(
+        config.database_path,
+        DatabaseSettings(
+            synchronous=config.database.synchronous,
+            reader_threads=config.database.reader_threads,
+            cache_size_kib=config.database.cache_size_kib,
+            mmap_size_mib=config.database.mmap_size_mib,
+            max_batch=config.database.max_batch,
+        ),
+        observer=metrics,
+    )
+    limits = config.rate_limits
+    notifier = Notifier()
+    metrics.track_long_polls(lambda: notifier.active)
+    passwords = Passwords(config.auth)
+    tokens = TokenService(db, config.auth)
+    failed_logins = RateLimiter(
+        limits.failed_login_per_second, limits.failed_login_burst, enabled=limits.enabled
+    )
+    uia = UserInteractiveAuth(
+        db, passwords, config.server_name, config.auth.uia_session_lifetime_ms, failed_logins
+    )
+    account = Account(db, passwords, uia)
+    return Services(
+        config=config,
+        server_name=config.server_name,
+        db=db,
+        metrics=metrics,
+        notifier=notifier,
+        passwords=passwords,
+        tokens=tokens,
+        uia=uia,
+        registration=Registration(
+            db, config.registration, config.server_name, passwords, tokens, uia
+        ),
+        login=Login(
+            db,
+            config.server_name,
+            passwords,
+            tokens,
+            RateLimiter(limits.login_per_second, limits.login_burst, enabled=limits.enabled),
+            failed_logins,
+        ),
+        account=account,
+        devices=Devices(db, account),
+        profiles=Profiles(db, config.server_name),
+        account_data=AccountData(db, notifier),
+        register_limiter=RateLimiter(
+            limits.register_per_second, limits.register_burst, enabled=limits.enabled
+        ),
+    )
+
+
+def _provide(value: object) -> Provide:
+    async def provider() -> object:
+        return value
+
+    return Provide(provider, use_cache=True)
+
+
+def build_app(config: Config, services: Services | None = None) -> Litestar:
+    services = services or build_services(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        services.db.open()
+        flusher = asyncio.create_task(_flush_last_seen_forever(services.devices))
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await services.devices.flush_last_seen()
+            services.db.close()
+
+    dependencies: dict[str, Provide] = {
+        field.name: _provide(getattr(services, field.name)) for field in fields(services)
+    }
+    dependencies["requester"] = Provide(provide_requester)
+    app = Litestar(
+        route_handlers=ROUTES,
+        dependencies=dependencies,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=config.limits.max_request_body_bytes,
+        openapi_config=None,
+        debug=False,
+        logging_config=None,
+    )
+    app.state.services = services
+    return app
+
+
+def asgi_app(config: Config) -> tuple[EdgeMiddleware, Services]:
+    """The app as served: Litestar wrapped in the edge middleware (CORS, metrics)."""
+    services = build_services(config)
+    app = build_app(config, services)
+    return EdgeMiddleware(app, services.metrics), services
+
+
+async def _flush_last_seen_forever(devices: Devices) -> None:
+    while True:
+        await asyncio.sleep(LAST_SEEN_FLUSH_SECONDS)
+        try:
+            await devices.flush_last_seen()
+        except Exception:
+            log.exception("flushing device last-seen stats failed")

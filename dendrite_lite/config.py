@@ -1,0 +1,257 @@
+"""Configuration: ``<data-dir>/config.toml`` read once, at start, into msgspec Structs.
+
+Nothing else reads the file or the environment afterwards. Unknown keys are errors so
+that a typo in a key never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+CONFIG_FILE = "config.toml"
+DATABASE_FILE = "homeserver.db"
+
+
+class ConfigError(Exception):
+    """A config problem, phrased as one line naming the key."""
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class RegistrationConfig(_Section):
+    # Open registration (m.login.dummy) is off unless asked for: an open server on the
+    # internet is a spam target.
+    enabled: bool = False
+    # When true, every registration needs a token made with `dendrite-lite registration-token`.
+    require_token: bool = False
+    allow_guests: bool = False
+
+
+class DatabaseConfig(_Section):
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    reader_threads: int = 3
+    cache_size_kib: int = 16384
+    mmap_size_mib: int = 64
+    # Group commit: how many queued writes may share one transaction.
+    max_batch: int = 256
+
+
+class AuthConfig(_Section):
+    # Only tokens issued together with a refresh token expire (the spec lets clients
+    # that do not support refresh keep non-expiring tokens).
+    access_token_lifetime_ms: int = 5 * 60 * 1000
+    refresh_token_lifetime_ms: int = 0  # 0: refresh tokens never expire on their own
+    # argon2id cost; the defaults follow OWASP's recommendation (19 MiB, t=2), light
+    # enough for a Raspberry Pi.
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    argon2_parallelism: int = 1
+    password_min_length: int = 8
+    uia_session_lifetime_ms: int = 15 * 60 * 1000
+
+
+class RateLimitConfig(_Section):
+    enabled: bool = True
+    # Token buckets: sustained rate per second and burst size.
+    login_per_second: float = 0.17
+    login_burst: int = 5
+    failed_login_per_second: float = 0.17
+    failed_login_burst: int = 5
+    register_per_second: float = 0.17
+    register_burst: int = 5
+
+
+class WellKnownConfig(_Section):
+    # Served at /.well-known/matrix/client (base_url) and /.well-known/matrix/server.
+    client_base_url: str = ""
+    server: str = ""
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class LimitsConfig(_Section):
+    max_request_body_bytes: int = 1024 * 1024  # non-media requests
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    server_name: str
+    listen: str = "127.0.0.1:8008"
+    # Where clients reach us; used in well-known and links.
+    public_baseurl: str = ""
+    registration: RegistrationConfig = msgspec.field(default_factory=RegistrationConfig)
+    database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    rate_limits: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
+    well_known: WellKnownConfig = msgspec.field(default_factory=WellKnownConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+
+    # Set by `load`, not read from the file.
+    data_dir: str = ""
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.data_dir) / DATABASE_FILE
+
+    @property
+    def listen_host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @property
+    def base_url(self) -> str:
+        if self.public_baseurl:
+            return self.public_baseurl.rstrip("/")
+        host, port = split_listen(self.listen)
+        if host in ("0.0.0.0", "::"):  # noqa: S104 - we only format a URL
+            host = "localhost"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+
+# https://spec.matrix.org/latest/appendices/#server-name
+_SERVER_NAME = re.compile(
+    r"^(?:\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Za-z.-]{1,255})(?::[0-9]{1,5})?$"
+)
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"listen: expected HOST:PORT, got {listen!r}")
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ConfigError(f"listen: port {number} out of range")
+    return host.strip("[]"), number
+
+
+def validate(config: Config) -> None:
+    if not _SERVER_NAME.match(config.server_name):
+        raise ConfigError(f"server_name: {config.server_name!r} is not a valid server name")
+    split_listen(config.listen)
+    if config.public_baseurl and not config.public_baseurl.startswith(("http://", "https://")):
+        raise ConfigError("public_baseurl: must start with http:// or https://")
+    if config.database.reader_threads < 1:
+        raise ConfigError("database.reader_threads: must be at least 1")
+    if config.database.max_batch < 1:
+        raise ConfigError("database.max_batch: must be at least 1")
+    if config.auth.access_token_lifetime_ms < 1000:
+        raise ConfigError("auth.access_token_lifetime_ms: must be at least 1000")
+    if config.auth.argon2_memory_kib < 8 * config.auth.argon2_parallelism:
+        raise ConfigError("auth.argon2_memory_kib: too small for argon2")
+    if config.auth.argon2_time_cost < 1:
+        raise ConfigError("auth.argon2_time_cost: must be at least 1")
+    if config.limits.max_request_body_bytes < 1024:
+        raise ConfigError("limits.max_request_body_bytes: must be at least 1024")
+
+
+def parse(text: str | bytes, data_dir: str | Path) -> Config:
+    """Decode and validate config text; every failure is a one-line ConfigError."""
+    try:
+        config = msgspec.toml.decode(text, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_describe_validation_error(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}") from None
+    config = msgspec.structs.replace(config, data_dir=str(Path(data_dir)))
+    validate(config)
+    return config
+
+
+def load(data_dir: str | Path) -> Config:
+    path = Path(data_dir) / CONFIG_FILE
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found; run `dendrite-lite init` first") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    return parse(text, data_dir)
+
+
+def _describe_validation_error(message: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.listen.port`"; lead with the key.
+    text, sep, where = message.rpartition(" - at `$")
+    if sep:
+        key = where.rstrip("`").lstrip(".")
+        return f"{key}: {text}"
+    if message.startswith("Object contains unknown field"):
+        return message.replace("Object contains unknown field", "unknown key")
+    return message
+
+
+def render_default(server_name: str, listen: str, open_registration: bool) -> str:
+    """The commented config.toml that `init` writes."""
+    return f'''# dendrite-lite configuration. Read once at start; restart to apply changes.
+# Every key below shows its default unless noted. Unknown keys are an error.
+
+# The name in every user ID (@alice:{server_name}). It cannot change later.
+server_name = "{server_name}"
+
+# Where the HTTP listener binds (HOST:PORT). Put a TLS reverse proxy in front of it.
+listen = "{listen}"
+
+# The URL clients use to reach this server (for links and well-known). Empty: derived
+# from `listen`.
+public_baseurl = ""
+
+[registration]
+# Anyone may create an account (m.login.dummy). Off by default.
+enabled = {str(open_registration).lower()}
+# Require a registration token (`dendrite-lite registration-token create`).
+require_token = false
+# Guest accounts (kind=guest).
+allow_guests = false
+
+[database]
+# FULL: a 200 OK survives power loss. NORMAL is faster but may lose the last writes.
+synchronous = "FULL"
+reader_threads = 3
+cache_size_kib = 16384
+mmap_size_mib = 64
+max_batch = 256
+
+[auth]
+# Lifetime of access tokens issued with a refresh token.
+access_token_lifetime_ms = 300000
+# 0: refresh tokens live until used or revoked.
+refresh_token_lifetime_ms = 0
+argon2_time_cost = 2
+argon2_memory_kib = 19456
+argon2_parallelism = 1
+password_min_length = 8
+uia_session_lifetime_ms = 900000
+
+[rate_limits]
+enabled = true
+login_per_second = 0.17
+login_burst = 5
+failed_login_per_second = 0.17
+failed_login_burst = 5
+register_per_second = 0.17
+register_burst = 5
+
+[well_known]
+# base_url served at /.well-known/matrix/client; empty: public_baseurl.
+client_base_url = ""
+# host:port served at /.well-known/matrix/server for federation; empty: not served.
+server = ""
+
+[logging]
+level = "INFO"
+
+[limits]
+max_request_body_bytes = 1048576
+'''

@@ -1,0 +1,244 @@
+"""The storage engine: one WAL-mode SQLite file, one writer thread, a few reader threads.
+
+Callers hand whole units of work to the engine (``await db.read(fn)`` /
+``await db.write(fn)``), where ``fn(conn)`` runs every query of that unit on the
+database thread: one executor hop per unit of work, never one per query.
+
+All writes go through ONE thread (SQLite has one writer anyway; this removes
+SQLITE_BUSY). Writes that are queued together are committed together (group commit):
+each runs inside its own SAVEPOINT, so a failing unit rolls back alone, and the batch
+pays for one fsync. A write's future resolves only after COMMIT returned, so an
+acknowledged write survives power loss with ``synchronous=FULL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import apsw
+
+from dendrite_lite.storage import migrations
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+Connection = apsw.Connection
+
+
+class DatabaseClosed(Exception):
+    pass
+
+
+class WriteObserver(Protocol):
+    def observe_commit(self, seconds: float, batch_size: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    synchronous: str = "FULL"
+    reader_threads: int = 3
+    cache_size_kib: int = 16384
+    mmap_size_mib: int = 64
+    max_batch: int = 256
+
+
+@dataclass
+class _WriteJob:
+    fn: Callable[[apsw.Connection], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP = object()
+
+
+def connect(path: Path | str, settings: DatabaseSettings, *, readonly: bool = False) -> apsw.Connection:
+    flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    conn = apsw.Connection(str(path), flags=flags, statementcachesize=256)
+    conn.setbusytimeout(10_000)
+    if not readonly:
+        conn.pragma("journal_mode", "wal")
+    conn.pragma("synchronous", settings.synchronous)
+    conn.pragma("foreign_keys", True)
+    conn.pragma("temp_store", "memory")
+    conn.pragma("cache_size", -settings.cache_size_kib)
+    conn.pragma("mmap_size", settings.mmap_size_mib * 1024 * 1024)
+    return conn
+
+
+class Database:
+    """Owns the threads and connections; see the module docstring."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        settings: DatabaseSettings | None = None,
+        observer: WriteObserver | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.settings = settings or DatabaseSettings()
+        self.observer = observer
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._reader_conns: list[apsw.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._closed = True
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open (and migrate) the database, then start the writer and reader threads."""
+        ready: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(
+            target=self._writer_main, args=(ready,), name="db-writer", daemon=True
+        )
+        self._writer.start()
+        error = ready.get()
+        if error is not None:
+            self._writer.join()
+            raise error
+        self._readers = ThreadPoolExecutor(
+            max_workers=self.settings.reader_threads, thread_name_prefix="db-reader"
+        )
+        self._closed = False
+
+    def close(self) -> None:
+        """Finish every queued write, then stop the threads and close the connections."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        if self._writer is not None:
+            self._writer.join()
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    # -- units of work ---------------------------------------------------------------
+
+    async def read(self, fn: Callable[[apsw.Connection], T]) -> T:
+        """Run ``fn(conn)`` in one read transaction (a consistent snapshot)."""
+        if self._closed or self._readers is None:
+            raise DatabaseClosed("database is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, fn)
+
+    async def write(self, fn: Callable[[apsw.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the writer thread; returns once it is durably committed."""
+        if self._closed:
+            raise DatabaseClosed("database is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_WriteJob(fn, future, loop))
+        return await future
+
+    # -- reader side -----------------------------------------------------------------
+
+    def _reader_conn(self) -> apsw.Connection:
+        conn: apsw.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, self.settings)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def _run_read(self, fn: Callable[[apsw.Connection], T]) -> T:
+        conn = self._reader_conn()
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    # -- writer side -----------------------------------------------------------------
+
+    def _writer_main(self, ready: queue.SimpleQueue[BaseException | None]) -> None:
+        try:
+            conn = connect(self.path, self.settings)
+            migrations.migrate(conn)
+        except BaseException as exc:
+            ready.put(exc)
+            return
+        ready.put(None)
+        try:
+            self._writer_loop(conn)
+        finally:
+            conn.close()
+
+    def _writer_loop(self, conn: apsw.Connection) -> None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            batch = [item]
+            while len(batch) < self.settings.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            self._commit_batch(conn, batch)  # type: ignore[arg-type]
+
+    def _commit_batch(self, conn: apsw.Connection, batch: list[_WriteJob]) -> None:
+        started = time.perf_counter()
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT unit")
+                try:
+                    result = job.fn(conn)
+                except BaseException as exc:
+                    conn.execute("ROLLBACK TO unit")
+                    conn.execute("RELEASE unit")
+                    outcomes.append((False, exc))
+                else:
+                    conn.execute("RELEASE unit")
+                    outcomes.append((True, result))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            # The transaction itself failed (disk full, I/O error): nothing of the
+            # batch is durable, so every unit in it fails.
+            log.exception("write batch of %d failed to commit", len(batch))
+            if not conn.getautocommit():
+                conn.execute("ROLLBACK")
+            outcomes = [(False, exc)] * len(batch)
+        if self.observer is not None:
+            self.observer.observe_commit(time.perf_counter() - started, len(batch))
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+        for loop, results in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, results)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+
+def _resolve(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in results:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
