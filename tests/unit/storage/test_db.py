@@ -1,0 +1,107 @@
+"""The storage engine: group commit, isolation of failing units, durability contract."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import apsw
+import pytest
+
+from dendrite_lite.storage import streams
+from dendrite_lite.storage.db import Database, DatabaseClosed, DatabaseSettings
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def observe_commit(self, seconds: float, batch_size: int) -> None:
+        self.batches.append(batch_size)
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    recorder = Recorder()
+    database = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=2), recorder)
+    database.open()
+    yield database
+    database.close()
+
+
+async def test_concurrent_writes_share_commits_and_all_land(db: Database) -> None:
+    positions = await asyncio.gather(*[db.write(streams.next_position) for _ in range(500)])
+    assert sorted(positions) == list(range(1, 501))
+    assert await db.read(streams.current_position) == 500
+    recorder: Recorder = db.observer  # type: ignore[assignment]
+    assert sum(recorder.batches) == 500
+    # Writes queued together were committed together.
+    assert len(recorder.batches) < 500
+
+
+async def test_failing_unit_rolls_back_alone(db: Database) -> None:
+    def bad(conn: apsw.Connection) -> None:
+        streams.next_position(conn)
+        raise ValueError("refused")
+
+    results = await asyncio.gather(
+        db.write(streams.next_position), db.write(bad), db.write(streams.next_position),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], ValueError)
+    assert sorted(r for r in results if isinstance(r, int)) == [1, 2]
+    assert await db.read(streams.current_position) == 2
+
+
+async def test_read_sees_acknowledged_write(db: Database) -> None:
+    for expected in range(1, 20):
+        await db.write(streams.next_position)
+        assert await db.read(streams.current_position) == expected
+
+
+async def test_read_is_one_snapshot(db: Database) -> None:
+    def two_reads(conn: apsw.Connection) -> tuple[int, int]:
+        first = streams.current_position(conn)
+        # A write committed from another connection mid-unit is not seen.
+        other = apsw.Connection(str(db.path))
+        other.execute("UPDATE stream_position SET position = position + 100")
+        other.close()
+        return first, streams.current_position(conn)
+
+    first, second = await db.read(two_reads)
+    assert first == second
+
+
+async def test_closed_database_refuses_work(tmp_path: Path) -> None:
+    database = Database(tmp_path / "x.db")
+    database.open()
+    database.close()
+    database.close()  # idempotent
+    with pytest.raises(DatabaseClosed):
+        await database.read(streams.current_position)
+    with pytest.raises(DatabaseClosed):
+        await database.write(streams.next_position)
+
+
+async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
+    database = Database(tmp_path / "x.db")
+    database.open()
+    pending = [asyncio.ensure_future(database.write(streams.next_position)) for _ in range(50)]
+    await asyncio.sleep(0)
+    database.close()
+    await asyncio.gather(*pending)
+    reopened = Database(tmp_path / "x.db")
+    reopened.open()
+    try:
+        assert await reopened.read(streams.current_position) == 50
+    finally:
+        reopened.close()
+
+
+def test_pragmas(tmp_path: Path) -> None:
+    database = Database(tmp_path / "x.db")
+    database.open()
+    database.close()
+    conn = apsw.Connection(str(tmp_path / "x.db"))
+    assert conn.pragma("journal_mode") == "wal"
+    conn.close()
