@@ -107,4 +107,128 @@ CREATE TABLE uia_sessions (
     data        TEXT NOT NULL DEFAULT '{}'  -- JSON: stage results (e.g. registration token)
 ) STRICT;
 
+-- ---------------------------------------------------------------------------------
+-- Rooms and the event graph.
+
+CREATE TABLE rooms (
+    room_id        TEXT PRIMARY KEY,
+    room_version   TEXT NOT NULL,
+    creator        TEXT NOT NULL,
+    created_ts     INTEGER NOT NULL,
+    -- The room's current state snapshot (see state_groups).
+    state_group    INTEGER,
+    -- Published in the public room directory.
+    is_public      INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+-- Every event, stored once. `pdu` is the canonical JSON of the signed PDU (what
+-- federation sends); `client` is the client-format JSON without `unsigned` (what clients
+-- get, with `unsigned` spliced in at serve time, so serving never re-encodes content).
+CREATE TABLE events (
+    event_nid        INTEGER PRIMARY KEY,
+    event_id         TEXT NOT NULL UNIQUE,
+    room_id          TEXT NOT NULL REFERENCES rooms (room_id),
+    type             TEXT NOT NULL,
+    state_key        TEXT,                 -- NULL: not a state event
+    sender           TEXT NOT NULL,
+    origin_server_ts INTEGER NOT NULL,
+    depth            INTEGER NOT NULL,
+    stream_pos       INTEGER NOT NULL UNIQUE, -- position on the global stream
+    state_before     INTEGER,              -- state group before the event
+    state_after      INTEGER,              -- state group after it (= before for non-state)
+    pdu              BLOB NOT NULL,
+    client           BLOB NOT NULL,
+    unsigned         BLOB NOT NULL,        -- the fixed part of `unsigned` (prev_content...)
+    membership       TEXT,                 -- content.membership of m.room.member events
+    relates_to       TEXT,                 -- m.relates_to.event_id
+    rel_type         TEXT,                 -- m.relates_to.rel_type
+    redacted_by      TEXT,                 -- event ID of the redaction that pruned it
+    txn_id           TEXT,                 -- client transaction ID, for the sending device
+    device_id        TEXT
+) STRICT;
+CREATE INDEX events_room_stream ON events (room_id, stream_pos);
+CREATE INDEX events_relations ON events (relates_to, rel_type) WHERE relates_to IS NOT NULL;
+CREATE INDEX events_room_ts ON events (room_id, origin_server_ts);
+
+-- Idempotent sends: (user, device, txn_id) -> event.
+CREATE TABLE event_txns (
+    user_id    TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    txn_id     TEXT NOT NULL,
+    room_id    TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    created_ts INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id, txn_id)
+) STRICT, WITHOUT ROWID;
+
+-- The events with no children yet: the next local event's prev_events.
+CREATE TABLE forward_extremities (
+    room_id  TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (room_id, event_id)
+) STRICT, WITHOUT ROWID;
+
+-- Room state history as delta-compressed snapshots: a group is its parent plus the
+-- entries it lists (an entry with event_nid NULL removes a key). Chains are capped,
+-- so "state at event X" reads a bounded number of groups.
+CREATE TABLE state_groups (
+    group_nid   INTEGER PRIMARY KEY,
+    room_id     TEXT NOT NULL,
+    parent_nid  INTEGER REFERENCES state_groups (group_nid),
+    chain_len   INTEGER NOT NULL           -- 0: a full snapshot
+) STRICT;
+CREATE TABLE state_group_entries (
+    group_nid  INTEGER NOT NULL REFERENCES state_groups (group_nid),
+    type       TEXT NOT NULL,
+    state_key  TEXT NOT NULL,
+    event_nid  INTEGER,
+    PRIMARY KEY (group_nid, type, state_key)
+) STRICT, WITHOUT ROWID;
+
+-- The state of each room now.
+CREATE TABLE current_state (
+    room_id    TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    state_key  TEXT NOT NULL,
+    event_nid  INTEGER NOT NULL,
+    membership TEXT,                       -- for m.room.member
+    PRIMARY KEY (room_id, type, state_key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX current_state_members ON current_state (room_id, membership)
+    WHERE membership IS NOT NULL;
+
+-- Each user's rooms (local and remote users): the backbone of sync and sliding sync.
+-- bump_stamp is the stream position of the last event that moves the room up a list.
+CREATE TABLE user_rooms (
+    user_id     TEXT NOT NULL,
+    room_id     TEXT NOT NULL,
+    membership  TEXT NOT NULL,
+    event_nid   INTEGER NOT NULL,          -- the membership event
+    stream_pos  INTEGER NOT NULL,          -- when the membership last changed
+    bump_stamp  INTEGER NOT NULL,
+    forgotten   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, room_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX user_rooms_recency ON user_rooms (user_id, bump_stamp DESC);
+CREATE INDEX user_rooms_room ON user_rooms (room_id, membership);
+
+CREATE TABLE room_aliases (
+    alias      TEXT PRIMARY KEY,
+    room_id    TEXT NOT NULL,
+    creator    TEXT NOT NULL,
+    created_ts INTEGER NOT NULL
+) STRICT;
+CREATE INDEX room_aliases_room ON room_aliases (room_id);
+
+-- Reports of events and rooms, for admins.
+CREATE TABLE reports (
+    report_id   INTEGER PRIMARY KEY,
+    room_id     TEXT NOT NULL,
+    event_id    TEXT,                      -- NULL: the room itself is reported
+    reporter    TEXT NOT NULL,
+    reason      TEXT,
+    score       INTEGER,
+    received_ts INTEGER NOT NULL
+) STRICT;
+
 PRAGMA user_version = 1;

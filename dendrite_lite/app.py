@@ -31,6 +31,8 @@ from dendrite_lite.api.client import (
     login,
     profile,
     registration,
+    room_events,
+    rooms,
     versions,
 )
 from dendrite_lite.api.dependencies import provide_requester
@@ -43,6 +45,12 @@ from dendrite_lite.auth.uia import UserInteractiveAuth
 from dendrite_lite.config import Config
 from dendrite_lite.metrics import Metrics
 from dendrite_lite.notifier import Notifier
+from dendrite_lite.rooms.creation import RoomCreation
+from dendrite_lite.rooms.membership import Membership
+from dendrite_lite.rooms.pipeline import EventCreator
+from dendrite_lite.rooms.reading import RoomReading
+from dendrite_lite.rooms.sending import Sending
+from dendrite_lite.signing_key import load_signing_key
 from dendrite_lite.storage.db import Database, DatabaseSettings
 
 log = logging.getLogger(__name__)
@@ -80,6 +88,29 @@ ROUTES: list[Any] = [
     account_data.get_room_account_data,
     account_data.set_room_account_data,
     capabilities.get_capabilities,
+    rooms.create_room,
+    rooms.get_joined_rooms,
+    rooms.join_room,
+    rooms.join_room_by_id,
+    rooms.knock_room,
+    rooms.leave_room,
+    rooms.forget_room,
+    rooms.invite_user,
+    rooms.kick_user,
+    rooms.ban_user,
+    rooms.unban_user,
+    room_events.send_message,
+    room_events.set_room_state_empty_key,
+    room_events.set_room_state,
+    room_events.get_room_state,
+    room_events.get_room_state_empty_key,
+    room_events.get_room_state_event,
+    room_events.get_one_room_event,
+    room_events.get_members_by_room,
+    room_events.get_joined_members_by_room,
+    room_events.get_room_events,
+    room_events.get_event_context,
+    room_events.redact_event,
 ]
 
 
@@ -100,6 +131,11 @@ class Services:
     profiles: Profiles
     account_data: AccountData
     register_limiter: RateLimiter
+    event_creator: EventCreator
+    room_creation: RoomCreation
+    membership: Membership
+    sending: Sending
+    reading: RoomReading
 
 
 def build_services(config: Config) -> Services:
@@ -128,6 +164,7 @@ def build_services(config: Config) -> Services:
         db, passwords, config.server_name, config.auth.uia_session_lifetime_ms, failed_logins
     )
     account = Account(db, passwords, uia)
+    creator = EventCreator(config.server_name)
     return Services(
         config=config,
         server_name=config.server_name,
@@ -155,6 +192,11 @@ def build_services(config: Config) -> Services:
         register_limiter=RateLimiter(
             limits.register_per_second, limits.register_burst, enabled=limits.enabled
         ),
+        event_creator=creator,
+        room_creation=RoomCreation(db, creator, notifier, config.server_name),
+        membership=Membership(db, creator, notifier, config.server_name),
+        sending=Sending(db, creator, notifier),
+        reading=RoomReading(db),
     )
 
 
@@ -171,6 +213,7 @@ def build_app(config: Config, services: Services | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         services.db.open()
+        services.event_creator.signing_key = await services.db.write(load_signing_key)
         flusher = asyncio.create_task(_flush_last_seen_forever(services.devices))
         try:
             yield

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import secrets
-import string
-
 import apsw
-from nacl.signing import SigningKey
 
 from dendrite_lite.clock import now_ms
+from dendrite_lite.events.signing import ServerSigningKey
 from dendrite_lite.storage import server_keys
 
 
@@ -17,14 +14,17 @@ def ensure_signing_key(conn: apsw.Connection) -> str:
     current = server_keys.current(conn)
     if current is not None:
         return current[0]
-    version = "a_" + "".join(secrets.choice(string.ascii_letters) for _ in range(4))
-    key_id = f"ed25519:{version}"
-    server_keys.insert(conn, key_id, bytes(SigningKey.generate()), now_ms())
-    return key_id
+    key = ServerSigningKey.generate()
+    server_keys.insert(conn, key.key_id, bytes(key.signing_key), now_ms())
+    return key.key_id
 
 
-def load_signing_key(conn: apsw.Connection) -> tuple[str, SigningKey] | None:
+def load_signing_key(conn: apsw.Connection) -> ServerSigningKey:
+    """The key in use; a database made before keys existed gets one now."""
     current = server_keys.current(conn)
     if current is None:
-        return None
-    return current[0], SigningKey(current[1])
+        ensure_signing_key(conn)
+        current = server_keys.current(conn)
+        assert current is not None
+    key_id, seed = current
+    return ServerSigningKey.from_seed(seed, key_id.partition(":")[2])

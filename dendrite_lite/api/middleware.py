@@ -5,13 +5,17 @@ CORS: https://spec.matrix.org/latest/client-server-api/#web-browser-clients
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from typing import Any
-
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from urllib.parse import unquote
 
 from dendrite_lite.metrics import Metrics
+
+# Plain ASGI callables: the middleware sits outside Litestar and needs none of its types.
+ASGIApp = Any
+Scope = dict[str, Any]
 
 CORS_HEADERS: list[tuple[bytes, bytes]] = [
     (b"access-control-allow-origin", b"*"),
@@ -24,12 +28,27 @@ CORS_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 
 
+# Event IDs (room v3 base64) and state keys may hold '/', sent as %2F. Routers split
+# decoded paths on '/', so an escaped slash travels through routing as this character
+# and `path_value` turns it back into '/'.
+SLASH_STANDIN = "\ue000"
+
+
+def protect_slashes(raw_path: bytes) -> str:
+    parts = re.split(b"%2[fF]", raw_path)
+    return SLASH_STANDIN.join(unquote(part.decode("latin-1")) for part in parts)
+
+
+def path_value(value: str) -> str:
+    return value.replace(SLASH_STANDIN, "/")
+
+
 class EdgeMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -39,25 +58,25 @@ class EdgeMiddleware:
             )
             await send({"type": "http.response.body", "body": b""})
             return
-        request_id = secrets.token_hex(6)
-        state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[typeddict-item]
-        state["request_id"] = request_id
+        raw_path: bytes = scope.get("raw_path") or b""
+        if b"%2f" in raw_path.lower():
+            scope["path"] = protect_slashes(raw_path)
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = secrets.token_hex(6)
         started = time.perf_counter()
         status = 500
 
-        async def send_with_headers(message: Message) -> None:
+        async def send_with_headers(message: dict[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.extend(CORS_HEADERS)
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", ()), *CORS_HEADERS]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            endpoint = scope.get("path_template") or "unmatched"  # type: ignore[typeddict-item]
+            endpoint = scope.get("path_template") or "unmatched"
             method = scope["method"]
             self.metrics.requests.labels(endpoint, method, str(status)).inc()
             self.metrics.latency.labels(endpoint, method).observe(time.perf_counter() - started)

@@ -1,0 +1,75 @@
+"""Event filters: https://spec.matrix.org/latest/client-server-api/#filtering
+
+Parsed leniently into Structs (unknown keys are ignored, as clients send extras) and
+matched against stored event rows without decoding content, except for contains_url.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from functools import lru_cache
+
+import msgspec
+
+from dendrite_lite.errors import ErrCode, MatrixError
+from dendrite_lite.storage.events import EventRow
+
+
+class RoomEventFilter(msgspec.Struct, kw_only=True, omit_defaults=True):
+    limit: int | None = None
+    types: list[str] | None = None
+    not_types: list[str] = msgspec.field(default_factory=list)
+    senders: list[str] | None = None
+    not_senders: list[str] = msgspec.field(default_factory=list)
+    rooms: list[str] | None = None
+    not_rooms: list[str] = msgspec.field(default_factory=list)
+    contains_url: bool | None = None
+    lazy_load_members: bool = False
+    include_redundant_members: bool = False
+    unread_thread_notifications: bool = False
+
+
+@lru_cache(maxsize=1024)
+def _pattern(glob: str) -> re.Pattern[str]:
+    # Only '*' is a wildcard in filters; fnmatch's other specials are escaped first.
+    escaped = glob.replace("[", "[[]").replace("?", "[?]")
+    return re.compile(fnmatch.translate(escaped))
+
+
+def _type_matches(patterns: list[str], event_type: str) -> bool:
+    return any(p == event_type or ("*" in p and _pattern(p).match(event_type)) for p in patterns)
+
+
+def matches(f: RoomEventFilter, row: EventRow) -> bool:
+    if f.not_types and _type_matches(f.not_types, row.type):
+        return False
+    if f.types is not None and not _type_matches(f.types, row.type):
+        return False
+    if row.sender in f.not_senders:
+        return False
+    if f.senders is not None and row.sender not in f.senders:
+        return False
+    if row.room_id in f.not_rooms or (f.rooms is not None and row.room_id not in f.rooms):
+        return False
+    if f.contains_url is not None:
+        content = msgspec.json.decode(row.client).get("content", {})
+        has_url = isinstance(content, dict) and isinstance(content.get("url"), str)
+        if has_url != f.contains_url:
+            return False
+    return True
+
+
+def parse_room_event_filter(raw: str | None) -> RoomEventFilter:
+    """A `filter` query parameter (JSON) as a RoomEventFilter."""
+    if raw is None or raw == "":
+        return RoomEventFilter()
+    try:
+        parsed = msgspec.json.decode(raw, type=RoomEventFilter)
+    except msgspec.ValidationError as exc:
+        raise MatrixError(400, ErrCode.BAD_JSON, f"Invalid filter: {exc}") from None
+    except msgspec.DecodeError:
+        raise MatrixError(400, ErrCode.NOT_JSON, "filter is not valid JSON") from None
+    if parsed.limit is not None and parsed.limit < 0:
+        raise MatrixError(400, ErrCode.INVALID_PARAM, "filter limit must not be negative")
+    return parsed

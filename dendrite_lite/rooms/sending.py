@@ -1,0 +1,228 @@
+"""Sending events: messages, state and redactions.
+
+https://spec.matrix.org/latest/client-server-api/#sending-events-to-a-room
+https://spec.matrix.org/latest/client-server-api/#redactions
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apsw
+import msgspec
+
+from dendrite_lite.auth.tokens import Requester
+from dendrite_lite.clock import now_ms
+from dendrite_lite.errors import ErrCode, MatrixError
+from dendrite_lite.events.auth_rules import should_apply_redaction
+from dendrite_lite.events.pdu import Pdu
+from dendrite_lite.events.redaction import redact
+from dendrite_lite.notifier import Notifier
+from dendrite_lite.rooms.client_format import client_event
+from dendrite_lite.rooms.pipeline import (
+    CREATE_KEY,
+    EventCreator,
+    Persisted,
+    Transaction,
+    load_pdus,
+    room_version_of,
+)
+from dendrite_lite.storage import aliases, events, room_state, rooms
+from dendrite_lite.storage.db import Database
+
+MAX_ID_BYTES = 255
+POWER_KEY = ("m.room.power_levels", "")
+
+
+def check_event_type(event_type: str) -> None:
+    if not event_type or len(event_type.encode()) > MAX_ID_BYTES:
+        raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid event type")
+
+
+def check_content(content: Any) -> dict[str, Any]:
+    if not isinstance(content, dict):
+        raise MatrixError(400, ErrCode.BAD_JSON, "Content must be a JSON object")
+    return content
+
+
+class Sending:
+    def __init__(self, db: Database, creator: EventCreator, notifier: Notifier) -> None:
+        self.db = db
+        self.creator = creator
+        self.notifier = notifier
+
+    def _finish(self, persisted: Persisted) -> str:
+        self.notifier.notify(persisted.notify, persisted.stream_pos)
+        return persisted.event_id
+
+    async def send(
+        self, requester: Requester, room_id: str, event_type: str, txn_id: str, content: Any
+    ) -> str:
+        """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per device and txn ID."""
+        check_event_type(event_type)
+        body = check_content(content)
+        if event_type == "m.room.redaction":
+            raise MatrixError(400, ErrCode.BAD_JSON, "Use the /redact API to redact events")
+        transaction = Transaction(requester.device_id, txn_id)
+
+        def send_event(conn: apsw.Connection) -> Persisted | str:
+            existing = events.txn_event(conn, requester.user_id, requester.device_id, txn_id)
+            if existing is not None:
+                return existing
+            return self.creator.create(
+                conn,
+                room_id,
+                requester.user_id,
+                event_type,
+                body,
+                now_ms(),
+                transaction=transaction,
+            )
+
+        result = await self.db.write(send_event)
+        return result if isinstance(result, str) else self._finish(result)
+
+    async def set_state(
+        self, requester: Requester, room_id: str, event_type: str, state_key: str, content: Any
+    ) -> str:
+        """PUT /rooms/{roomId}/state/{eventType}/{stateKey}"""
+        check_event_type(event_type)
+        if len(state_key.encode()) > MAX_ID_BYTES:
+            raise MatrixError(400, ErrCode.INVALID_PARAM, "state_key is too long")
+        body = check_content(content)
+        if event_type == "m.room.power_levels":
+            _check_power_levels(body)
+
+        def set_room_state(conn: apsw.Connection) -> Persisted | str:
+            current = room_state.current_entry(conn, room_id, event_type, state_key)
+            if current is not None:
+                row = events.get_by_nids(conn, [current]).get(current)
+                # Setting the same content again is a no-op answering the current event,
+                # as clients retry state changes freely.
+                if (
+                    row is not None
+                    and row.sender == requester.user_id
+                    and msgspec.json.decode(row.client).get("content") == body
+                    and rooms.membership_of(conn, requester.user_id, room_id) is not None
+                ):
+                    return row.event_id
+            if event_type == "m.room.canonical_alias":
+                _check_canonical_alias(conn, room_id, body)
+            return self.creator.create(
+                conn, room_id, requester.user_id, event_type, body, now_ms(), state_key=state_key
+            )
+
+        result = await self.db.write(set_room_state)
+        return result if isinstance(result, str) else self._finish(result)
+
+    async def redact(
+        self, requester: Requester, room_id: str, target_id: str, txn_id: str, reason: str | None
+    ) -> str:
+        """PUT /rooms/{roomId}/redact/{eventId}/{txnId}"""
+        content: dict[str, Any] = {}
+        if reason is not None:
+            content["reason"] = reason
+        transaction = Transaction(requester.device_id, txn_id)
+
+        def redact_event(conn: apsw.Connection) -> Persisted | str:
+            existing = events.txn_event(conn, requester.user_id, requester.device_id, txn_id)
+            if existing is not None:
+                return existing
+            target = events.get(conn, target_id)
+            if target is None or target.room_id != room_id:
+                raise MatrixError(404, ErrCode.NOT_FOUND, "Event not found")
+            persisted = self.creator.create(
+                conn,
+                room_id,
+                requester.user_id,
+                "m.room.redaction",
+                content,
+                now_ms(),
+                redacts=target_id,
+                transaction=transaction,
+            )
+            apply_redaction(conn, room_id, persisted.event_nid, target.event_nid)
+            return persisted
+
+        result = await self.db.write(redact_event)
+        return result if isinstance(result, str) else self._finish(result)
+
+
+def apply_redaction(
+    conn: apsw.Connection, room_id: str, redaction_nid: int, target_nid: int
+) -> bool:
+    """Prune the target if the redaction may redact it ("Handling redactions")."""
+    room = rooms.get(conn, room_id)
+    assert room is not None
+    version = room_version_of(room)
+    raw = events.pdus_by_nid(conn, [redaction_nid, target_nid])
+    redaction_id, redaction_pdu = raw[redaction_nid]
+    target_id, target_pdu = raw[target_nid]
+    redaction = Pdu.from_dict(msgspec.json.decode(redaction_pdu), version, event_id=redaction_id)
+    target_dict = msgspec.json.decode(target_pdu)
+    target = Pdu.from_dict(target_dict, version, event_id=target_id)
+    row = events.get_by_nids(conn, [redaction_nid])[redaction_nid]
+    if row.state_before is None:
+        return False
+    state = load_pdus(
+        conn,
+        version,
+        {
+            key: nid
+            for key, nid in room_state.state_at(conn, row.state_before).items()
+            if key in (CREATE_KEY, POWER_KEY)
+        },
+    )
+    if not should_apply_redaction(version, redaction, target, state):
+        return False
+    pruned = redact(target_dict, version)
+    because = msgspec.json.decode(row.client)
+    because["unsigned"] = msgspec.json.decode(row.unsigned)
+    target_row = events.get_by_nids(conn, [target_nid])[target_nid]
+    unsigned = msgspec.json.decode(target_row.unsigned)
+    unsigned.pop("prev_content", None)
+    unsigned["redacted_because"] = because
+    events.set_redacted(
+        conn,
+        target_nid,
+        redaction_id,
+        msgspec.json.encode(pruned),
+        client_event(pruned, target_id, room_id),
+        msgspec.json.encode(unsigned),
+    )
+    return True
+
+
+def _check_power_levels(content: dict[str, Any]) -> None:
+    """Reject malformed power levels as bad JSON before the auth rules see them."""
+    for key in (
+        "ban",
+        "events_default",
+        "invite",
+        "kick",
+        "redact",
+        "state_default",
+        "users_default",
+    ):
+        if key in content and (type(content[key]) is not int):
+            raise MatrixError(400, ErrCode.BAD_JSON, f"{key} must be an integer")
+    for key in ("events", "users", "notifications"):
+        value = content.get(key, {})
+        if not isinstance(value, dict) or any(type(v) is not int for v in value.values()):
+            raise MatrixError(400, ErrCode.BAD_JSON, f"{key} must map to integers")
+
+
+def _check_canonical_alias(conn: apsw.Connection, room_id: str, content: dict[str, Any]) -> None:
+    """https://spec.matrix.org/latest/client-server-api/#mroomcanonical_alias"""
+    wanted: list[Any] = []
+    if "alias" in content and content["alias"] is not None:
+        wanted.append(content["alias"])
+    alt = content.get("alt_aliases", [])
+    if not isinstance(alt, list):
+        raise MatrixError(400, ErrCode.BAD_JSON, "alt_aliases must be a list")
+    wanted.extend(alt)
+    for alias in wanted:
+        if not isinstance(alias, str) or not alias.startswith("#") or ":" not in alias:
+            raise MatrixError(400, "M_INVALID_PARAM", f"{alias!r} is not a room alias")
+        if aliases.get(conn, alias) != room_id:
+            raise MatrixError(400, "M_BAD_ALIAS", f"{alias} does not point to this room")

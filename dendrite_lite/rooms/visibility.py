@@ -1,0 +1,88 @@
+"""History visibility: who may see which event.
+
+https://spec.matrix.org/latest/client-server-api/#history-visibility
+
+Decided per event from the room state *before* it (the user's own membership event is
+judged by the state after it, so a user sees their own join), and from the user's
+membership now. Runs inside a read unit; results are cached per state group, since
+consecutive messages share one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import apsw
+import msgspec
+
+from dendrite_lite.storage import events, room_state, rooms
+from dendrite_lite.storage.events import EventRow
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The user looking, with their membership now (None: never a member)."""
+
+    user_id: str
+    membership: str | None
+    # Non-members see nothing after their membership ended (stream position of the change).
+    until: int | None
+
+
+def viewer(conn: apsw.Connection, user_id: str, room_id: str) -> Viewer:
+    current = rooms.membership_of(conn, user_id, room_id)
+    if current is None:
+        return Viewer(user_id, None, None)
+    membership, event_nid = current
+    if membership == "join":
+        return Viewer(user_id, membership, None)
+    row = events.get_by_nids(conn, [event_nid]).get(event_nid)
+    return Viewer(user_id, membership, row.stream_pos if row else None)
+
+
+@dataclass
+class VisibilityChecker:
+    conn: apsw.Connection
+    viewer: Viewer
+    _by_group: dict[int | None, tuple[str, str | None]] = field(default_factory=dict)
+
+    def _at(self, group: int | None) -> tuple[str, str | None]:
+        """(history_visibility, viewer's membership) in a state group."""
+        cached = self._by_group.get(group)
+        if cached is not None:
+            return cached
+        visibility = "shared"
+        membership = None
+        if group is not None:
+            nid = room_state.state_entry_at(self.conn, group, "m.room.history_visibility", "")
+            if nid is not None:
+                row = events.get_by_nids(self.conn, [nid]).get(nid)
+                if row is not None:
+                    content = msgspec.json.decode(row.client).get("content", {})
+                    value = content.get("history_visibility") if isinstance(content, dict) else None
+                    if isinstance(value, str):
+                        visibility = value
+            member_nid = room_state.state_entry_at(
+                self.conn, group, "m.room.member", self.viewer.user_id
+            )
+            if member_nid is not None:
+                membership = events.membership_of_event(self.conn, member_nid)
+        self._by_group[group] = (visibility, membership)
+        return visibility, membership
+
+    def can_see(self, row: EventRow) -> bool:
+        if self.viewer.until is not None and row.stream_pos > self.viewer.until:
+            return False
+        own_membership = row.type == "m.room.member" and row.state_key == self.viewer.user_id
+        visibility, membership = self._at(row.state_before)
+        if own_membership:
+            membership = self._at(row.state_after)[1]
+        if visibility == "world_readable" or membership == "join":
+            return True
+        if visibility == "invited" and membership == "invite":
+            return True
+        # Invitees and knockers see stripped state only, not history.
+        return visibility == "shared" and self.viewer.membership in ("join", "leave", "ban")
+
+    def filter(self, rows: list[EventRow]) -> list[EventRow]:
+        return [row for row in rows if self.can_see(row)]
