@@ -231,4 +231,12 @@ CREATE TABLE reports (
     received_ts INTEGER NOT NULL
 ) STRICT;
 
+-- Filters uploaded by clients (POST /user/{userId}/filter); ids are per user.
+CREATE TABLE user_filters (
+    user_id   TEXT NOT NULL,
+    filter_id INTEGER NOT NULL,
+    filter    BLOB NOT NULL,
+    PRIMARY KEY (user_id, filter_id)
+) STRICT, WITHOUT ROWID;
+
 PRAGMA user_version = 1;

@@ -28,11 +28,13 @@ from dendrite_lite.api.client import (
     account_data,
     capabilities,
     devices,
+    filter,
     login,
     profile,
     registration,
     room_events,
     rooms,
+    sync,
     versions,
 )
 from dendrite_lite.api.dependencies import provide_requester
@@ -51,6 +53,7 @@ from dendrite_lite.rooms.pipeline import EventCreator
 from dendrite_lite.rooms.reading import RoomReading
 from dendrite_lite.rooms.sending import Sending
 from dendrite_lite.signing_key import load_signing_key
+from dendrite_lite.sync.service import Sync
 from dendrite_lite.storage.db import Database, DatabaseSettings
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,9 @@ ROUTES: list[Any] = [
     room_events.get_room_events,
     room_events.get_event_context,
     room_events.redact_event,
+    filter.define_filter,
+    filter.get_filter,
+    sync.sync,
 ]
 
 
@@ -136,6 +142,7 @@ class Services:
     membership: Membership
     sending: Sending
     reading: RoomReading
+    sync_service: Sync
 
 
 def build_services(config: Config) -> Services:
@@ -197,6 +204,7 @@ def build_services(config: Config) -> Services:
         membership=Membership(db, creator, notifier, config.server_name),
         sending=Sending(db, creator, notifier),
         reading=RoomReading(db),
+        sync_service=Sync(db, notifier),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from functools import lru_cache
+from typing import Literal
 
 import msgspec
 
@@ -72,4 +73,63 @@ def parse_room_event_filter(raw: str | None) -> RoomEventFilter:
         raise MatrixError(400, ErrCode.NOT_JSON, "filter is not valid JSON") from None
     if parsed.limit is not None and parsed.limit < 0:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "filter limit must not be negative")
+    return parsed
+
+
+class EventFilter(msgspec.Struct, kw_only=True, omit_defaults=True):
+    limit: int | None = None
+    types: list[str] | None = None
+    not_types: list[str] = msgspec.field(default_factory=list)
+    senders: list[str] | None = None
+    not_senders: list[str] = msgspec.field(default_factory=list)
+
+
+class RoomFilter(msgspec.Struct, kw_only=True, omit_defaults=True):
+    rooms: list[str] | None = None
+    not_rooms: list[str] = msgspec.field(default_factory=list)
+    include_leave: bool = False
+    ephemeral: RoomEventFilter = msgspec.field(default_factory=RoomEventFilter)
+    state: RoomEventFilter = msgspec.field(default_factory=RoomEventFilter)
+    timeline: RoomEventFilter = msgspec.field(default_factory=RoomEventFilter)
+    account_data: RoomEventFilter = msgspec.field(default_factory=RoomEventFilter)
+
+
+class Filter(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The top-level filter of /sync and POST /user/{userId}/filter."""
+
+    event_fields: list[str] | None = None
+    event_format: Literal["client", "federation"] = "client"
+    presence: EventFilter = msgspec.field(default_factory=EventFilter)
+    account_data: EventFilter = msgspec.field(default_factory=EventFilter)
+    room: RoomFilter = msgspec.field(default_factory=RoomFilter)
+
+
+def type_allowed(f: EventFilter | RoomEventFilter, event_type: str) -> bool:
+    if f.not_types and _type_matches(f.not_types, event_type):
+        return False
+    return f.types is None or _type_matches(f.types, event_type)
+
+
+def room_allowed(f: RoomFilter, room_id: str) -> bool:
+    if room_id in f.not_rooms:
+        return False
+    return f.rooms is None or room_id in f.rooms
+
+
+def decode_filter(raw: bytes | str) -> Filter:
+    """A filter definition as sent by a client; bad shapes are M_BAD_JSON."""
+    try:
+        parsed = msgspec.json.decode(raw, type=Filter)
+    except msgspec.ValidationError as exc:
+        raise MatrixError(400, ErrCode.BAD_JSON, f"Invalid filter: {exc}") from None
+    except msgspec.DecodeError:
+        raise MatrixError(400, ErrCode.NOT_JSON, "Filter is not valid JSON") from None
+    for limit in (
+        parsed.room.timeline.limit,
+        parsed.room.state.limit,
+        parsed.presence.limit,
+        parsed.account_data.limit,
+    ):
+        if limit is not None and limit < 0:
+            raise MatrixError(400, ErrCode.BAD_JSON, "Filter limits must not be negative")
     return parsed

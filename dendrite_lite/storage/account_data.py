@@ -34,9 +34,7 @@ def upsert(
     )
 
 
-def changed_since(
-    conn: apsw.Connection, user_id: str, since: StreamPos
-) -> list[tuple[str, str, bytes]]:
+def changed_since(conn: apsw.Connection, user_id: str, since: int) -> list[tuple[str, str, bytes]]:
     """(room_id, type, content) changed after `since`, for sync."""
     return [
         (str(room_id), str(type_), bytes(content))

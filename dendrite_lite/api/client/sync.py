@@ -1,0 +1,50 @@
+"""GET /sync and filters in it: https://spec.matrix.org/latest/client-server-api/#get_matrixclientv3sync"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.params import FromQuery
+
+from dendrite_lite.auth.tokens import Requester
+from dendrite_lite.errors import ErrCode, MatrixError
+from dendrite_lite.filters import Filter, decode_filter
+from dendrite_lite.storage import filters
+from dendrite_lite.storage.db import Database
+from dendrite_lite.sync.service import Sync
+
+
+async def _load_filter(db: Database, user_id: str, raw: str | None) -> Filter:
+    if raw is None or raw == "":
+        return Filter()
+    if raw.lstrip().startswith("{"):
+        return decode_filter(raw)
+    if not raw.isdigit() or len(raw) > 18:
+        raise MatrixError(400, ErrCode.INVALID_PARAM, "filter is neither JSON nor a filter ID")
+    number = int(raw)
+    stored = await db.read(lambda conn: filters.get(conn, user_id, number))
+    if stored is None:
+        raise MatrixError(400, ErrCode.INVALID_PARAM, f"No filter with ID {raw}")
+    return decode_filter(stored)
+
+
+@get("/_matrix/client/v3/sync")
+async def sync(
+    sync_service: NamedDependency[Sync],
+    db: NamedDependency[Database],
+    requester: NamedDependency[Requester],
+    since: FromQuery[str | None] = None,
+    timeout: FromQuery[int] = 0,
+    full_state: FromQuery[bool] = False,
+    filter: FromQuery[str | None] = None,  # noqa: A002 - the spec's name
+    set_presence: FromQuery[Literal["offline", "online", "unavailable"]] = "online",
+) -> dict[str, Any]:
+    """GET /_matrix/client/v3/sync"""
+    if timeout < 0:
+        raise MatrixError(400, ErrCode.INVALID_PARAM, "timeout must not be negative")
+    sync_filter = await _load_filter(db, requester.user_id, filter)
+    return await sync_service.sync(
+        requester, since=since, timeout_ms=timeout, full_state=full_state, sync_filter=sync_filter
+    )
