@@ -239,4 +239,39 @@ CREATE TABLE user_filters (
     PRIMARY KEY (user_id, filter_id)
 ) STRICT, WITHOUT ROWID;
 
+-- Read receipts, one per (room, user, type, thread); private ones (m.read.private)
+-- only ever go to their owner.
+CREATE TABLE receipts (
+    room_id      TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    receipt_type TEXT NOT NULL,
+    thread_id    TEXT NOT NULL,            -- '' for an unthreaded receipt
+    event_id     TEXT NOT NULL,
+    ts           INTEGER NOT NULL,
+    stream_pos   INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id, receipt_type, thread_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX receipts_stream ON receipts (room_id, stream_pos);
+
+-- To-device messages waiting for a device; deleted once the device's sync acknowledges
+-- them (syncs with a later `since`).
+CREATE TABLE to_device_inbox (
+    stream_pos INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,           -- order among the messages of one position
+    user_id    TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    sender     TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    content    BLOB NOT NULL,
+    PRIMARY KEY (user_id, device_id, stream_pos, seq)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE to_device_txns (
+    sender     TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    txn_id     TEXT NOT NULL,
+    created_ts INTEGER NOT NULL,
+    PRIMARY KEY (sender, device_id, txn_id)
+) STRICT, WITHOUT ROWID;
+
 PRAGMA user_version = 1;

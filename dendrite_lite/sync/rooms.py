@@ -115,7 +115,11 @@ def _state_before(
 
 
 def joined_room(
-    conn: apsw.Connection, window: Window, room_id: str, joined_at: int
+    conn: apsw.Connection,
+    window: Window,
+    room_id: str,
+    joined_at: int,
+    ephemeral: list[dict[str, Any]],
 ) -> dict[str, Any] | None:
     """The `rooms.join` entry of a room, or None when nothing changed in it."""
     rf = window.filter.room
@@ -126,7 +130,7 @@ def joined_room(
     )
     rows, limited = timeline(conn, room_id, after, window.now, rf.timeline, checker)
     room_account_data = _room_account_data(conn, window, room_id, incremental)
-    if incremental and not rows and not room_account_data:
+    if incremental and not rows and not room_account_data and not ephemeral:
         return None
     state_rows = _state_for(conn, window, room_id, rows, limited, incremental)
     return {
@@ -137,7 +141,7 @@ def joined_room(
         },
         "state": {"events": [client_format.serve(r) for r in state_rows]},
         "account_data": {"events": room_account_data},
-        "ephemeral": {"events": []},
+        "ephemeral": {"events": ephemeral},
         "summary": summary(conn, room_id, window.user_id),
         "unread_notifications": {"highlight_count": 0, "notification_count": 0},
     }
@@ -278,3 +282,7 @@ def left_room(
         "state": {"events": [client_format.serve(r) for r in state_rows]},
         "account_data": {"events": _room_account_data(conn, window, room_id, incremental)},
     }
+
+
+def raw(content: bytes) -> msgspec.Raw:
+    return msgspec.Raw(content)

@@ -36,9 +36,9 @@ async def sync(
     db: NamedDependency[Database],
     requester: NamedDependency[Requester],
     since: FromQuery[str | None] = None,
-    timeout: FromQuery[int] = 0,
+    timeout: FromQuery[int] = 0,  # noqa: ASYNC109 - the spec's long-poll parameter
     full_state: FromQuery[bool] = False,
-    filter: FromQuery[str | None] = None,  # noqa: A002 - the spec's name
+    filter: FromQuery[str | None] = None,
     set_presence: FromQuery[Literal["offline", "online", "unavailable"]] = "online",
 ) -> dict[str, Any]:
     """GET /_matrix/client/v3/sync"""

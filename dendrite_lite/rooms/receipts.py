@@ -1,0 +1,96 @@
+"""Receipts and read markers.
+
+https://spec.matrix.org/latest/client-server-api/#receipts
+https://spec.matrix.org/latest/client-server-api/#fully-read-markers
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apsw
+import msgspec
+
+from dendrite_lite.auth.tokens import Requester
+from dendrite_lite.clock import now_ms
+from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
+from dendrite_lite.notifier import Notifier
+from dendrite_lite.storage import account_data, receipts, room_state, rooms, streams
+from dendrite_lite.storage.db import Database
+from dendrite_lite.storage.receipts import ReceiptRow
+
+READ = "m.read"
+READ_PRIVATE = "m.read.private"
+FULLY_READ = "m.fully_read"
+RECEIPT_TYPES = frozenset({READ, READ_PRIVATE, FULLY_READ})
+
+
+class Receipts:
+    def __init__(self, db: Database, notifier: Notifier) -> None:
+        self.db = db
+        self.notifier = notifier
+
+    async def send_receipt(
+        self,
+        requester: Requester,
+        room_id: str,
+        receipt_type: str,
+        event_id: str,
+        thread_id: str | None,
+    ) -> None:
+        """POST /rooms/{roomId}/receipt/{receiptType}/{eventId}"""
+        if receipt_type not in RECEIPT_TYPES:
+            raise MatrixError(400, ErrCode.INVALID_PARAM, f"Unknown receipt type {receipt_type}")
+        if thread_id is not None and receipt_type == FULLY_READ:
+            raise MatrixError(400, ErrCode.INVALID_PARAM, "m.fully_read cannot have a thread_id")
+        if thread_id is not None and thread_id != "main" and not thread_id.startswith("$"):
+            raise MatrixError(400, ErrCode.INVALID_PARAM, "thread_id must be 'main' or an event ID")
+        await self.set_markers(requester, room_id, {receipt_type: event_id}, thread_id or "")
+
+    async def set_markers(
+        self, requester: Requester, room_id: str, markers: dict[str, str], thread_id: str = ""
+    ) -> None:
+        """Receipts and the fully-read marker, in one write (POST /read_markers too)."""
+        user_id = requester.user_id
+
+        def store(conn: apsw.Connection) -> tuple[int, list[str]]:
+            membership = rooms.membership_of(conn, user_id, room_id)
+            if membership is None or membership[0] != "join":
+                raise forbidden(f"{user_id} is not in room {room_id}")
+            for event_id in markers.values():
+                if receipts.stream_pos_of_event(conn, room_id, event_id) is None:
+                    raise not_found(f"Event {event_id} not found in room")
+            position = streams.next_position(conn)
+            now = now_ms()
+            public = False
+            for receipt_type, event_id in markers.items():
+                if receipt_type == FULLY_READ:
+                    content = msgspec.json.encode({"event_id": event_id})
+                    account_data.upsert(conn, user_id, room_id, FULLY_READ, content, position)
+                else:
+                    receipts.upsert(
+                        conn, room_id, user_id, receipt_type, thread_id, event_id, now, position
+                    )
+                    public = public or receipt_type == READ
+            notify: list[str] = [user_id]
+            if public:
+                notify = room_state.members(conn, room_id)
+            return position, notify
+
+        position, notify = await self.db.write(store)
+        self.notifier.notify(notify, position)
+
+
+def receipt_event(rows: list[ReceiptRow], viewer: str) -> dict[str, Any] | None:
+    """The m.receipt ephemeral event for a room, as `viewer` may see it."""
+    content: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        if row.receipt_type == READ_PRIVATE and row.user_id != viewer:
+            continue
+        data: dict[str, Any] = {"ts": row.ts}
+        if row.thread_id:
+            data["thread_id"] = row.thread_id
+        content.setdefault(row.event_id, {}).setdefault(row.receipt_type, {})[row.user_id] = data
+    if not content:
+        return None
+    return {"type": "m.receipt", "content": content}

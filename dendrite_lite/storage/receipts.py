@@ -1,0 +1,73 @@
+"""Read receipts: https://spec.matrix.org/latest/client-server-api/#receipts"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import apsw
+import msgspec
+
+
+@dataclass(frozen=True)
+class ReceiptRow:
+    room_id: str
+    user_id: str
+    receipt_type: str
+    thread_id: str
+    event_id: str
+    ts: int
+
+
+def upsert(
+    conn: apsw.Connection,
+    room_id: str,
+    user_id: str,
+    receipt_type: str,
+    thread_id: str,
+    event_id: str,
+    ts: int,
+    position: int,
+) -> None:
+    conn.execute(
+        "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, ts, stream_pos)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room_id, user_id, receipt_type, thread_id)"
+        " DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts,"
+        " stream_pos = excluded.stream_pos",
+        (room_id, user_id, receipt_type, thread_id, event_id, ts, position),
+    )
+
+
+def changed_in_rooms(
+    conn: apsw.Connection, room_ids: Iterable[str], after: int, upto: int
+) -> list[ReceiptRow]:
+    wanted = list(room_ids)
+    if not wanted:
+        return []
+    return [
+        ReceiptRow(*row)
+        for row in conn.execute(
+            "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts"
+            " WHERE room_id IN (SELECT value FROM json_each(?)) AND stream_pos > ?"
+            " AND stream_pos <= ?",
+            (msgspec.json.encode(wanted), after, upto),
+        )
+    ]
+
+
+def rooms_changed(conn: apsw.Connection, after: int, upto: int) -> set[str]:
+    return {
+        str(room_id)
+        for (room_id,) in conn.execute(
+            "SELECT DISTINCT room_id FROM receipts WHERE stream_pos > ? AND stream_pos <= ?",
+            (after, upto),
+        )
+    }
+
+
+def stream_pos_of_event(conn: apsw.Connection, room_id: str, event_id: str) -> int | None:
+    for (position,) in conn.execute(
+        "SELECT stream_pos FROM events WHERE event_id = ? AND room_id = ?", (event_id, room_id)
+    ):
+        return int(position)
+    return None
