@@ -274,4 +274,77 @@ CREATE TABLE to_device_txns (
     PRIMARY KEY (sender, device_id, txn_id)
 ) STRICT, WITHOUT ROWID;
 
+-- Presence of local users: https://spec.matrix.org/latest/client-server-api/#presence
+CREATE TABLE presence (
+    user_id          TEXT PRIMARY KEY,
+    state            TEXT NOT NULL,        -- online, unavailable, offline
+    status_msg       TEXT,
+    last_active_ts   INTEGER NOT NULL,
+    currently_active INTEGER NOT NULL DEFAULT 0,
+    stream_pos       INTEGER NOT NULL
+) STRICT;
+CREATE INDEX presence_stream ON presence (stream_pos);
+
+-- ---------------------------------------------------------------------------------
+-- User directory (POST /user_directory/search): a full-text index over each local
+-- user's localpart and display name. Triggers on users and profile_fields keep it in
+-- step, so every write path (registration, CLI, profile changes, erasure) updates it
+-- in the same transaction without knowing it exists. Who may see whom is decided at
+-- query time from the live membership tables; deactivation is checked on users.
+CREATE TABLE user_directory (
+    id           INTEGER PRIMARY KEY,
+    user_id      TEXT NOT NULL UNIQUE,
+    localpart    TEXT NOT NULL,
+    display_name TEXT                      -- NULL: none, or not a JSON string
+) STRICT;
+-- unicode61 folds case and diacritics and splits words on punctuation, so "ali" finds
+-- "Alice Smith", "smi" finds "alice.smith" and "zoe" finds "Zoë".
+CREATE VIRTUAL TABLE user_directory_fts USING fts5 (
+    localpart, display_name,
+    content = 'user_directory', content_rowid = 'id',
+    tokenize = 'unicode61 remove_diacritics 2', prefix = '1 2'
+);
+CREATE TRIGGER user_directory_fts_insert AFTER INSERT ON user_directory BEGIN
+    INSERT INTO user_directory_fts (rowid, localpart, display_name)
+        VALUES (new.id, new.localpart, new.display_name);
+END;
+CREATE TRIGGER user_directory_fts_delete AFTER DELETE ON user_directory BEGIN
+    INSERT INTO user_directory_fts (user_directory_fts, rowid, localpart, display_name)
+        VALUES ('delete', old.id, old.localpart, old.display_name);
+END;
+CREATE TRIGGER user_directory_fts_update AFTER UPDATE ON user_directory BEGIN
+    INSERT INTO user_directory_fts (user_directory_fts, rowid, localpart, display_name)
+        VALUES ('delete', old.id, old.localpart, old.display_name);
+    INSERT INTO user_directory_fts (rowid, localpart, display_name)
+        VALUES (new.id, new.localpart, new.display_name);
+END;
+CREATE TRIGGER user_directory_user_insert AFTER INSERT ON users BEGIN
+    INSERT INTO user_directory (user_id, localpart)
+        VALUES (new.user_id, substr(new.user_id, 2, instr(new.user_id, ':') - 2))
+        ON CONFLICT (user_id) DO NOTHING;
+END;
+CREATE TRIGGER user_directory_user_delete AFTER DELETE ON users BEGIN
+    DELETE FROM user_directory WHERE user_id = old.user_id;
+END;
+CREATE TRIGGER user_directory_name_insert AFTER INSERT ON profile_fields
+    WHEN new.field = 'displayname' BEGIN
+    UPDATE user_directory SET display_name = (
+        SELECT CASE WHEN json_valid(v) THEN
+            CASE WHEN json_type(v) = 'text' THEN json_extract(v, '$') END END
+        FROM (SELECT CAST(new.value AS TEXT) AS v)
+    ) WHERE user_id = new.user_id;
+END;
+CREATE TRIGGER user_directory_name_update AFTER UPDATE OF value ON profile_fields
+    WHEN new.field = 'displayname' BEGIN
+    UPDATE user_directory SET display_name = (
+        SELECT CASE WHEN json_valid(v) THEN
+            CASE WHEN json_type(v) = 'text' THEN json_extract(v, '$') END END
+        FROM (SELECT CAST(new.value AS TEXT) AS v)
+    ) WHERE user_id = new.user_id;
+END;
+CREATE TRIGGER user_directory_name_delete AFTER DELETE ON profile_fields
+    WHEN old.field = 'displayname' BEGIN
+    UPDATE user_directory SET display_name = NULL WHERE user_id = old.user_id;
+END;
+
 PRAGMA user_version = 1;

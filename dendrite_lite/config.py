@@ -81,6 +81,19 @@ class LimitsConfig(_Section):
     max_request_body_bytes: int = 1024 * 1024  # non-media requests
 
 
+class UserDirectoryConfig(_Section):
+    # Search every local user, not only those sharing a room with the searcher or
+    # joined to a public room.
+    search_all_users: bool = False
+
+
+class PresenceConfig(_Section):
+    # Presence wakes everyone who shares a room with you; a busy server may turn it off.
+    enabled: bool = True
+    # A user who has not synced for this long goes offline.
+    offline_after_ms: int = 90_000
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server_name: str
     listen: str = "127.0.0.1:8008"
@@ -93,6 +106,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     well_known: WellKnownConfig = msgspec.field(default_factory=WellKnownConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    user_directory: UserDirectoryConfig = msgspec.field(default_factory=UserDirectoryConfig)
+    presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
 
     # Set by `load`, not read from the file.
     data_dir: str = ""
@@ -122,9 +137,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 # https://spec.matrix.org/latest/appendices/#server-name
-_SERVER_NAME = re.compile(
-    r"^(?:\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Za-z.-]{1,255})(?::[0-9]{1,5})?$"
-)
+_SERVER_NAME = re.compile(r"^(?:\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Za-z.-]{1,255})(?::[0-9]{1,5})?$")
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -254,4 +267,15 @@ level = "INFO"
 
 [limits]
 max_request_body_bytes = 1048576
+
+[user_directory]
+# User directory search finds users who share a room with the searcher or are joined
+# to a public (or world-readable) room; true: every local user. Deactivated users
+# never appear.
+search_all_users = false
+
+[presence]
+# Online/offline status shared with everyone in your rooms.
+enabled = true
+offline_after_ms = 90000
 '''

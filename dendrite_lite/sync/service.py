@@ -14,11 +14,13 @@ from typing import Any
 import apsw
 
 from dendrite_lite.auth.tokens import Requester
+from dendrite_lite.clock import now_ms
 from dendrite_lite.filters import Filter, room_allowed, type_allowed
 from dendrite_lite.notifier import Notifier
+from dendrite_lite.presence import Presence
 from dendrite_lite.rooms.receipts import receipt_event
 from dendrite_lite.rooms.typing_notifications import TypingNotifications
-from dendrite_lite.storage import account_data, receipts, streams, to_device
+from dendrite_lite.storage import account_data, presence, receipts, streams, to_device
 from dendrite_lite.storage.db import Database
 from dendrite_lite.sync import rooms as room_sections
 from dendrite_lite.sync import tokens
@@ -37,10 +39,17 @@ class _Computed:
 
 
 class Sync:
-    def __init__(self, db: Database, notifier: Notifier, typing: TypingNotifications) -> None:
+    def __init__(
+        self,
+        db: Database,
+        notifier: Notifier,
+        typing: TypingNotifications,
+        presence_service: Presence,
+    ) -> None:
         self.db = db
         self.notifier = notifier
         self.typing = typing
+        self.presence = presence_service
 
     async def sync(
         self,
@@ -50,8 +59,10 @@ class Sync:
         timeout_ms: int,
         full_state: bool,
         sync_filter: Filter,
+        set_presence: str = "online",
     ) -> dict[str, Any]:
         token = tokens.parse(since) if since is not None else None
+        await self.presence.on_sync(requester.user_id, set_presence)
         timeout_s = max(0, min(timeout_ms, MAX_TIMEOUT_MS)) / 1000
         deadline = time.monotonic() + timeout_s
         while True:
@@ -107,13 +118,19 @@ class Sync:
         acknowledged = token is not None and to_device.has_acknowledged(
             conn, requester.user_id, requester.device_id, min(token.to_device_position, now)
         )
-        empty = not any(rooms_section.values()) and not global_data and not messages
+        presence_events = self._presence(conn, window)
+        empty = (
+            not any(rooms_section.values())
+            and not global_data
+            and not messages
+            and not presence_events
+        )
         next_token = SyncToken(now, typing_serial, to_device_upto)
         response: dict[str, Any] = {
             "next_batch": str(next_token),
             "rooms": rooms_section,
             "account_data": {"events": global_data},
-            "presence": {"events": []},
+            "presence": {"events": presence_events},
             "to_device": {
                 "events": [
                     {
@@ -129,6 +146,23 @@ class Sync:
             "device_unused_fallback_key_types": [],
         }
         return _Computed(response, empty, acknowledged)
+
+    def _presence(self, conn: apsw.Connection, window: Window) -> list[dict[str, Any]]:
+        pf = window.filter.presence
+        if not self.presence.enabled or not type_allowed(pf, "m.presence"):
+            return []
+        after = window.since or 0
+        if window.since is not None and not presence.any_changed(conn, after, window.now):
+            return []
+        rows = presence.changed_for(conn, window.user_id, after, window.now)
+        now = now_ms()
+        events = [
+            self.presence.event(row, now)
+            for row in rows
+            if row.user_id not in pf.not_senders
+            and (pf.senders is None or row.user_id in pf.senders)
+        ]
+        return events[: pf.limit] if pf.limit is not None else events
 
     def _ephemeral(
         self,

@@ -46,5 +46,10 @@ async def sync(
         raise MatrixError(400, ErrCode.INVALID_PARAM, "timeout must not be negative")
     sync_filter = await _load_filter(db, requester.user_id, filter)
     return await sync_service.sync(
-        requester, since=since, timeout_ms=timeout, full_state=full_state, sync_filter=sync_filter
+        requester,
+        since=since,
+        timeout_ms=timeout,
+        full_state=full_state,
+        sync_filter=sync_filter,
+        set_presence=set_presence,
     )
