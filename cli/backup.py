@@ -31,13 +31,19 @@ def _copy(source: apsw.Connection, dest_path: Path, label: str) -> None:
         with (
             dest.backup("main", source, "main") as job,
             Progress(
-                TextColumn(label), BarColumn(), TaskProgressColumn(), console=console, transient=True
+                TextColumn(label),
+                BarColumn(),
+                TaskProgressColumn(),
+                console=console,
+                transient=True,
             ) as progress,
         ):
             task = progress.add_task(label, total=None)
             while not job.done:
                 job.step(PAGES_PER_STEP)
-                progress.update(task, total=job.page_count, completed=job.page_count - job.remaining)
+                progress.update(
+                    task, total=job.page_count, completed=job.page_count - job.remaining
+                )
         source.execute("COMMIT")
         dest.pragma("journal_mode", "delete")
     finally:
@@ -54,7 +60,9 @@ def _check(path: Path) -> None:
             raise fail(f"{path} failed its integrity check: {result[:3]}")
         version = int(conn.pragma("user_version"))
         if version == 0 or version > SCHEMA_VERSION:
-            raise fail(f"{path} is not a dendrite-lite database this version can use (schema {version})")
+            raise fail(
+                f"{path} is not a dendrite-lite database this version can use (schema {version})"
+            )
     finally:
         conn.close()
 
@@ -92,9 +100,7 @@ def backup(
 def restore(
     source: Annotated[Path, typer.Argument(help="A file written by `dendrite-lite backup`")],
     data_dir: DataDir = Path(DEFAULT_DATA_DIR),
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing database.")
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing database.")] = False,
 ) -> None:
     """Replace the server's database with a backup. The server must be stopped.
 

@@ -18,7 +18,15 @@ from dendrite_lite.storage import streams, users
 from dendrite_lite.storage.db import Database
 
 from .backup import backup, restore
-from .common import DEFAULT_DATA_DIR, EXIT_CONFIG, DataDir, console, fail, load_config, with_database
+from .common import (
+    DEFAULT_DATA_DIR,
+    EXIT_CONFIG,
+    DataDir,
+    console,
+    fail,
+    load_config,
+    with_database,
+)
 from .registration_tokens import app as registration_tokens_app
 from .users import app as users_app
 
@@ -71,7 +79,9 @@ def init(
         return await db.write(ensure_signing_key)
 
     key_id = with_database(config, create)
-    console.print(f"[green]Initialised[/] {data_dir} for [bold]{server_name}[/] (signing key {key_id})")
+    console.print(
+        f"[green]Initialised[/] {data_dir} for [bold]{server_name}[/] (signing key {key_id})"
+    )
     console.print(f"Start it with: dendrite-lite run --data-dir {data_dir}")
 
 

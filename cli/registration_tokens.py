@@ -99,7 +99,9 @@ def list_tokens(
             else "never"
         )
         allowed = str(row.uses_allowed) if row.uses_allowed is not None else "unlimited"
-        table.add_row(row.token, str(row.completed), allowed, expires, "yes" if row.is_valid(now) else "no")
+        table.add_row(
+            row.token, str(row.completed), allowed, expires, "yes" if row.is_valid(now) else "no"
+        )
     console.print(table)
 
 
@@ -113,6 +115,8 @@ def revoke(
     Example: dendrite-lite registration-token revoke abc123
     """
     config = load_config(data_dir)
-    if not with_database(config, lambda db: db.write(lambda conn: registration_tokens.delete(conn, token))):
+    if not with_database(
+        config, lambda db: db.write(lambda conn: registration_tokens.delete(conn, token))
+    ):
         raise fail(f"no token {token}")
     console.print(f"[green]Revoked[/] {token}")

@@ -58,7 +58,9 @@ def add(
         check_password_strength(secret, passwords.min_length)
         user_id = with_database(
             config,
-            lambda db: create_user(db, passwords, config.server_name, localpart.lower(), secret, admin=admin),
+            lambda db: create_user(
+                db, passwords, config.server_name, localpart.lower(), secret, admin=admin
+            ),
         )
     except MatrixError as exc:
         raise fail(exc.message) from None
@@ -78,7 +80,9 @@ def list_users(
     config = load_config(data_dir)
     rows = with_database(
         config,
-        lambda db: db.read(lambda conn: users.list_all(conn, include_deactivated=deactivated, limit=100_000)),
+        lambda db: db.read(
+            lambda conn: users.list_all(conn, include_deactivated=deactivated, limit=100_000)
+        ),
     )
     if as_json:
         print(

@@ -62,9 +62,7 @@ class ErrCode(StrEnum):
 class MatrixError(Exception):
     """An error a client sees as ``{"errcode": ..., "error": ...}`` with an HTTP status."""
 
-    def __init__(
-        self, status: int, errcode: ErrCode | str, message: str, **extra: Any
-    ) -> None:
+    def __init__(self, status: int, errcode: ErrCode | str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.errcode = str(errcode)

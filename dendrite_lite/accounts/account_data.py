@@ -37,9 +37,7 @@ class AccountData:
         self._check_owner(requester, user_id)
         if room_id:
             self._check_room_id(room_id)
-        content = await self.db.read(
-            lambda conn: account_data.get(conn, user_id, room_id, type_)
-        )
+        content = await self.db.read(lambda conn: account_data.get(conn, user_id, room_id, type_))
         if content is None:
             raise not_found("Account data not found")
         return msgspec.Raw(content)
@@ -51,9 +49,7 @@ class AccountData:
         if room_id:
             self._check_room_id(room_id)
         if type_ in SERVER_MANAGED:
-            raise MatrixError(
-                405, ErrCode.BAD_JSON, f"Cannot set {type_} through this API"
-            )
+            raise MatrixError(405, ErrCode.BAD_JSON, f"Cannot set {type_} through this API")
         if not isinstance(content, dict):
             raise MatrixError(400, ErrCode.BAD_JSON, "Content must be a JSON object")
         if len(type_.encode()) > 255:

@@ -44,7 +44,7 @@ class Devices:
             return row
         return DeviceRow(row.user_id, row.device_id, row.display_name, live[0], live[1])
 
-    async def list(self, requester: Requester) -> list[DeviceRow]:
+    async def list_devices(self, requester: Requester) -> list[DeviceRow]:
         rows = await self.db.read(lambda conn: devices.list_for_user(conn, requester.user_id))
         return [self._with_live_stats(row) for row in rows]
 

@@ -111,8 +111,11 @@ def _check_value(key: str, value: Any) -> None:
         if isinstance(value, str) and len(value.encode()) > 256:
             raise MatrixError(400, ErrCode.BAD_JSON, "displayname is too long")
     elif key == "avatar_url":
-        if value is not None and (not isinstance(value, str) or not value.startswith("mxc://")):
-            if value != "":
-                raise MatrixError(400, ErrCode.BAD_JSON, "avatar_url must be an mxc:// URI")
+        # An empty string clears the avatar, as clients do.
+        valid = (
+            value is None or value == "" or (isinstance(value, str) and value.startswith("mxc://"))
+        )
+        if not valid:
+            raise MatrixError(400, ErrCode.BAD_JSON, "avatar_url must be an mxc:// URI")
     elif key == "m.tz" and not isinstance(value, str):
         raise MatrixError(400, ErrCode.BAD_JSON, "m.tz must be a string")

@@ -127,7 +127,9 @@ class Registration:
         def create_account(conn: apsw.Connection) -> Registered:
             now = now_ms()
             if token is not None and not registration_tokens.consume(conn, token, now):
-                raise MatrixError(401, ErrCode.UNAUTHORIZED, "Registration token is no longer valid")
+                raise MatrixError(
+                    401, ErrCode.UNAUTHORIZED, "Registration token is no longer valid"
+                )
             if users.exists(conn, uid):
                 raise MatrixError(400, ErrCode.USER_IN_USE, "User ID already taken")
             users.insert(conn, uid, password_hash, now, is_guest=guest)

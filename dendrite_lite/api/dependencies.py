@@ -20,8 +20,8 @@ def access_token_of(request: Request[Any, Any, Any]) -> str | None:
         if scheme.lower() != "bearer" or not token.strip():
             raise MatrixError(401, ErrCode.MISSING_TOKEN, "Invalid Authorization header")
         return token.strip()
-    token = request.query_params.get("access_token")
-    return token or None
+    query_token: str | None = request.query_params.get("access_token")
+    return query_token or None
 
 
 def client_ip(request: Request[Any, Any, Any]) -> str:

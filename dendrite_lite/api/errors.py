@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
     ClientException,
@@ -53,6 +54,10 @@ def validation_error(request: Request[Any, Any, Any], exc: ValidationException) 
             if "missing" in message.lower():
                 return error_response(400, ErrCode.MISSING_PARAM, f"Missing parameter {key}")
             return error_response(400, ErrCode.INVALID_PARAM, f"Invalid parameter {key}: {message}")
+    if exc.detail.startswith("Missing required "):
+        # A missing query parameter comes without `extra`: "Missing required query
+        # parameter 'username' for path /...?access_token=..." (keep the query out).
+        return error_response(400, ErrCode.MISSING_PARAM, exc.detail.split(" for path ", 1)[0])
     return error_response(400, ErrCode.BAD_JSON, exc.detail)
 
 
@@ -71,8 +76,20 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
         return error_response(400, ErrCode.NOT_JSON, f"Content not JSON: {exc.detail}")
     if 400 <= status < 500:
         return error_response(status, ErrCode.UNKNOWN, exc.detail)
+    cause = exc.__cause__
+    if isinstance(cause, msgspec.ValidationError) and "- at `$.data" in str(cause):
+        # Litestar blames a dependency when a body field shares its name (the body of
+        # /delete_devices has `devices`): it is the client's body that is wrong.
+        return error_response(400, ErrCode.BAD_JSON, str(cause).replace("$.data", "$"))
     log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, exc.detail)
     return error_response(status, ErrCode.UNKNOWN, "Internal server error")
+
+
+def too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    # msgspec gives up on deeply nested JSON with a RecursionError: the client's fault.
+    if "while deserializing" in str(exc):
+        return error_response(400, ErrCode.BAD_JSON, "JSON is nested too deeply")
+    return unexpected_error(request, exc)
 
 
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -80,14 +97,13 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     log.exception(
         "unhandled error [request %s] %s %s", request_id, request.method, request.url.path
     )
-    return error_response(
-        500, ErrCode.UNKNOWN, f"Internal server error (request {request_id})"
-    )
+    return error_response(500, ErrCode.UNKNOWN, f"Internal server error (request {request_id})")
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     MatrixError: matrix_error,
     ValidationException: validation_error,
     HTTPException: http_error,
+    RecursionError: too_deep,
     Exception: unexpected_error,
 }

@@ -10,10 +10,10 @@ from typing import Any
 from litestar import Response, get
 from litestar.di import NamedDependency
 
+from dendrite_lite.api.errors import error_response
 from dendrite_lite.config import Config
 from dendrite_lite.errors import ErrCode
 from dendrite_lite.metrics import Metrics
-from dendrite_lite.api.errors import error_response
 
 
 @get("/.well-known/matrix/client")

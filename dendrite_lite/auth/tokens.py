@@ -78,7 +78,12 @@ class TokenService:
         refresh = new_token(REFRESH_PREFIX)
         lifetime = self.config.refresh_token_lifetime_ms
         refresh_id = tokens.insert_refresh(
-            conn, token_digest(refresh), user_id, device_id, now, now + lifetime if lifetime else None
+            conn,
+            token_digest(refresh),
+            user_id,
+            device_id,
+            now,
+            now + lifetime if lifetime else None,
         )
         expires_in = self.config.access_token_lifetime_ms
         tokens.insert_access(
@@ -99,12 +104,18 @@ class TokenService:
         digest = token_digest(token)
         row = await self.db.read(lambda conn: tokens.lookup_access(conn, digest))
         if row is None or row.deactivated:
-            raise MatrixError(401, ErrCode.UNKNOWN_TOKEN, "Unrecognised access token", soft_logout=False)
+            raise MatrixError(
+                401, ErrCode.UNKNOWN_TOKEN, "Unrecognised access token", soft_logout=False
+            )
         if row.expires_ts is not None and row.expires_ts <= now_ms():
             # An expired token of a refreshing client: it should refresh, not log out.
-            raise MatrixError(401, ErrCode.UNKNOWN_TOKEN, "Access token has expired", soft_logout=True)
+            raise MatrixError(
+                401, ErrCode.UNKNOWN_TOKEN, "Access token has expired", soft_logout=True
+            )
         if row.locked:
-            raise MatrixError(401, ErrCode.USER_LOCKED, "This account has been locked", soft_logout=True)
+            raise MatrixError(
+                401, ErrCode.USER_LOCKED, "This account has been locked", soft_logout=True
+            )
         if row.replaces_refresh_id is not None:
             old = row.replaces_refresh_id
 
@@ -123,10 +134,18 @@ class TokenService:
         def rotate(conn: apsw.Connection) -> IssuedTokens:
             row = tokens.lookup_refresh(conn, digest)
             if row is None:
-                raise MatrixError(401, ErrCode.UNKNOWN_TOKEN, "Unknown refresh token", soft_logout=False)
+                raise MatrixError(
+                    401, ErrCode.UNKNOWN_TOKEN, "Unknown refresh token", soft_logout=False
+                )
             if row.expires_ts is not None and row.expires_ts <= now_ms():
                 tokens.delete_refresh(conn, row.id)
-                raise MatrixError(401, ErrCode.UNKNOWN_TOKEN, "Refresh token has expired", soft_logout=False)
+                raise MatrixError(
+                    401, ErrCode.UNKNOWN_TOKEN, "Refresh token has expired", soft_logout=False
+                )
+            # Using the new refresh token, like using the new access token, revokes the
+            # refresh token it replaced (spec: "until the new access token or refresh
+            # token is used").
+            tokens.confirm_refresh_use(conn, row.id)
             # Tokens issued by earlier uses of this same refresh token, never used, are
             # superseded by this answer.
             conn.execute(
@@ -148,4 +167,3 @@ class TokenService:
             devices.delete(conn, requester.user_id, [requester.device_id])
 
         await self.db.write(logout)
-

@@ -14,6 +14,7 @@ acknowledged write survives power loss with ``synchronous=FULL``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -61,8 +62,14 @@ class _WriteJob:
 _STOP = object()
 
 
-def connect(path: Path | str, settings: DatabaseSettings, *, readonly: bool = False) -> apsw.Connection:
-    flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+def connect(
+    path: Path | str, settings: DatabaseSettings, *, readonly: bool = False
+) -> apsw.Connection:
+    flags = (
+        apsw.SQLITE_OPEN_READONLY
+        if readonly
+        else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    )
     conn = apsw.Connection(str(path), flags=flags, statementcachesize=256)
     conn.setbusytimeout(10_000)
     if not readonly:
@@ -228,10 +235,9 @@ class Database:
         for job, (ok, value) in zip(batch, outcomes, strict=True):
             by_loop.setdefault(job.loop, []).append((job.future, ok, value))
         for loop, results in by_loop.items():
-            try:
+            # A closed loop means nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, results)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
 
 def _resolve(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

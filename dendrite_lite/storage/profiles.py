@@ -24,9 +24,7 @@ def get_field(conn: apsw.Connection, user_id: str, field: str) -> bytes | None:
 
 def set_field(conn: apsw.Connection, user_id: str, field: str, value: bytes | None) -> None:
     if value is None:
-        conn.execute(
-            "DELETE FROM profile_fields WHERE user_id = ? AND field = ?", (user_id, field)
-        )
+        conn.execute("DELETE FROM profile_fields WHERE user_id = ? AND field = ?", (user_id, field))
     else:
         conn.execute(
             "INSERT INTO profile_fields (user_id, field, value) VALUES (?, ?, ?)"

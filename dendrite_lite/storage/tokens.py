@@ -65,8 +65,15 @@ def insert_access(
     conn.execute(
         "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts,"
         " refresh_token_id, replaces_refresh_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (token_hash, user_id, device_id, created_ts, expires_ts, refresh_token_id,
-         replaces_refresh_id),
+        (
+            token_hash,
+            user_id,
+            device_id,
+            created_ts,
+            expires_ts,
+            refresh_token_id,
+            replaces_refresh_id,
+        ),
     )
 
 
@@ -106,6 +113,24 @@ def confirm_rotation(conn: apsw.Connection, token_hash: bytes, old_refresh_id: i
     delete_refresh(conn, old_refresh_id)
     conn.execute(
         "UPDATE access_tokens SET replaces_refresh_id = NULL WHERE token_hash = ?", (token_hash,)
+    )
+
+
+def confirm_refresh_use(conn: apsw.Connection, refresh_id: int) -> None:
+    """The refresh token was used: the refresh token its pair replaced is now revoked."""
+    replaced = [
+        int(old_id)
+        for (old_id,) in conn.execute(
+            "SELECT replaces_refresh_id FROM access_tokens"
+            " WHERE refresh_token_id = ? AND replaces_refresh_id IS NOT NULL",
+            (refresh_id,),
+        )
+    ]
+    for old_id in replaced:
+        delete_refresh(conn, old_id)
+    conn.execute(
+        "UPDATE access_tokens SET replaces_refresh_id = NULL WHERE refresh_token_id = ?",
+        (refresh_id,),
     )
 
 

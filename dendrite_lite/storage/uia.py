@@ -24,13 +24,13 @@ def get(conn: apsw.Connection, session_id: str) -> UIASessionRow | None:
         " FROM uia_sessions WHERE session_id = ?",
         (session_id,),
     ):
-        return UIASessionRow(row[0], row[1], row[2], row[3], row[4], row[5].encode(), row[6].encode())
+        return UIASessionRow(
+            row[0], row[1], row[2], row[3], row[4], row[5].encode(), row[6].encode()
+        )
     return None
 
 
-def insert(
-    conn: apsw.Connection, session_id: str, created_ts: int, method: str, uri: str
-) -> None:
+def insert(conn: apsw.Connection, session_id: str, created_ts: int, method: str, uri: str) -> None:
     conn.execute(
         "INSERT INTO uia_sessions (session_id, created_ts, method, uri) VALUES (?, ?, ?, ?)",
         (session_id, created_ts, method, uri),

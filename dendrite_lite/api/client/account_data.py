@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from dendrite_lite.accounts.account_data import AccountData
+from dendrite_lite.api.middleware import path_value
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.storage.account_data import GLOBAL
 
@@ -22,7 +23,9 @@ async def get_global_account_data(
     type_: FromPath[str],
 ) -> msgspec.Raw:
     """GET /_matrix/client/v3/user/{userId}/account_data/{type}"""
-    return await account_data.get(requester, user_id, GLOBAL, type_)  # type: ignore[no-any-return]
+    return await account_data.get(  # type: ignore[no-any-return]
+        requester, path_value(user_id), GLOBAL, path_value(type_)
+    )
 
 
 @put("/_matrix/client/v3/user/{user_id:str}/account_data/{type_:str}")
@@ -34,7 +37,7 @@ async def set_global_account_data(
     data: Any,
 ) -> dict[str, Any]:
     """PUT /_matrix/client/v3/user/{userId}/account_data/{type}"""
-    await account_data.put(requester, user_id, GLOBAL, type_, data)
+    await account_data.put(requester, path_value(user_id), GLOBAL, path_value(type_), data)
     return {}
 
 
@@ -47,7 +50,9 @@ async def get_room_account_data(
     type_: FromPath[str],
 ) -> msgspec.Raw:
     """GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}"""
-    return await account_data.get(requester, user_id, room_id, type_)  # type: ignore[no-any-return]
+    return await account_data.get(  # type: ignore[no-any-return]
+        requester, path_value(user_id), path_value(room_id), path_value(type_)
+    )
 
 
 @put("/_matrix/client/v3/user/{user_id:str}/rooms/{room_id:str}/account_data/{type_:str}")
@@ -60,5 +65,7 @@ async def set_room_account_data(
     data: Any,
 ) -> dict[str, Any]:
     """PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}"""
-    await account_data.put(requester, user_id, room_id, type_, data)
+    await account_data.put(
+        requester, path_value(user_id), path_value(room_id), path_value(type_), data
+    )
     return {}

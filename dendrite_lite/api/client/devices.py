@@ -10,12 +10,15 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from dendrite_lite.accounts.devices import Devices
+from dendrite_lite.api.middleware import path_value
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.errors import ErrCode, MatrixError
 from dendrite_lite.storage.devices import DeviceRow
 
 
-class Device(msgspec.Struct, omit_defaults=True):
+# Unknown fields are sent as null, as Synapse does: matrix-nio (and other clients)
+# reject a device whose display_name/last_seen_* keys are absent.
+class Device(msgspec.Struct):
     device_id: str
     display_name: str | None = None
     last_seen_ip: str | None = None
@@ -44,7 +47,7 @@ async def get_devices(
     devices: NamedDependency[Devices], requester: NamedDependency[Requester]
 ) -> dict[str, list[Device]]:
     """GET /_matrix/client/v3/devices"""
-    return {"devices": [_device(row) for row in await devices.list(requester)]}
+    return {"devices": [_device(row) for row in await devices.list_devices(requester)]}
 
 
 @get("/_matrix/client/v3/devices/{device_id:str}")
@@ -54,7 +57,7 @@ async def get_device(
     device_id: FromPath[str],
 ) -> Device:
     """GET /_matrix/client/v3/devices/{deviceId}"""
-    return _device(await devices.get(requester, device_id))
+    return _device(await devices.get(requester, path_value(device_id)))
 
 
 @put("/_matrix/client/v3/devices/{device_id:str}")
@@ -67,7 +70,7 @@ async def update_device(
     """PUT /_matrix/client/v3/devices/{deviceId}"""
     if data.display_name is not None and len(data.display_name) > 1000:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "Display name is too long")
-    await devices.rename(requester, device_id, data.display_name)
+    await devices.rename(requester, path_value(device_id), data.display_name)
     return {}
 
 
@@ -80,6 +83,7 @@ async def delete_device(
     data: DeleteDeviceBody | None = None,
 ) -> dict[str, Any]:
     """DELETE /_matrix/client/v3/devices/{deviceId}"""
+    device_id = path_value(device_id)
     await devices.get(requester, device_id)  # 404 before asking for auth
     body = data or DeleteDeviceBody()
     await devices.delete(requester, [device_id], body.auth, "DELETE", request.url.path)

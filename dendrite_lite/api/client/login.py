@@ -82,7 +82,9 @@ async def refresh(tokens: NamedDependency[TokenService], data: RefreshBody) -> R
 
 
 @post("/_matrix/client/v3/logout", status_code=200)
-async def logout(login: NamedDependency[Login], requester: NamedDependency[Requester]) -> dict[str, Any]:
+async def logout(
+    login: NamedDependency[Login], requester: NamedDependency[Requester]
+) -> dict[str, Any]:
     """POST /_matrix/client/v3/logout"""
     await login.logout(requester)
     return {}

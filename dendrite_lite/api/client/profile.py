@@ -9,13 +9,16 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from dendrite_lite.accounts.profile import Profiles
+from dendrite_lite.api.middleware import path_value
 from dendrite_lite.auth.tokens import Requester
 
 
 @get("/_matrix/client/v3/profile/{user_id:str}")
-async def get_profile(profiles: NamedDependency[Profiles], user_id: FromPath[str]) -> dict[str, Any]:
+async def get_profile(
+    profiles: NamedDependency[Profiles], user_id: FromPath[str]
+) -> dict[str, Any]:
     """GET /_matrix/client/v3/profile/{userId}"""
-    return await profiles.get_profile(user_id)
+    return await profiles.get_profile(path_value(user_id))
 
 
 @get("/_matrix/client/v3/profile/{user_id:str}/{key_name:str}")
@@ -23,7 +26,8 @@ async def get_profile_field(
     profiles: NamedDependency[Profiles], user_id: FromPath[str], key_name: FromPath[str]
 ) -> dict[str, Any]:
     """GET /_matrix/client/v3/profile/{userId}/{keyName}"""
-    return {key_name: await profiles.get_field(user_id, key_name)}
+    key = path_value(key_name)
+    return {key: await profiles.get_field(path_value(user_id), key)}
 
 
 @put("/_matrix/client/v3/profile/{user_id:str}/{key_name:str}")
@@ -35,7 +39,7 @@ async def set_profile_field(
     data: Any,
 ) -> dict[str, Any]:
     """PUT /_matrix/client/v3/profile/{userId}/{keyName}"""
-    await profiles.set_field(requester, user_id, key_name, data)
+    await profiles.set_field(requester, path_value(user_id), path_value(key_name), data)
     return {}
 
 
@@ -47,5 +51,5 @@ async def delete_profile_field(
     key_name: FromPath[str],
 ) -> dict[str, Any]:
     """DELETE /_matrix/client/v3/profile/{userId}/{keyName}"""
-    await profiles.delete_field(requester, user_id, key_name)
+    await profiles.delete_field(requester, path_value(user_id), path_value(key_name))
     return {}

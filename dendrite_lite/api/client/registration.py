@@ -12,9 +12,9 @@ from litestar.params import FromQuery
 from dendrite_lite.accounts.registration import RegisterRequest, Registration
 from dendrite_lite.api.dependencies import client_ip
 from dendrite_lite.auth.ratelimit import RateLimiter
+from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError
 from dendrite_lite.storage import registration_tokens
-from dendrite_lite.clock import now_ms
 
 
 class RegisterBody(msgspec.Struct):
@@ -49,11 +49,15 @@ async def register(
     body = data or RegisterBody()
     if body.device_id is not None and not (0 < len(body.device_id) <= 255):
         raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid device_id")
-    if body.initial_device_display_name is not None and len(body.initial_device_display_name) > 1000:
+    if (
+        body.initial_device_display_name is not None
+        and len(body.initial_device_display_name) > 1000
+    ):
         raise MatrixError(400, ErrCode.INVALID_PARAM, "Device display name is too long")
-    if body.auth is None:
+    if body.auth is None or "session" not in body.auth:
         # Only the opening round of UIA costs a bucket token, so completing the flow does
-        # not trip the limit.
+        # not trip the limit. An auth dict without a session opens a session too (and
+        # may complete it at once, as matrix-nio's m.login.dummy does).
         register_limiter.check_and_spend(client_ip(request))
     result = await registration.register(
         RegisterRequest(

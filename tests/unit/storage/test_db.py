@@ -45,7 +45,9 @@ async def test_failing_unit_rolls_back_alone(db: Database) -> None:
         raise ValueError("refused")
 
     results = await asyncio.gather(
-        db.write(streams.next_position), db.write(bad), db.write(streams.next_position),
+        db.write(streams.next_position),
+        db.write(bad),
+        db.write(streams.next_position),
         return_exceptions=True,
     )
     assert isinstance(results[1], ValueError)

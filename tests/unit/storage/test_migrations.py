@@ -38,6 +38,4 @@ def test_schema_is_strict(tmp_path: Path) -> None:
     conn = apsw.Connection(str(tmp_path / "x.db"))
     migrations.migrate(conn)
     with pytest.raises(apsw.ConstraintError):
-        conn.execute(
-            "INSERT INTO users (user_id, created_ts) VALUES ('@a:b', 'not a number')"
-        )
+        conn.execute("INSERT INTO users (user_id, created_ts) VALUES ('@a:b', 'not a number')")
