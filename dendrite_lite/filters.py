@@ -29,6 +29,11 @@ class RoomEventFilter(msgspec.Struct, kw_only=True, omit_defaults=True):
     lazy_load_members: bool = False
     include_redundant_members: bool = False
     unread_thread_notifications: bool = False
+    # Keep only events with a child from these senders / with these rel_types (MSC3440,
+    # as Synapse implements it; an empty list is no constraint). Needs the database, so
+    # `matches` ignores them: see rooms/aggregations.py filter_related.
+    related_by_senders: list[str] | None = None
+    related_by_rel_types: list[str] | None = None
 
 
 @lru_cache(maxsize=1024)

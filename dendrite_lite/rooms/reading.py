@@ -15,7 +15,7 @@ import msgspec
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
 from dendrite_lite.filters import RoomEventFilter, matches
-from dendrite_lite.rooms import client_format
+from dendrite_lite.rooms import aggregations, client_format
 from dendrite_lite.rooms.visibility import Viewer, VisibilityChecker, viewer
 from dendrite_lite.storage import events, room_state, streams
 from dendrite_lite.storage.db import Database
@@ -80,7 +80,13 @@ class RoomReading:
             checker = VisibilityChecker(conn, viewer(conn, requester.user_id, room_id))
             if not checker.can_see(row):
                 raise not_found("Event not found")
-            return client_format.serve(row, requester_device=self._device(requester))
+            return aggregations.serve_events(
+                conn,
+                [row],
+                user_id=requester.user_id,
+                device=self._device(requester),
+                checker=checker,
+            )[0]
 
         return await self.db.read(read)
 
@@ -213,6 +219,7 @@ class RoomReading:
                 if not batch:
                     exhausted = True
                     break
+                related = _related_filter(conn, event_filter, batch)
                 for row in batch:
                     if to is not None and (
                         row.stream_pos <= to if backwards else row.stream_pos > to
@@ -221,14 +228,23 @@ class RoomReading:
                         break
                     cursor = row.stream_pos - 1 if backwards else row.stream_pos
                     scanned += 1
-                    if matches(event_filter, row) and checker.can_see(row):
+                    if (
+                        matches(event_filter, row)
+                        and (related is None or row.event_id in related)
+                        and checker.can_see(row)
+                    ):
                         chunk.append(row)
                         if len(chunk) >= limit:
                             break
                 if exhausted:
                     break
-            device = self._device(requester)
-            served = [client_format.serve(row, requester_device=device) for row in chunk]
+            served = aggregations.serve_events(
+                conn,
+                chunk,
+                user_id=requester.user_id,
+                device=self._device(requester),
+                checker=checker,
+            )
             state: list[msgspec.Raw] = []
             if event_filter.lazy_load_members and chunk:
                 state = _member_events_for(conn, chunk)
@@ -258,21 +274,23 @@ class RoomReading:
                 raise not_found("Event not found")
             before_n = limit // 2
             after_n = limit - before_n
-            before = [
-                r
-                for r in events.room_timeline(
-                    conn, room_id, before=row.stream_pos, limit=before_n * 4 + 10, backwards=True
+            earlier = events.room_timeline(
+                conn, room_id, before=row.stream_pos, limit=before_n * 4 + 10, backwards=True
+            )
+            later = events.room_timeline(
+                conn, room_id, after=row.stream_pos, limit=after_n * 4 + 10, backwards=False
+            )
+            related = _related_filter(conn, event_filter, earlier + later)
+
+            def wanted(r: EventRow) -> bool:
+                return (
+                    matches(event_filter, r)
+                    and (related is None or r.event_id in related)
+                    and checker.can_see(r)
                 )
-                if matches(event_filter, r) and checker.can_see(r)
-            ][:before_n]
-            after = [
-                r
-                for r in events.room_timeline(
-                    conn, room_id, after=row.stream_pos, limit=after_n * 4 + 10, backwards=False
-                )
-                if matches(event_filter, r) and checker.can_see(r)
-            ][:after_n]
-            device = self._device(requester)
+
+            before = [r for r in earlier if wanted(r)][:before_n]
+            after = [r for r in later if wanted(r)][:after_n]
             state_rows = events.get_by_nids(
                 conn,
                 room_state.state_at(conn, row.state_before).values() if row.state_before else [],
@@ -285,10 +303,17 @@ class RoomReading:
                 ]
             start_pos = (before[-1].stream_pos if before else row.stream_pos) - 1
             end_pos = after[-1].stream_pos if after else row.stream_pos
+            served = aggregations.serve_events(
+                conn,
+                [row, *before, *after],
+                user_id=requester.user_id,
+                device=self._device(requester),
+                checker=checker,
+            )
             return {
-                "event": client_format.serve(row, requester_device=device),
-                "events_before": [client_format.serve(r, requester_device=device) for r in before],
-                "events_after": [client_format.serve(r, requester_device=device) for r in after],
+                "event": served[0],
+                "events_before": served[1 : 1 + len(before)],
+                "events_after": served[1 + len(before) :],
                 "state": [client_format.serve(r) for r in state_list],
                 "start": make_token(start_pos),
                 "end": make_token(end_pos),
@@ -299,6 +324,17 @@ class RoomReading:
 
 def _order(row: EventRow) -> int:
     return row.stream_pos
+
+
+def _related_filter(
+    conn: apsw.Connection, event_filter: RoomEventFilter, rows: list[EventRow]
+) -> set[str] | None:
+    """The rows passing `related_by_senders`/`related_by_rel_types` (None: no such filter),
+    in one query for the batch."""
+    senders, rel_types = event_filter.related_by_senders, event_filter.related_by_rel_types
+    if not senders and not rel_types:
+        return None
+    return {r.event_id for r in aggregations.filter_related(conn, rows, senders, rel_types)}
 
 
 def _world_readable(conn: apsw.Connection, room_id: str) -> bool:
