@@ -36,3 +36,14 @@ def for_room(conn: apsw.Connection, room_id: str) -> list[str]:
             "SELECT alias FROM room_aliases WHERE room_id = ? ORDER BY alias", (room_id,)
         )
     ]
+
+
+def move_room(conn: apsw.Connection, old_room_id: str, new_room_id: str) -> list[str]:
+    """Point every local alias of a room at another room (room upgrades); the aliases moved."""
+    return [
+        str(alias)
+        for (alias,) in conn.execute(
+            "UPDATE room_aliases SET room_id = ? WHERE room_id = ? RETURNING alias",
+            (new_room_id, old_room_id),
+        )
+    ]
