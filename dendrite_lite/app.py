@@ -22,21 +22,31 @@ from dendrite_lite.accounts.devices import Devices
 from dendrite_lite.accounts.login import Login
 from dendrite_lite.accounts.profile import Profiles
 from dendrite_lite.accounts.registration import Registration
+from dendrite_lite.accounts.tags import Tags
 from dendrite_lite.api import server_info
 from dendrite_lite.api.client import (
     account,
     account_data,
     capabilities,
     devices,
+    ephemeral,
     filter,
     login,
     profile,
     registration,
+    relations,
     room_events,
     rooms,
     sync,
     versions,
 )
+from dendrite_lite.api.client import directory as directory_api
+from dendrite_lite.api.client import presence as presence_api
+from dendrite_lite.api.client import reporting as reporting_api
+from dendrite_lite.api.client import room_upgrades as room_upgrades_api
+from dendrite_lite.api.client import tags as tags_api
+from dendrite_lite.api.client import timestamp_to_event as timestamp_to_event_api
+from dendrite_lite.api.client import user_directory as user_directory_api
 from dendrite_lite.api.dependencies import provide_requester
 from dendrite_lite.api.errors import EXCEPTION_HANDLERS
 from dendrite_lite.api.middleware import EdgeMiddleware
@@ -47,14 +57,25 @@ from dendrite_lite.auth.uia import UserInteractiveAuth
 from dendrite_lite.config import Config
 from dendrite_lite.metrics import Metrics
 from dendrite_lite.notifier import Notifier
+from dendrite_lite.presence import Presence
 from dendrite_lite.rooms.creation import RoomCreation
+from dendrite_lite.rooms.directory import Directory
 from dendrite_lite.rooms.membership import Membership
 from dendrite_lite.rooms.pipeline import EventCreator
 from dendrite_lite.rooms.reading import RoomReading
+from dendrite_lite.rooms.receipts import Receipts
+from dendrite_lite.rooms.relations import Relations
+from dendrite_lite.rooms.reports import Reports
 from dendrite_lite.rooms.sending import Sending
+from dendrite_lite.rooms.timestamps import TimestampLookup
+from dendrite_lite.rooms.typing_notifications import TypingNotifications
+from dendrite_lite.rooms.upgrades import RoomUpgrades
 from dendrite_lite.signing_key import load_signing_key
-from dendrite_lite.sync.service import Sync
+from dendrite_lite.storage import room_state
 from dendrite_lite.storage.db import Database, DatabaseSettings
+from dendrite_lite.sync.service import Sync
+from dendrite_lite.to_device import ToDevice
+from dendrite_lite.user_directory import UserDirectory
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +111,10 @@ ROUTES: list[Any] = [
     account_data.set_global_account_data,
     account_data.get_room_account_data,
     account_data.set_room_account_data,
+    tags_api.get_room_tags,
+    tags_api.set_room_tag,
+    tags_api.delete_room_tag,
+    user_directory_api.search_user_directory,
     capabilities.get_capabilities,
     rooms.create_room,
     rooms.get_joined_rooms,
@@ -114,9 +139,30 @@ ROUTES: list[Any] = [
     room_events.get_room_events,
     room_events.get_event_context,
     room_events.redact_event,
+    directory_api.set_room_alias,
+    directory_api.get_room_id_by_alias,
+    directory_api.delete_room_alias,
+    directory_api.get_local_aliases,
+    directory_api.get_room_visibility_on_directory,
+    directory_api.set_room_visibility_on_directory,
+    directory_api.get_public_rooms,
+    directory_api.query_public_rooms,
+    room_upgrades_api.upgrade_room,
+    reporting_api.report_event,
+    reporting_api.report_room,
+    timestamp_to_event_api.get_event_by_timestamp,
+    relations.get_relating_events,
+    relations.get_relating_events_with_rel_type,
+    relations.get_relating_events_with_rel_type_and_event_type,
     filter.define_filter,
     filter.get_filter,
     sync.sync,
+    ephemeral.set_typing,
+    ephemeral.post_receipt,
+    ephemeral.set_read_marker,
+    ephemeral.send_to_device,
+    presence_api.get_presence,
+    presence_api.set_presence,
 ]
 
 
@@ -136,13 +182,24 @@ class Services:
     devices: Devices
     profiles: Profiles
     account_data: AccountData
+    tags: Tags
+    user_directory: UserDirectory
     register_limiter: RateLimiter
     event_creator: EventCreator
     room_creation: RoomCreation
     membership: Membership
     sending: Sending
     reading: RoomReading
+    directory: Directory
+    upgrades: RoomUpgrades
+    reports: Reports
+    timestamps: TimestampLookup
+    relations: Relations
     sync_service: Sync
+    typing_notifications: TypingNotifications
+    receipts: Receipts
+    to_device: ToDevice
+    presence: Presence
 
 
 def build_services(config: Config) -> Services:
@@ -172,6 +229,12 @@ def build_services(config: Config) -> Services:
     )
     account = Account(db, passwords, uia)
     creator = EventCreator(config.server_name)
+
+    async def joined_members(room_id: str) -> list[str]:
+        return await db.read(lambda conn: room_state.members(conn, room_id))
+
+    typing = TypingNotifications(notifier, joined_members)
+    presence_service = Presence(db, notifier, config.presence)
     return Services(
         config=config,
         server_name=config.server_name,
@@ -196,6 +259,8 @@ def build_services(config: Config) -> Services:
         devices=Devices(db, account),
         profiles=Profiles(db, config.server_name),
         account_data=AccountData(db, notifier),
+        tags=Tags(db, notifier),
+        user_directory=UserDirectory(db, config.user_directory),
         register_limiter=RateLimiter(
             limits.register_per_second, limits.register_burst, enabled=limits.enabled
         ),
@@ -204,7 +269,16 @@ def build_services(config: Config) -> Services:
         membership=Membership(db, creator, notifier, config.server_name),
         sending=Sending(db, creator, notifier),
         reading=RoomReading(db),
-        sync_service=Sync(db, notifier),
+        directory=Directory(db, creator, notifier, config.server_name),
+        upgrades=RoomUpgrades(db, creator, notifier, config.server_name),
+        reports=Reports(db),
+        timestamps=TimestampLookup(db),
+        relations=Relations(db),
+        sync_service=Sync(db, notifier, typing, presence_service),
+        presence=presence_service,
+        typing_notifications=typing,
+        receipts=Receipts(db, notifier),
+        to_device=ToDevice(db, notifier, config.server_name),
     )
 
 
@@ -222,13 +296,17 @@ def build_app(config: Config, services: Services | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         services.db.open()
         services.event_creator.signing_key = await services.db.write(load_signing_key)
-        flusher = asyncio.create_task(_flush_last_seen_forever(services.devices))
+        background = [
+            asyncio.create_task(_flush_last_seen_forever(services.devices)),
+            asyncio.create_task(services.presence.run_expiry()),
+        ]
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await services.devices.flush_last_seen()
             services.db.close()
 

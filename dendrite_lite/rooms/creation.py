@@ -15,10 +15,12 @@ import apsw
 
 from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError
+from dendrite_lite.events.identifiers import is_valid_user_id
 from dendrite_lite.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.rooms import membership_content
 from dendrite_lite.rooms.pipeline import EventCreator, Persisted
+from dendrite_lite.rooms.sending import MAX_ID_BYTES, check_power_levels
 from dendrite_lite.storage import aliases, rooms, users
 from dendrite_lite.storage.db import Database
 
@@ -93,7 +95,11 @@ class RoomCreation:
             raise MatrixError(400, ErrCode.INVALID_PARAM, "visibility must be public or private")
         if request.preset is not None and request.preset not in PRESETS:
             raise MatrixError(400, ErrCode.INVALID_PARAM, f"Unknown preset {request.preset}")
-        version = request.room_version or DEFAULT_ROOM_VERSION.identifier
+        version = (
+            DEFAULT_ROOM_VERSION.identifier
+            if request.room_version is None
+            else request.room_version
+        )
         if version not in KNOWN_ROOM_VERSIONS:
             raise MatrixError(
                 400, ErrCode.UNSUPPORTED_ROOM_VERSION, f"Room version {version} is not supported"
@@ -104,7 +110,7 @@ class RoomCreation:
         ):
             raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid room_alias_name")
         for invitee in request.invite:
-            if not isinstance(invitee, str) or not invitee.startswith("@") or ":" not in invitee:
+            if not isinstance(invitee, str) or not is_valid_user_id(invitee):
                 raise MatrixError(400, ErrCode.INVALID_PARAM, f"Invalid user ID {invitee!r}")
             if not self.creator.is_local(invitee):
                 raise MatrixError(
@@ -113,10 +119,23 @@ class RoomCreation:
         for item in request.initial_state:
             if not isinstance(item, dict) or not isinstance(item.get("type"), str):
                 raise MatrixError(400, ErrCode.BAD_JSON, "initial_state items need a type")
+            if not item["type"] or len(item["type"].encode()) > MAX_ID_BYTES:
+                raise MatrixError(400, ErrCode.BAD_JSON, "Invalid initial_state type")
+            if item["type"] == "m.room.create":
+                raise MatrixError(
+                    400, ErrCode.BAD_JSON, "m.room.create belongs in creation_content"
+                )
             if not isinstance(item.get("content"), dict):
                 raise MatrixError(400, ErrCode.BAD_JSON, "initial_state items need content")
-            if not isinstance(item.get("state_key", ""), str):
+            state_key = item.get("state_key", "")
+            if not isinstance(state_key, str):
                 raise MatrixError(400, ErrCode.BAD_JSON, "initial_state state_key must be a string")
+            if len(state_key.encode()) > MAX_ID_BYTES:
+                raise MatrixError(400, ErrCode.BAD_JSON, "initial_state state_key is too long")
+            if item["type"] == "m.room.power_levels":
+                check_power_levels(item["content"])
+        if request.power_level_content_override is not None:
+            check_power_levels(request.power_level_content_override)
         for key in ("name", "topic"):
             value = getattr(request, key)
             if value is not None and len(value.encode()) > 65_000:
@@ -124,7 +143,11 @@ class RoomCreation:
 
     async def create_room(self, user_id: str, request: CreateRoomRequest) -> str:
         self.validate(request)
-        version = KNOWN_ROOM_VERSIONS[request.room_version or DEFAULT_ROOM_VERSION.identifier]
+        version = KNOWN_ROOM_VERSIONS[
+            DEFAULT_ROOM_VERSION.identifier
+            if request.room_version is None
+            else request.room_version
+        ]
         preset = request.preset or (
             "public_chat" if request.visibility == "public" else "private_chat"
         )

@@ -13,6 +13,7 @@ import apsw
 from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
 from dendrite_lite.events.auth_rules.power_levels import named_level, user_power_level
+from dendrite_lite.events.identifiers import is_valid_user_id
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.rooms import membership_content
 from dendrite_lite.rooms.pipeline import (
@@ -238,5 +239,5 @@ class Membership:
 
     @staticmethod
     def _check_user_id(user_id: str) -> None:
-        if not user_id.startswith("@") or ":" not in user_id or len(user_id.encode()) > 255:
+        if not is_valid_user_id(user_id):
             raise MatrixError(400, ErrCode.INVALID_PARAM, f"{user_id!r} is not a user ID")

@@ -19,6 +19,7 @@ import msgspec
 
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden
 from dendrite_lite.events.auth_rules import AuthError, auth_types_for_event, check_auth
+from dendrite_lite.events.canonical_json import CanonicalJsonError
 from dendrite_lite.events.pdu import (
     EventSizeError,
     Pdu,
@@ -62,10 +63,23 @@ class Persisted:
 
 @dataclass(frozen=True)
 class Transaction:
-    """A client's (device, txn_id) for idempotent sends."""
+    """A client's (device, txn_id) for idempotent sends.
+
+    The spec scopes a transaction ID to one device *and one HTTP path*: `path` names the
+    endpoint and its path parameters, so the same txn ID sent to another room, event type
+    or endpoint (/send vs /redact) is a new request, not a retransmission.
+    """
 
     device_id: str
     txn_id: str
+    path: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """What event_txns stores: the txn ID qualified by its path."""
+        if not self.path:
+            return self.txn_id
+        return msgspec.json.encode([*self.path, self.txn_id]).decode()
 
 
 def room_version_of(room: RoomRow) -> RoomVersion:
@@ -90,6 +104,14 @@ class EventCreator:
 
     def is_local(self, user_id: str) -> bool:
         return user_id.endswith(":" + self.server_name)
+
+    def _finalise(self, built: dict[str, Any], version: RoomVersion) -> tuple[str, dict[str, Any]]:
+        """Hash and sign; content that is not canonical JSON for the room version (floats,
+        integers beyond 2**53 from v6) is the client's error."""
+        try:
+            return finalise_event(built, version, self.server_name, self.signing_key)
+        except CanonicalJsonError as exc:
+            raise MatrixError(400, ErrCode.BAD_JSON, f"Invalid event JSON: {exc}") from None
 
     # -- the create event ---------------------------------------------------------------
 
@@ -117,7 +139,7 @@ class EventCreator:
             origin_server_ts=now,
             state_key="",
         )
-        event_id, pdu = finalise_event(built, version, self.server_name, self.signing_key)
+        event_id, pdu = self._finalise(built, version)
         parsed = Pdu.from_dict(pdu, version, event_id=event_id)
         try:
             check_auth(version, parsed, {})
@@ -147,6 +169,10 @@ class EventCreator:
         room = rooms.get(conn, room_id)
         if room is None:
             raise forbidden(f"{sender} is not in room {room_id}")
+        if event_type == "m.room.create":
+            # A room has exactly one create event (and a v12 one could not even be built
+            # with a room_id).
+            raise forbidden("The room already has an m.room.create event")
         version = room_version_of(room)
         prev_events = events.forward_extremities(conn, room_id)
         depth = max(events.depths(conn, prev_events).values(), default=0) + 1
@@ -176,7 +202,7 @@ class EventCreator:
             if key != CREATE_KEY or not version.room_id_is_create_event_id
         ]
         built = build(auth_event_ids)
-        event_id, pdu = finalise_event(built, version, self.server_name, self.signing_key)
+        event_id, pdu = self._finalise(built, version)
         try:
             check_size_limits(pdu, version, event_id=event_id)
         except EventSizeError as exc:
@@ -257,7 +283,7 @@ class EventCreator:
                 conn,
                 event.sender,
                 transaction.device_id,
-                transaction.txn_id,
+                transaction.key,
                 room_id,
                 event.event_id,
                 event.origin_server_ts,

@@ -13,8 +13,9 @@ import msgspec
 
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.clock import now_ms
-from dendrite_lite.errors import ErrCode, MatrixError
+from dendrite_lite.errors import ErrCode, MatrixError, forbidden
 from dendrite_lite.events.auth_rules import should_apply_redaction
+from dendrite_lite.events.auth_rules.power_levels import named_level, user_power_level
 from dendrite_lite.events.pdu import Pdu
 from dendrite_lite.events.redaction import redact
 from dendrite_lite.notifier import Notifier
@@ -27,6 +28,7 @@ from dendrite_lite.rooms.pipeline import (
     load_pdus,
     room_version_of,
 )
+from dendrite_lite.rooms.relations import check_new_relation
 from dendrite_lite.storage import aliases, events, room_state, rooms
 from dendrite_lite.storage.db import Database
 
@@ -63,12 +65,15 @@ class Sending:
         body = check_content(content)
         if event_type == "m.room.redaction":
             raise MatrixError(400, ErrCode.BAD_JSON, "Use the /redact API to redact events")
-        transaction = Transaction(requester.device_id, txn_id)
+        transaction = Transaction(requester.device_id, txn_id, ("send", room_id, event_type))
 
         def send_event(conn: apsw.Connection) -> Persisted | str:
-            existing = events.txn_event(conn, requester.user_id, requester.device_id, txn_id)
+            existing = events.txn_event(
+                conn, requester.user_id, requester.device_id, transaction.key
+            )
             if existing is not None:
                 return existing
+            check_new_relation(conn, room_id, requester.user_id, event_type, body)
             return self.creator.create(
                 conn,
                 room_id,
@@ -91,19 +96,22 @@ class Sending:
             raise MatrixError(400, ErrCode.INVALID_PARAM, "state_key is too long")
         body = check_content(content)
         if event_type == "m.room.power_levels":
-            _check_power_levels(body)
+            check_power_levels(body)
 
         def set_room_state(conn: apsw.Connection) -> Persisted | str:
             current = room_state.current_entry(conn, room_id, event_type, state_key)
             if current is not None:
                 row = events.get_by_nids(conn, [current]).get(current)
                 # Setting the same content again is a no-op answering the current event,
-                # as clients retry state changes freely.
+                # as clients retry state changes freely (only while joined: a user who
+                # left or was banned must be refused, not answered 200).
+                membership = rooms.membership_of(conn, requester.user_id, room_id)
                 if (
                     row is not None
                     and row.sender == requester.user_id
                     and msgspec.json.decode(row.client).get("content") == body
-                    and rooms.membership_of(conn, requester.user_id, room_id) is not None
+                    and membership is not None
+                    and membership[0] == "join"
                 ):
                     return row.event_id
             if event_type == "m.room.canonical_alias":
@@ -122,15 +130,23 @@ class Sending:
         content: dict[str, Any] = {}
         if reason is not None:
             content["reason"] = reason
-        transaction = Transaction(requester.device_id, txn_id)
+        transaction = Transaction(requester.device_id, txn_id, ("redact", room_id, target_id))
 
         def redact_event(conn: apsw.Connection) -> Persisted | str:
-            existing = events.txn_event(conn, requester.user_id, requester.device_id, txn_id)
+            existing = events.txn_event(
+                conn, requester.user_id, requester.device_id, transaction.key
+            )
             if existing is not None:
                 return existing
             target = events.get(conn, target_id)
             if target is None or target.room_id != room_id:
                 raise MatrixError(404, ErrCode.NOT_FOUND, "Event not found")
+            if target.sender != requester.user_id and not _may_redact_others(
+                conn, room_id, requester.user_id
+            ):
+                # The auth rules let any local user's redaction through (same server as
+                # the target's sender): the client API must check the redact level.
+                raise forbidden("You don't have permission to redact events of other users")
             persisted = self.creator.create(
                 conn,
                 room_id,
@@ -193,7 +209,19 @@ def apply_redaction(
     return True
 
 
-def _check_power_levels(content: dict[str, Any]) -> None:
+def _may_redact_others(conn: apsw.Connection, room_id: str, user_id: str) -> bool:
+    """Whether the user has the room's `redact` level now."""
+    room = rooms.get(conn, room_id)
+    if room is None:
+        return False
+    version = room_version_of(room)
+    state = load_pdus(
+        conn, version, room_state.current_entries(conn, room_id, [CREATE_KEY, POWER_KEY])
+    )
+    return user_power_level(state, user_id, version) >= named_level(state, "redact", version)
+
+
+def check_power_levels(content: dict[str, Any]) -> None:
     """Reject malformed power levels as bad JSON before the auth rules see them."""
     for key in (
         "ban",

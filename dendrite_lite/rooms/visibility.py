@@ -2,10 +2,11 @@
 
 https://spec.matrix.org/latest/client-server-api/#history-visibility
 
-Decided per event from the room state *before* it (the user's own membership event is
-judged by the state after it, so a user sees their own join), and from the user's
-membership now. Runs inside a read unit; results are cached per state group, since
-consecutive messages share one.
+Decided per event from the room state *before* it and from the user's membership now.
+The user's own membership events and m.room.history_visibility events are visible when
+the state before *or* after them allows it (so a user sees their own join, and their own
+leave even from a `joined` room). A user who forgot the room is a non-member. Runs inside
+a read unit; results are cached per state group, since consecutive messages share one.
 """
 
 from __future__ import annotations
@@ -27,17 +28,30 @@ class Viewer:
     membership: str | None
     # Non-members see nothing after their membership ended (stream position of the change).
     until: int | None
+    # `shared` history is for users who joined at some point (not those who were only
+    # invited, knocked or banned).
+    ever_joined: bool = False
+    # Forgot the room: a non-member who no longer sees even what they once could.
+    forgot: bool = False
 
 
 def viewer(conn: apsw.Connection, user_id: str, room_id: str) -> Viewer:
     current = rooms.membership_of(conn, user_id, room_id)
     if current is None:
         return Viewer(user_id, None, None)
+    # "After this API is called, a user will no longer be able to retrieve history" (/forget).
+    if rooms.is_forgotten(conn, user_id, room_id):
+        return Viewer(user_id, None, None, forgot=True)
     membership, event_nid = current
     if membership == "join":
-        return Viewer(user_id, membership, None)
+        return Viewer(user_id, membership, None, ever_joined=True)
     row = events.get_by_nids(conn, [event_nid]).get(event_nid)
-    return Viewer(user_id, membership, row.stream_pos if row else None)
+    return Viewer(
+        user_id,
+        membership,
+        row.stream_pos if row else None,
+        ever_joined=events.ever_joined(conn, user_id, room_id),
+    )
 
 
 @dataclass
@@ -73,16 +87,29 @@ class VisibilityChecker:
     def can_see(self, row: EventRow) -> bool:
         if self.viewer.until is not None and row.stream_pos > self.viewer.until:
             return False
-        own_membership = row.type == "m.room.member" and row.state_key == self.viewer.user_id
         visibility, membership = self._at(row.state_before)
-        if own_membership:
-            membership = self._at(row.state_after)[1]
-        if visibility == "world_readable" or membership == "join":
+        if self._allowed(visibility, membership):
+            return True
+        if row.state_key is None or row.state_after == row.state_before:
+            return False
+        if row.type == "m.room.member" and row.state_key == self.viewer.user_id:
+            return self._allowed(visibility, self._at(row.state_after)[1])
+        if row.type == "m.room.history_visibility" and row.state_key == "":
+            return self._allowed(self._at(row.state_after)[0], membership)
+        return False
+
+    def _allowed(self, visibility: str, membership: str | None) -> bool:
+        """The spec's rules, for the visibility and the viewer's membership at an event."""
+        if visibility == "world_readable":
+            return True
+        if self.viewer.forgot:
+            return False
+        if membership == "join":
             return True
         if visibility == "invited" and membership == "invite":
             return True
-        # Invitees and knockers see stripped state only, not history.
-        return visibility == "shared" and self.viewer.membership in ("join", "leave", "ban")
+        # Invitees and knockers who never joined see stripped state only, not history.
+        return visibility == "shared" and self.viewer.ever_joined
 
     def filter(self, rows: list[EventRow]) -> list[EventRow]:
         return [row for row in rows if self.can_see(row)]

@@ -283,3 +283,15 @@ def membership_of_event(conn: apsw.Connection, event_nid: int) -> str | None:
     ):
         return None if membership is None else str(membership)
     return None
+
+
+def ever_joined(conn: apsw.Connection, user_id: str, room_id: str) -> bool:
+    """Whether the user's membership in the room was ever `join`."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM events WHERE room_id = ? AND type = 'm.room.member'"
+            " AND state_key = ? AND membership = 'join' LIMIT 1",
+            (room_id, user_id),
+        ).fetchone()
+        is not None
+    )

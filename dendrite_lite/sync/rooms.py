@@ -15,6 +15,7 @@ import msgspec
 
 from dendrite_lite.filters import Filter, RoomEventFilter, matches, type_allowed
 from dendrite_lite.rooms import client_format
+from dendrite_lite.rooms.aggregations import serve_events
 from dendrite_lite.rooms.reading import make_token
 from dendrite_lite.rooms.visibility import VisibilityChecker, viewer
 from dendrite_lite.storage import account_data, events, room_state
@@ -135,7 +136,9 @@ def joined_room(
     state_rows = _state_for(conn, window, room_id, rows, limited, incremental)
     return {
         "timeline": {
-            "events": [client_format.serve(r, requester_device=window.device) for r in rows],
+            "events": serve_events(
+                conn, rows, user_id=window.user_id, device=window.device, checker=checker
+            ),
             "limited": limited,
             "prev_batch": make_token(rows[0].stream_pos - 1 if rows else window.now),
         },
@@ -275,7 +278,9 @@ def left_room(
     )
     return {
         "timeline": {
-            "events": [client_format.serve(r, requester_device=window.device) for r in rows],
+            "events": serve_events(
+                conn, rows, user_id=window.user_id, device=window.device, checker=checker
+            ),
             "limited": limited,
             "prev_batch": make_token(rows[0].stream_pos - 1 if rows else leave_pos),
         },

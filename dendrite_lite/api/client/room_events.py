@@ -135,11 +135,14 @@ async def get_members_by_room(
     requester: NamedDependency[Requester],
     room_id: FromPath[str],
     at: FromQuery[str | None] = None,
-    membership: FromQuery[Literal["join", "invite", "knock", "leave", "ban"] | None] = None,
+    # Not named `membership`: Litestar would inject the service of that name instead.
+    membership_: Annotated[
+        Literal["join", "invite", "knock", "leave", "ban"] | None, Parameter(query="membership")
+    ] = None,
     not_membership: FromQuery[Literal["join", "invite", "knock", "leave", "ban"] | None] = None,
 ) -> dict[str, list[msgspec.Raw]]:
     """GET /_matrix/client/v3/rooms/{roomId}/members"""
-    chunk = await reading.members(requester, path_value(room_id), at, membership, not_membership)
+    chunk = await reading.members(requester, path_value(room_id), at, membership_, not_membership)
     return {"chunk": chunk}
 
 
