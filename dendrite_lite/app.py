@@ -227,8 +227,8 @@ def build_services(config: Config) -> Services:
     uia = UserInteractiveAuth(
         db, passwords, config.server_name, config.auth.uia_session_lifetime_ms, failed_logins
     )
-    account = Account(db, passwords, uia)
     creator = EventCreator(config.server_name)
+    account = Account(db, passwords, uia, creator, notifier)
 
     async def joined_members(room_id: str) -> list[str]:
         return await db.read(lambda conn: room_state.members(conn, room_id))
@@ -257,7 +257,7 @@ def build_services(config: Config) -> Services:
         ),
         account=account,
         devices=Devices(db, account),
-        profiles=Profiles(db, config.server_name),
+        profiles=Profiles(db, config.server_name, creator, notifier),
         account_data=AccountData(db, notifier),
         tags=Tags(db, notifier),
         user_directory=UserDirectory(db, config.user_directory),

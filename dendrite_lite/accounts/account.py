@@ -14,16 +14,30 @@ from dendrite_lite.auth import uia as uia_stages
 from dendrite_lite.auth.passwords import Passwords
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.auth.uia import UserInteractiveAuth
+from dendrite_lite.clock import now_ms
+from dendrite_lite.notifier import Notifier
+from dendrite_lite.rooms.membership import leave_all_rooms
+from dendrite_lite.rooms.pipeline import EventCreator, Persisted
+from dendrite_lite.signing_key import load_signing_key
 from dendrite_lite.storage import devices, profiles, users
 from dendrite_lite.storage.db import Database
 from dendrite_lite.types import UserId
 
 
 class Account:
-    def __init__(self, db: Database, passwords: Passwords, uia: UserInteractiveAuth) -> None:
+    def __init__(
+        self,
+        db: Database,
+        passwords: Passwords,
+        uia: UserInteractiveAuth,
+        creator: EventCreator | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.db = db
         self.passwords = passwords
         self.uia = uia
+        self.creator = creator
+        self.notifier = notifier
 
     async def flows_for(self, user_id: UserId) -> list[list[str]]:
         """Stages that prove it is this account's owner."""
@@ -67,20 +81,45 @@ class Account:
         self, requester: Requester, erase: bool, auth: dict[str, Any] | None, uri: str
     ) -> None:
         await self.authenticate_owner(requester, auth, "POST", uri)
-        await deactivate_user(self.db, requester.user_id, erase=erase)
+        await deactivate_user(
+            self.db,
+            requester.user_id,
+            erase=erase,
+            creator=self.creator,
+            notifier=self.notifier,
+        )
 
 
-async def deactivate_user(db: Database, user_id: UserId, *, erase: bool) -> bool:
-    """End an account for good: no password, no devices, no tokens (CLI and API share it)."""
+async def deactivate_user(
+    db: Database,
+    user_id: UserId,
+    *,
+    erase: bool,
+    creator: EventCreator | None = None,
+    notifier: Notifier | None = None,
+) -> bool:
+    """End an account for good: no password, no devices, no tokens, no rooms.
 
-    def deactivate(conn: apsw.Connection) -> bool:
+    The CLI and the API share it. Leaving rooms needs the event creator (and with it the
+    signing key); without one the CLI loads the key itself.
+    """
+    server_name = user_id.partition(":")[2]
+
+    def deactivate(conn: apsw.Connection) -> list[Persisted] | None:
         row = users.get(conn, user_id)
         if row is None:
-            return False
+            return None
         users.mark_deactivated(conn, user_id)
         devices.delete_all(conn, user_id)
         if erase:
             profiles.clear(conn, user_id)
-        return True
+        leaver = creator or EventCreator(server_name, load_signing_key(conn))
+        return leave_all_rooms(leaver, conn, user_id, now_ms())
 
-    return await db.write(deactivate)
+    left = await db.write(deactivate)
+    if left is None:
+        return False
+    if notifier is not None:
+        for event in left:
+            notifier.notify(event.notify, event.stream_pos)
+    return True

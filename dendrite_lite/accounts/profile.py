@@ -1,7 +1,8 @@
 """Profiles: https://spec.matrix.org/latest/client-server-api/#profiles
 
 Fields are stored as their JSON values, so custom fields (MSC4133, spec v1.16) pass
-through untouched. Propagation into room membership events comes with rooms.
+through untouched. A new displayname or avatar goes into every joined room as a new
+m.room.member event, in the same write unit as the profile change.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import apsw
 import msgspec
 
 from dendrite_lite.auth.tokens import Requester
+from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
 from dendrite_lite.identifiers import split_user_id
+from dendrite_lite.notifier import Notifier
+from dendrite_lite.rooms.membership import propagate_profile
+from dendrite_lite.rooms.pipeline import EventCreator, Persisted
 from dendrite_lite.storage import profiles, users
 from dendrite_lite.storage.db import Database
 
@@ -23,10 +28,31 @@ MAX_KEY_BYTES = 255
 _KEY_NAME = re.compile(r"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$")
 
 
+MEMBER_FIELDS = frozenset({"displayname", "avatar_url"})
+
+
 class Profiles:
-    def __init__(self, db: Database, server_name: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        server_name: str,
+        creator: EventCreator | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.db = db
         self.server_name = server_name
+        self.creator = creator
+        self.notifier = notifier
+
+    def _propagate(self, conn: apsw.Connection, user_id: str, key: str) -> list[Persisted]:
+        if self.creator is None or key not in MEMBER_FIELDS:
+            return []
+        return propagate_profile(self.creator, conn, user_id, now_ms())
+
+    def _notify(self, persisted: list[Persisted]) -> None:
+        if self.notifier is not None:
+            for event in persisted:
+                self.notifier.notify(event.notify, event.stream_pos)
 
     def _check_user_id(self, user_id: str) -> None:
         try:
@@ -75,15 +101,16 @@ class Profiles:
         _check_value(key, value)
         encoded = msgspec.json.encode(value)
 
-        def store(conn: apsw.Connection) -> None:
+        def store(conn: apsw.Connection) -> list[Persisted]:
             current = profiles.total_size(conn, user_id)
             old = profiles.get_field(conn, user_id, key)
             old_size = len(key) + len(old) if old is not None else 0
             if current - old_size + len(key) + len(encoded) > MAX_PROFILE_BYTES:
                 raise MatrixError(400, ErrCode.PROFILE_TOO_LARGE, "Profile would exceed 64 KiB")
             profiles.set_field(conn, user_id, key, encoded)
+            return self._propagate(conn, user_id, key)
 
-        await self.db.write(store)
+        self._notify(await self.db.write(store))
 
     async def delete_field(self, requester: Requester, user_id: str, key: str) -> None:
         self._check_user_id(user_id)
@@ -91,10 +118,11 @@ class Profiles:
         if requester.user_id != user_id:
             raise forbidden("You may only change your own profile")
 
-        def remove(conn: apsw.Connection) -> None:
+        def remove(conn: apsw.Connection) -> list[Persisted]:
             profiles.set_field(conn, user_id, key, None)
+            return self._propagate(conn, user_id, key)
 
-        await self.db.write(remove)
+        self._notify(await self.db.write(remove))
 
     @staticmethod
     def _check_key(key: str) -> None:

@@ -6,9 +6,11 @@ m.room.member event through the one event pipeline, so the auth rules decide.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import apsw
+import msgspec
 
 from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
@@ -23,8 +25,10 @@ from dendrite_lite.rooms.pipeline import (
     load_pdus,
     room_version_of,
 )
-from dendrite_lite.storage import aliases, room_state, rooms, users
+from dendrite_lite.storage import aliases, events, room_state, rooms, users
 from dendrite_lite.storage.db import Database
+
+log = logging.getLogger(__name__)
 
 POWER_KEY = ("m.room.power_levels", "")
 
@@ -241,3 +245,58 @@ class Membership:
     def _check_user_id(user_id: str) -> None:
         if not is_valid_user_id(user_id):
             raise MatrixError(400, ErrCode.INVALID_PARAM, f"{user_id!r} is not a user ID")
+
+
+def propagate_profile(
+    creator: EventCreator, conn: apsw.Connection, user_id: str, now: int
+) -> list[Persisted]:
+    """New join events carrying a changed displayname/avatar into every joined room.
+
+    https://spec.matrix.org/latest/client-server-api/#events-on-change-of-profile-information
+    Each room is its own savepoint: a room that refuses the event (it should not) does
+    not undo the profile change or the other rooms.
+    """
+    content = membership_content.join(conn, user_id)
+    done: list[Persisted] = []
+    for room_id in rooms.rooms_for_user(conn, user_id, "join"):
+        nid = room_state.current_entry(conn, room_id, "m.room.member", user_id)
+        row = events.get_by_nids(conn, [nid]).get(nid) if nid is not None else None
+        if row is not None:
+            current = msgspec.json.decode(row.client).get("content", {})
+            if all(current.get(k) == content.get(k) for k in ("displayname", "avatar_url")):
+                continue
+        try:
+            with conn:
+                done.append(
+                    creator.create(
+                        conn, room_id, user_id, "m.room.member", content, now, state_key=user_id
+                    )
+                )
+        except MatrixError as exc:
+            log.warning("profile change not sent to %s: %s", room_id, exc.message)
+    return done
+
+
+def leave_all_rooms(
+    creator: EventCreator, conn: apsw.Connection, user_id: str, now: int
+) -> list[Persisted]:
+    """Leave (or reject) every room: what a deactivated account does on its way out."""
+    done: list[Persisted] = []
+    for membership in ("join", "invite", "knock"):
+        for room_id in rooms.rooms_for_user(conn, user_id, membership):
+            try:
+                with conn:
+                    done.append(
+                        creator.create(
+                            conn,
+                            room_id,
+                            user_id,
+                            "m.room.member",
+                            membership_content.simple("leave"),
+                            now,
+                            state_key=user_id,
+                        )
+                    )
+            except MatrixError as exc:
+                log.warning("deactivated %s could not leave %s: %s", user_id, room_id, exc.message)
+    return done
