@@ -140,8 +140,9 @@ class RoomReading:
                     " AND state_after IS NOT NULL ORDER BY stream_pos DESC LIMIT 1",
                     (room_id, cap),
                 ).fetchone()
-                if row is not None:
-                    group = int(row[0])
+                if row is None:
+                    return []  # the room did not exist yet at that point
+                group = int(row[0])
             state = room_state.state_at(conn, group)
             nids = [nid for (t, _k), nid in state.items() if t == "m.room.member"]
             rows = events.get_by_nids(conn, nids).values()
@@ -203,6 +204,10 @@ class RoomReading:
             position = start
             if position is None:
                 position = streams.current_position(conn) if backwards else 0
+            if backwards and who.until is not None:
+                # A departed user sees nothing after their leave: start there, not at
+                # "now", instead of scanning everything since.
+                position = min(position, who.until)
             chunk: list[EventRow] = []
             cursor = position
             scanned = 0
