@@ -53,18 +53,21 @@ def _copy(source: apsw.Connection, dest_path: Path, label: str) -> None:
 
 
 def _check(path: Path) -> None:
-    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
     try:
-        result = conn.execute("PRAGMA quick_check").fetchall()
-        if result != [("ok",)]:
-            raise fail(f"{path} failed its integrity check: {result[:3]}")
-        version = int(conn.pragma("user_version"))
-        if version == 0 or version > SCHEMA_VERSION:
-            raise fail(
-                f"{path} is not a dendrite-lite database this version can use (schema {version})"
-            )
-    finally:
-        conn.close()
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            result = conn.execute("PRAGMA quick_check").fetchall()
+            version = int(conn.pragma("user_version"))
+        finally:
+            conn.close()
+    except apsw.Error as exc:
+        raise fail(f"{path} is not a readable SQLite database ({exc})") from None
+    if result != [("ok",)]:
+        raise fail(f"{path} failed its integrity check: {result[:3]}")
+    if version == 0 or version > SCHEMA_VERSION:
+        raise fail(
+            f"{path} is not a dendrite-lite database this version can use (schema {version})"
+        )
 
 
 def backup(

@@ -18,7 +18,8 @@ from dendrite_lite.storage.migrations import SchemaTooNew
 T = TypeVar("T")
 
 console = Console()
-err_console = Console(stderr=True)
+# Errors are one line whatever the width: logs and pipes must not get them wrapped.
+err_console = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_DATA_DIR = "./data"
 

@@ -154,11 +154,6 @@ def test_invalid_config_exits_2_naming_the_key(
     assert key in message, message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/common.py: err_console (rich) wraps errors at 80 columns when stderr is "
-    "not a terminal (systemd journal, pipes), so a long error spans lines",
-)
 def test_long_errors_stay_on_one_line(data_dir: Path) -> None:
     path = data_dir / "config.toml"
     path.write_text(path.read_text() + "\n[auth\n")
@@ -445,10 +440,6 @@ def test_restore_refuses_what_is_not_a_backup(data_dir: Path, tmp_path: Path) ->
     assert users(data_dir) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/backup.py: _check lets apsw.NotADBError escape (a traceback, not an error line)",
-)
 def test_restore_refuses_a_file_that_is_not_sqlite(data_dir: Path, tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not sqlite" * 100)
