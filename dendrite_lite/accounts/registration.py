@@ -70,7 +70,9 @@ class Registration:
     @property
     def flows(self) -> list[list[str]]:
         if self.config.require_token:
-            return [[uia_stages.REGISTRATION_TOKEN]]
+            # Synapse's shape (token, then dummy): clients such as matrix-nio rely on it,
+            # and any client that follows the flows generically completes it too.
+            return [[uia_stages.REGISTRATION_TOKEN, uia_stages.DUMMY]]
         if self.config.enabled:
             return [[uia_stages.DUMMY]]
         return []
