@@ -406,9 +406,11 @@ class Directory:
         if server is not None and server != self.server_name:
             if not is_valid_server_name(server):
                 raise invalid_param(f"{server!r} is not a server name")
+            # Without federation there is no way to reach another server's directory;
+            # answer as for a server we know nothing of (not a 5xx: nothing failed here).
             raise MatrixError(
-                502,
-                ErrCode.UNKNOWN,
+                404,
+                ErrCode.NOT_FOUND,
                 f"Cannot fetch the room directory of {server}: federation is not available",
             )
         if limit is not None and limit < 0:

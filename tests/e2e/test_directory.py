@@ -449,9 +449,9 @@ async def test_public_rooms_bad_input(
     expect(await api.get(get, params={"limit": -1}), 400, "M_INVALID_PARAM")
     expect(await api.get(get, params={"server": "not a server"}), 400, "M_INVALID_PARAM")
     # Other servers' directories need federation.
-    expect(await api.get(get, params={"server": "example.org"}), 502, "M_UNKNOWN")
+    expect(await api.get(get, params={"server": "example.org"}), 404, "M_NOT_FOUND")
     post = await api.post(get, headers=user.headers, json={}, params={"server": "example.org"})
-    expect(post, 502, "M_UNKNOWN")
+    expect(post, 404, "M_NOT_FOUND")
     for body in (
         {"limit": "ten"},
         {"limit": "10"},
