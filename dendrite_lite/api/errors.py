@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
     ClientException,
@@ -76,11 +75,6 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
         return error_response(400, ErrCode.NOT_JSON, f"Content not JSON: {exc.detail}")
     if 400 <= status < 500:
         return error_response(status, ErrCode.UNKNOWN, exc.detail)
-    cause = exc.__cause__
-    if isinstance(cause, msgspec.ValidationError) and "- at `$.data" in str(cause):
-        # Litestar blames a dependency when a body field shares its name (the body of
-        # /delete_devices has `devices`): it is the client's body that is wrong.
-        return error_response(400, ErrCode.BAD_JSON, str(cause).replace("$.data", "$"))
     log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, exc.detail)
     return error_response(status, ErrCode.UNKNOWN, "Internal server error")
 

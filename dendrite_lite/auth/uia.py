@@ -191,7 +191,7 @@ def claimed_user(auth: Mapping[str, Any]) -> str | None:
             raise MatrixError(400, ErrCode.UNRECOGNIZED, "Only m.id.user identifiers are supported")
         value = identifier.get("user")
         if not isinstance(value, str):
-            raise MatrixError(400, ErrCode.INVALID_PARAM, "identifier.user must be a string")
+            raise MatrixError(400, ErrCode.BAD_JSON, "identifier.user must be a string")
         return value
     if identifier is not None:
         raise MatrixError(400, ErrCode.BAD_JSON, "identifier must be an object")

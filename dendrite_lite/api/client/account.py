@@ -9,6 +9,7 @@ from litestar import Request, get, post
 from litestar.di import NamedDependency
 
 from dendrite_lite.accounts.account import Account
+from dendrite_lite.api.body import parse_body
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.errors import ErrCode, MatrixError
 
@@ -40,13 +41,14 @@ async def change_password(
     request: Request[Any, Any, Any],
     account: NamedDependency[Account],
     requester: NamedDependency[Requester],
-    data: ChangePasswordBody,
+    data: Any,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/account/password"""
+    body = parse_body(data, ChangePasswordBody)
     if requester.is_guest:
         raise MatrixError(403, ErrCode.GUEST_ACCESS_FORBIDDEN, "Guests cannot set a password")
     await account.change_password(
-        requester, data.new_password, data.logout_devices, data.auth, request.url.path
+        requester, body.new_password, body.logout_devices, body.auth, request.url.path
     )
     return {}
 
@@ -56,10 +58,10 @@ async def deactivate_account(
     request: Request[Any, Any, Any],
     account: NamedDependency[Account],
     requester: NamedDependency[Requester],
-    data: DeactivateBody | None = None,
+    data: Any = None,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/account/deactivate"""
-    body = data or DeactivateBody()
+    body = parse_body(data, DeactivateBody, default=DeactivateBody())
     await account.deactivate(requester, body.erase, body.auth, request.url.path)
     # No identity server is ever bound by this server.
     return {"id_server_unbind_result": "no-support"}

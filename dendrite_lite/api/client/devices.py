@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from dendrite_lite.accounts.devices import Devices
+from dendrite_lite.api.body import parse_body
 from dendrite_lite.api.middleware import path_value
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.errors import ErrCode, MatrixError
@@ -65,12 +66,13 @@ async def update_device(
     devices: NamedDependency[Devices],
     requester: NamedDependency[Requester],
     device_id: FromPath[str],
-    data: UpdateDeviceBody,
+    data: Any,
 ) -> dict[str, Any]:
     """PUT /_matrix/client/v3/devices/{deviceId}"""
-    if data.display_name is not None and len(data.display_name) > 1000:
+    body = parse_body(data, UpdateDeviceBody)
+    if body.display_name is not None and len(body.display_name) > 1000:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "Display name is too long")
-    await devices.rename(requester, path_value(device_id), data.display_name)
+    await devices.rename(requester, path_value(device_id), body.display_name)
     return {}
 
 
@@ -80,12 +82,12 @@ async def delete_device(
     devices: NamedDependency[Devices],
     requester: NamedDependency[Requester],
     device_id: FromPath[str],
-    data: DeleteDeviceBody | None = None,
+    data: Any = None,
 ) -> dict[str, Any]:
     """DELETE /_matrix/client/v3/devices/{deviceId}"""
+    body = parse_body(data, DeleteDeviceBody, default=DeleteDeviceBody())
     device_id = path_value(device_id)
     await devices.get(requester, device_id)  # 404 before asking for auth
-    body = data or DeleteDeviceBody()
     await devices.delete(requester, [device_id], body.auth, "DELETE", request.url.path)
     return {}
 
@@ -95,10 +97,11 @@ async def delete_devices(
     request: Request[Any, Any, Any],
     devices: NamedDependency[Devices],
     requester: NamedDependency[Requester],
-    data: DeleteDevicesBody,
+    data: Any,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/delete_devices"""
-    if len(data.devices) > 1000 or any(not isinstance(d, str) for d in data.devices):
+    body = parse_body(data, DeleteDevicesBody)
+    if len(body.devices) > 1000:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid device list")
-    await devices.delete(requester, data.devices, data.auth, "POST", request.url.path)
+    await devices.delete(requester, body.devices, body.auth, "POST", request.url.path)
     return {}

@@ -6,28 +6,17 @@ https://spec.matrix.org/latest/client-server-api/#published-room-directory
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from litestar import delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
+from dendrite_lite.api.body import parse_body
 from dendrite_lite.api.middleware import path_value
 from dendrite_lite.auth.tokens import Requester
-from dendrite_lite.errors import bad_json
 from dendrite_lite.rooms.directory import Directory, check_room_id
-
-T = TypeVar("T")
-
-
-def strict_body(data: Any, kind: type[T]) -> T:
-    """The JSON body as `kind`, strictly: Litestar's own conversion is lax and would take
-    "5" for an integer or 5.0 for 5, which the spec's integers are not."""
-    try:
-        return msgspec.convert(data, kind, strict=True)
-    except msgspec.ValidationError as exc:
-        raise bad_json(str(exc).replace("$.", "")) from None
 
 
 class AliasBody(msgspec.Struct, kw_only=True):
@@ -59,7 +48,7 @@ async def set_room_alias(
     data: Any,
 ) -> dict[str, Any]:
     """PUT /_matrix/client/v3/directory/room/{roomAlias}"""
-    body = strict_body(data, AliasBody)
+    body = parse_body(data, AliasBody)
     await directory.create_alias(requester, path_value(room_alias), body.room_id)
     return {}
 
@@ -111,9 +100,10 @@ async def set_room_visibility_on_directory(
     data: Any,
 ) -> dict[str, Any]:
     """PUT /_matrix/client/v3/directory/list/room/{roomId}"""
+    body = parse_body(data, VisibilityBody)
     room = path_value(room_id)
     check_room_id(room)
-    await directory.set_visibility(requester, room, strict_body(data, VisibilityBody).visibility)
+    await directory.set_visibility(requester, room, body.visibility)
     return {}
 
 
@@ -136,7 +126,7 @@ async def query_public_rooms(
     server: FromQuery[str | None] = None,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/publicRooms"""
-    body = strict_body(data, PublicRoomsBody)
+    body = parse_body(data, PublicRoomsBody)
     room_filter = body.filter or PublicRoomsFilter()
     return await directory.public_rooms(
         server=server,

@@ -15,6 +15,7 @@ from litestar import post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
+from dendrite_lite.api.body import parse_body
 from dendrite_lite.api.middleware import path_value
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden
@@ -51,18 +52,19 @@ async def set_typing(
     requester: NamedDependency[Requester],
     room_id: FromPath[str],
     user_id: FromPath[str],
-    data: TypingBody,
+    data: Any,
 ) -> dict[str, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}"""
+    body = parse_body(data, TypingBody)
     room, user = path_value(room_id), path_value(user_id)
     if user != requester.user_id:
         raise forbidden("Cannot set typing for another user")
-    if data.timeout < 0:
+    if body.timeout < 0:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "timeout must not be negative")
     membership = await db.read(lambda conn: rooms.membership_of(conn, user, room))
     if membership is None or membership[0] != "join":
         raise forbidden(f"{user} is not in room {room}")
-    typing_notifications.set_typing(room, user, data.typing, data.timeout)
+    typing_notifications.set_typing(room, user, body.typing, body.timeout)
     return {}
 
 
@@ -76,12 +78,12 @@ async def post_receipt(
     room_id: FromPath[str],
     receipt_type: FromPath[str],
     event_id: FromPath[str],
-    data: ReceiptBody | None = None,
+    data: Any = None,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}"""
-    thread_id = data.thread_id if data else None
+    body = parse_body(data, ReceiptBody, default=ReceiptBody())
     await receipts.send_receipt(
-        requester, path_value(room_id), receipt_type, path_value(event_id), thread_id
+        requester, path_value(room_id), receipt_type, path_value(event_id), body.thread_id
     )
     return {}
 
@@ -91,15 +93,16 @@ async def set_read_marker(
     receipts: NamedDependency[Receipts],
     requester: NamedDependency[Requester],
     room_id: FromPath[str],
-    data: ReadMarkersBody,
+    data: Any,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/read_markers"""
+    body = parse_body(data, ReadMarkersBody)
     markers = {
         kind: event_id
         for kind, event_id in (
-            (FULLY_READ, data.fully_read),
-            (READ, data.read),
-            (READ_PRIVATE, data.read_private),
+            (FULLY_READ, body.fully_read),
+            (READ, body.read),
+            (READ_PRIVATE, body.read_private),
         )
         if event_id is not None
     }
@@ -114,8 +117,9 @@ async def send_to_device(
     requester: NamedDependency[Requester],
     event_type: FromPath[str],
     txn_id: FromPath[str],
-    data: SendToDeviceBody,
+    data: Any,
 ) -> dict[str, Any]:
     """PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}"""
-    await to_device.send(requester, path_value(event_type), path_value(txn_id), data.messages)
+    body = parse_body(data, SendToDeviceBody)
+    await to_device.send(requester, path_value(event_type), path_value(txn_id), body.messages)
     return {}

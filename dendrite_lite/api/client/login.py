@@ -9,6 +9,7 @@ from litestar import Request, get, post
 from litestar.di import NamedDependency
 
 from dendrite_lite.accounts.login import Login
+from dendrite_lite.api.body import parse_body
 from dendrite_lite.api.dependencies import client_ip
 from dendrite_lite.auth.tokens import Requester, TokenService
 from dendrite_lite.errors import ErrCode, MatrixError
@@ -48,6 +49,7 @@ async def login(
     data: dict[str, Any],
 ) -> LoginResponse:
     """POST /_matrix/client/v3/login"""
+    _check_types(data)
     device_id = _optional_str(data, "device_id", 255)
     display_name = _optional_str(data, "initial_device_display_name", 1000)
     refresh = data.get("refresh_token", False)
@@ -71,9 +73,10 @@ async def login(
 
 
 @post("/_matrix/client/v3/refresh", status_code=200)
-async def refresh(tokens: NamedDependency[TokenService], data: RefreshBody) -> RefreshResponse:
+async def refresh(tokens: NamedDependency[TokenService], data: Any) -> RefreshResponse:
     """POST /_matrix/client/v3/refresh"""
-    issued = await tokens.refresh(data.refresh_token)
+    body = parse_body(data, RefreshBody)
+    issued = await tokens.refresh(body.refresh_token)
     return RefreshResponse(
         access_token=issued.access_token,
         refresh_token=issued.refresh_token,
@@ -99,10 +102,34 @@ async def logout_all(
     return {}
 
 
+# The string fields of a login body and of its `identifier`, whichever login type or
+# identifier type uses them: https://spec.matrix.org/latest/client-server-api/#post_matrixclientv3login
+_LOGIN_STRINGS = ("type", "password", "token", "user", "medium", "address")
+_IDENTIFIER_STRINGS = ("type", "user", "medium", "address", "country", "phone")
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """The body is read by hand (the login service and UIA's `claimed_user` share it),
+    so its JSON types are checked here: a wrong one is M_BAD_JSON, as everywhere."""
+    for key in _LOGIN_STRINGS:
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise MatrixError(400, ErrCode.BAD_JSON, f"{key} must be a string")
+    identifier = data.get("identifier")
+    if identifier is None:
+        return
+    if not isinstance(identifier, dict):
+        raise MatrixError(400, ErrCode.BAD_JSON, "identifier must be an object")
+    for key in _IDENTIFIER_STRINGS:
+        if identifier.get(key) is not None and not isinstance(identifier[key], str):
+            raise MatrixError(400, ErrCode.BAD_JSON, f"identifier.{key} must be a string")
+
+
 def _optional_str(data: dict[str, Any], key: str, max_length: int) -> str | None:
     value = data.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or not value or len(value) > max_length:
+    if not isinstance(value, str):
+        raise MatrixError(400, ErrCode.BAD_JSON, f"{key} must be a string")
+    if not value or len(value) > max_length:
         raise MatrixError(400, ErrCode.INVALID_PARAM, f"Invalid {key}")
     return value

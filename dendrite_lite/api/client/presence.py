@@ -9,6 +9,7 @@ from litestar import get, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
+from dendrite_lite.api.body import parse_body
 from dendrite_lite.api.middleware import path_value
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.presence import Presence
@@ -34,8 +35,9 @@ async def set_presence(
     presence: NamedDependency[Presence],
     requester: NamedDependency[Requester],
     user_id: FromPath[str],
-    data: SetPresenceBody,
+    data: Any,
 ) -> dict[str, Any]:
     """PUT /_matrix/client/v3/presence/{userId}/status"""
-    await presence.set_status(requester, path_value(user_id), data.presence, data.status_msg)
+    body = parse_body(data, SetPresenceBody)
+    await presence.set_status(requester, path_value(user_id), body.presence, body.status_msg)
     return {}

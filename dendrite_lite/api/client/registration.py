@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery
 
 from dendrite_lite.accounts.registration import RegisterRequest, Registration
+from dendrite_lite.api.body import parse_body
 from dendrite_lite.api.dependencies import client_ip
 from dendrite_lite.auth.ratelimit import RateLimiter
 from dendrite_lite.clock import now_ms
@@ -43,10 +44,10 @@ async def register(
     register_limiter: NamedDependency[RateLimiter],
     server_name: NamedDependency[str],
     kind: FromQuery[Literal["user", "guest"]] = "user",
-    data: RegisterBody | None = None,
+    data: Any = None,
 ) -> RegisterResponse:
     """POST /_matrix/client/v3/register"""
-    body = data or RegisterBody()
+    body = parse_body(data, RegisterBody, default=RegisterBody())
     if body.device_id is not None and not (0 < len(body.device_id) <= 255):
         raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid device_id")
     if (

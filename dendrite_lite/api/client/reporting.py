@@ -9,7 +9,7 @@ from litestar import post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from dendrite_lite.api.client.directory import strict_body
+from dendrite_lite.api.body import parse_body
 from dendrite_lite.api.middleware import path_value
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.rooms.reports import Reports
@@ -33,7 +33,7 @@ async def report_event(
     data: Any,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/report/{eventId}"""
-    body = strict_body(data, EventReportBody)
+    body = parse_body(data, EventReportBody)
     await reports.report_event(
         requester, path_value(room_id), path_value(event_id), body.reason, body.score
     )
@@ -48,6 +48,6 @@ async def report_room(
     data: Any,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/report"""
-    body = strict_body(data, RoomReportBody)
+    body = parse_body(data, RoomReportBody)
     await reports.report_room(requester, path_value(room_id), body.reason)
     return {}

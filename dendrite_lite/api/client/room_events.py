@@ -12,6 +12,7 @@ from litestar import get, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, Parameter
 
+from dendrite_lite.api.body import parse_body
 from dendrite_lite.api.middleware import path_value
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.errors import ErrCode, MatrixError
@@ -210,12 +211,12 @@ async def redact_event(
     room_id: FromPath[str],
     event_id: FromPath[str],
     txn_id: FromPath[str],
-    data: RedactBody | None = None,
+    data: Any = None,
 ) -> dict[str, str]:
     """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}"""
-    reason = data.reason if data else None
+    body = parse_body(data, RedactBody, default=RedactBody())
     redaction_id = await sending.redact(
-        requester, path_value(room_id), path_value(event_id), path_value(txn_id), reason
+        requester, path_value(room_id), path_value(event_id), path_value(txn_id), body.reason
     )
     return {"event_id": redaction_id}
 

@@ -9,7 +9,7 @@ from litestar import post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from dendrite_lite.api.client.directory import strict_body
+from dendrite_lite.api.body import parse_body
 from dendrite_lite.api.middleware import path_value
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.rooms.upgrades import RoomUpgrades
@@ -28,7 +28,7 @@ async def upgrade_room(
     data: Any,
 ) -> dict[str, str]:
     """POST /_matrix/client/v3/rooms/{roomId}/upgrade"""
-    body = strict_body(data, UpgradeBody)
+    body = parse_body(data, UpgradeBody)
     replacement = await upgrades.upgrade(
         requester, path_value(room_id), body.new_version, body.additional_creators
     )

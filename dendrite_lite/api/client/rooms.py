@@ -9,6 +9,7 @@ from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
+from dendrite_lite.api.body import parse_body
 from dendrite_lite.api.middleware import path_value
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.errors import ErrCode, MatrixError
@@ -50,25 +51,26 @@ class InviteBody(msgspec.Struct, kw_only=True):
 async def create_room(
     room_creation: NamedDependency[RoomCreation],
     requester: NamedDependency[Requester],
-    data: CreateRoomBody,
+    data: Any,
 ) -> dict[str, str]:
     """POST /_matrix/client/v3/createRoom"""
-    if data.invite_3pid:
+    body = parse_body(data, CreateRoomBody)
+    if body.invite_3pid:
         raise MatrixError(400, ErrCode.UNRECOGNIZED, "Third-party invites need an identity server")
     room_id = await room_creation.create_room(
         requester.user_id,
         CreateRoomRequest(
-            visibility=data.visibility,
-            room_alias_name=data.room_alias_name,
-            name=data.name,
-            topic=data.topic,
-            invite=data.invite,
-            room_version=data.room_version,
-            creation_content=data.creation_content,
-            initial_state=data.initial_state,
-            preset=data.preset,
-            is_direct=data.is_direct,
-            power_level_content_override=data.power_level_content_override,
+            visibility=body.visibility,
+            room_alias_name=body.room_alias_name,
+            name=body.name,
+            topic=body.topic,
+            invite=body.invite,
+            room_version=body.room_version,
+            creation_content=body.creation_content,
+            initial_state=body.initial_state,
+            preset=body.preset,
+            is_direct=body.is_direct,
+            power_level_content_override=body.power_level_content_override,
         ),
     )
     return {"room_id": room_id}
@@ -87,11 +89,11 @@ async def join_room(
     membership: NamedDependency[Membership],
     requester: NamedDependency[Requester],
     room_id_or_alias: FromPath[str],
-    data: ReasonBody | None = None,
+    data: Any = None,
 ) -> dict[str, str]:
     """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
-    reason = data.reason if data else None
-    room_id = await membership.join(requester.user_id, path_value(room_id_or_alias), reason)
+    body = parse_body(data, ReasonBody, default=ReasonBody())
+    room_id = await membership.join(requester.user_id, path_value(room_id_or_alias), body.reason)
     return {"room_id": room_id}
 
 
@@ -100,11 +102,12 @@ async def join_room_by_id(
     membership: NamedDependency[Membership],
     requester: NamedDependency[Requester],
     room_id: FromPath[str],
-    data: ReasonBody | None = None,
+    data: Any = None,
 ) -> dict[str, str]:
     """POST /_matrix/client/v3/rooms/{roomId}/join"""
-    reason = data.reason if data else None
-    return {"room_id": await membership.join(requester.user_id, path_value(room_id), reason)}
+    body = parse_body(data, ReasonBody, default=ReasonBody())
+    room_id = path_value(room_id)
+    return {"room_id": await membership.join(requester.user_id, room_id, body.reason)}
 
 
 @post("/_matrix/client/v3/knock/{room_id_or_alias:str}", status_code=200)
@@ -112,11 +115,11 @@ async def knock_room(
     membership: NamedDependency[Membership],
     requester: NamedDependency[Requester],
     room_id_or_alias: FromPath[str],
-    data: ReasonBody | None = None,
+    data: Any = None,
 ) -> dict[str, str]:
     """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
-    reason = data.reason if data else None
-    room_id = await membership.knock(requester.user_id, path_value(room_id_or_alias), reason)
+    body = parse_body(data, ReasonBody, default=ReasonBody())
+    room_id = await membership.knock(requester.user_id, path_value(room_id_or_alias), body.reason)
     return {"room_id": room_id}
 
 
@@ -125,10 +128,11 @@ async def leave_room(
     membership: NamedDependency[Membership],
     requester: NamedDependency[Requester],
     room_id: FromPath[str],
-    data: ReasonBody | None = None,
+    data: Any = None,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/leave"""
-    await membership.leave(requester.user_id, path_value(room_id), data.reason if data else None)
+    body = parse_body(data, ReasonBody, default=ReasonBody())
+    await membership.leave(requester.user_id, path_value(room_id), body.reason)
     return {}
 
 
@@ -148,11 +152,12 @@ async def invite_user(
     membership: NamedDependency[Membership],
     requester: NamedDependency[Requester],
     room_id: FromPath[str],
-    data: InviteBody,
+    data: Any,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/invite"""
+    body = parse_body(data, InviteBody)
     await membership.invite(
-        requester.user_id, path_value(room_id), data.user_id, data.reason, data.is_direct
+        requester.user_id, path_value(room_id), body.user_id, body.reason, body.is_direct
     )
     return {}
 
@@ -162,10 +167,11 @@ async def kick_user(
     membership: NamedDependency[Membership],
     requester: NamedDependency[Requester],
     room_id: FromPath[str],
-    data: TargetBody,
+    data: Any,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/kick"""
-    await membership.kick(requester.user_id, path_value(room_id), data.user_id, data.reason)
+    body = parse_body(data, TargetBody)
+    await membership.kick(requester.user_id, path_value(room_id), body.user_id, body.reason)
     return {}
 
 
@@ -174,10 +180,11 @@ async def ban_user(
     membership: NamedDependency[Membership],
     requester: NamedDependency[Requester],
     room_id: FromPath[str],
-    data: TargetBody,
+    data: Any,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/ban"""
-    await membership.ban(requester.user_id, path_value(room_id), data.user_id, data.reason)
+    body = parse_body(data, TargetBody)
+    await membership.ban(requester.user_id, path_value(room_id), body.user_id, body.reason)
     return {}
 
 
@@ -186,8 +193,9 @@ async def unban_user(
     membership: NamedDependency[Membership],
     requester: NamedDependency[Requester],
     room_id: FromPath[str],
-    data: TargetBody,
+    data: Any,
 ) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/unban"""
-    await membership.unban(requester.user_id, path_value(room_id), data.user_id, data.reason)
+    body = parse_body(data, TargetBody)
+    await membership.unban(requester.user_id, path_value(room_id), body.user_id, body.reason)
     return {}

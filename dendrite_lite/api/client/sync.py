@@ -17,9 +17,10 @@ from dendrite_lite.sync.service import Sync
 
 
 async def _load_filter(db: Database, user_id: str, raw: str | None) -> Filter:
+    """The `filter` parameter: JSON when it starts with '{', else a filter ID."""
     if raw is None or raw == "":
         return Filter()
-    if raw.lstrip().startswith("{"):
+    if raw.startswith("{"):
         return decode_filter(raw)
     if not raw.isdigit() or len(raw) > 18:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "filter is neither JSON nor a filter ID")
@@ -40,6 +41,7 @@ async def sync(
     full_state: FromQuery[bool] = False,
     filter: FromQuery[str | None] = None,
     set_presence: FromQuery[Literal["offline", "online", "unavailable"]] = "online",
+    use_state_after: FromQuery[bool] = False,
 ) -> dict[str, Any]:
     """GET /_matrix/client/v3/sync"""
     if timeout < 0:
@@ -52,4 +54,5 @@ async def sync(
         full_state=full_state,
         sync_filter=sync_filter,
         set_presence=set_presence,
+        use_state_after=use_state_after,
     )
