@@ -36,5 +36,55 @@ async def provide_requester(
     if token is None:
         raise MatrixError(401, ErrCode.MISSING_TOKEN, "Missing access token")
     requester = await tokens.authenticate(token)
+    if requester.is_guest:
+        check_guest_may(request)
     devices.saw(requester, now_ms(), client_ip(request), request.headers.get("user-agent"))
     return requester
+
+
+_V3 = "/_matrix/client/v3"
+# https://spec.matrix.org/latest/client-server-api/#client-behaviour-14 (guest access):
+# the endpoints guests may use; everything else answers M_GUEST_ACCESS_FORBIDDEN.
+GUEST_ENDPOINTS = frozenset(
+    {
+        ("GET", f"{_V3}/rooms/{{room_id}}/state"),
+        ("GET", f"{_V3}/rooms/{{room_id}}/context/{{event_id}}"),
+        ("GET", f"{_V3}/rooms/{{room_id}}/event/{{event_id}}"),
+        ("GET", f"{_V3}/rooms/{{room_id}}/state/{{event_type}}"),
+        ("GET", f"{_V3}/rooms/{{room_id}}/state/{{event_type}}/{{state_key}}"),
+        ("GET", f"{_V3}/rooms/{{room_id}}/messages"),
+        ("GET", f"{_V3}/rooms/{{room_id}}/members"),
+        ("GET", f"{_V3}/sync"),
+        ("POST", f"{_V3}/rooms/{{room_id}}/join"),
+        ("POST", f"{_V3}/join/{{room_id_or_alias}}"),
+        ("POST", f"{_V3}/rooms/{{room_id}}/leave"),
+        ("PUT", f"{_V3}/rooms/{{room_id}}/send/{{event_type}}/{{txn_id}}"),
+        ("PUT", f"{_V3}/rooms/{{room_id}}/state/{{event_type}}"),
+        ("PUT", f"{_V3}/rooms/{{room_id}}/state/{{event_type}}/{{state_key}}"),
+        ("PUT", f"{_V3}/sendToDevice/{{event_type}}/{{txn_id}}"),
+        ("GET", f"{_V3}/devices"),
+        ("GET", f"{_V3}/devices/{{device_id}}"),
+        ("PUT", f"{_V3}/devices/{{device_id}}"),
+        ("GET", f"{_V3}/account/whoami"),
+        ("POST", f"{_V3}/logout"),
+        ("POST", f"{_V3}/keys/upload"),
+        ("POST", f"{_V3}/keys/query"),
+        ("POST", f"{_V3}/keys/claim"),
+    }
+)
+_GUEST_PROFILE = f"{_V3}/profile/{{user_id}}/{{key_name}}"
+
+
+def check_guest_may(request: Request[Any, Any, Any]) -> None:
+    template = request.scope.get("path_template", "")
+    method = request.method
+    if (method, template) in GUEST_ENDPOINTS:
+        return
+    # Guests may change (or remove) their display name, and nothing else of the profile.
+    if (
+        template == _GUEST_PROFILE
+        and method in ("PUT", "DELETE")
+        and request.path_params.get("key_name") == "displayname"
+    ):
+        return
+    raise MatrixError(403, ErrCode.GUEST_ACCESS_FORBIDDEN, "Guests may not use this endpoint")

@@ -61,9 +61,20 @@ class Membership:
             raise not_found(f"No known servers for room {room_id_or_alias}")
         return room_id_or_alias
 
-    async def join(self, user_id: str, room_id_or_alias: str, reason: str | None = None) -> str:
+    async def join(
+        self,
+        user_id: str,
+        room_id_or_alias: str,
+        reason: str | None = None,
+        *,
+        is_guest: bool = False,
+    ) -> str:
         def join_room(conn: apsw.Connection) -> tuple[str, Persisted | None]:
             room_id = self.resolve_room(conn, room_id_or_alias)
+            if is_guest and guest_access(conn, room_id) != "can_join":
+                raise MatrixError(
+                    403, ErrCode.GUEST_ACCESS_FORBIDDEN, "Guests may not join this room"
+                )
             current = rooms.membership_of(conn, user_id, room_id)
             content = membership_content.join(conn, user_id, reason)
             if current is not None and current[0] == "join":
@@ -299,4 +310,36 @@ def leave_all_rooms(
                     )
             except MatrixError as exc:
                 log.warning("deactivated %s could not leave %s: %s", user_id, room_id, exc.message)
+    return done
+
+
+def guest_access(conn: apsw.Connection, room_id: str) -> str | None:
+    nid = room_state.current_entry(conn, room_id, "m.room.guest_access", "")
+    row = events.get_by_nids(conn, [nid]).get(nid) if nid is not None else None
+    if row is None:
+        return None
+    value = msgspec.json.decode(row.client).get("content", {}).get("guest_access")
+    return value if isinstance(value, str) else None
+
+
+def remove_guests(
+    creator: EventCreator, conn: apsw.Connection, room_id: str, now: int
+) -> list[Persisted]:
+    """Guests leave a room that stopped allowing them (spec: Guest access, server behaviour)."""
+    done: list[Persisted] = []
+    for member in room_state.members(conn, room_id):
+        row = users.get(conn, member)
+        if row is None or not row.is_guest:
+            continue
+        done.append(
+            creator.create(
+                conn,
+                room_id,
+                member,
+                "m.room.member",
+                membership_content.simple("leave"),
+                now,
+                state_key=member,
+            )
+        )
     return done

@@ -20,6 +20,7 @@ from dendrite_lite.events.pdu import Pdu
 from dendrite_lite.events.redaction import redact
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.rooms.client_format import client_event
+from dendrite_lite.rooms.membership import remove_guests
 from dendrite_lite.rooms.pipeline import (
     CREATE_KEY,
     EventCreator,
@@ -116,11 +117,18 @@ class Sending:
                     return row.event_id
             if event_type == "m.room.canonical_alias":
                 _check_canonical_alias(conn, room_id, body)
-            return self.creator.create(
-                conn, room_id, requester.user_id, event_type, body, now_ms(), state_key=state_key
+            now = now_ms()
+            persisted = self.creator.create(
+                conn, room_id, requester.user_id, event_type, body, now, state_key=state_key
             )
+            if event_type == "m.room.guest_access" and body.get("guest_access") != "can_join":
+                guests_left.extend(remove_guests(self.creator, conn, room_id, now))
+            return persisted
 
+        guests_left: list[Persisted] = []
         result = await self.db.write(set_room_state)
+        for left in guests_left:
+            self.notifier.notify(left.notify, left.stream_pos)
         return result if isinstance(result, str) else self._finish(result)
 
     async def redact(

@@ -93,7 +93,12 @@ async def join_room(
 ) -> dict[str, str]:
     """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
     body = parse_body(data, ReasonBody, default=ReasonBody())
-    room_id = await membership.join(requester.user_id, path_value(room_id_or_alias), body.reason)
+    room_id = await membership.join(
+        requester.user_id,
+        path_value(room_id_or_alias),
+        body.reason,
+        is_guest=requester.is_guest,
+    )
     return {"room_id": room_id}
 
 
@@ -107,7 +112,10 @@ async def join_room_by_id(
     """POST /_matrix/client/v3/rooms/{roomId}/join"""
     body = parse_body(data, ReasonBody, default=ReasonBody())
     room_id = path_value(room_id)
-    return {"room_id": await membership.join(requester.user_id, room_id, body.reason)}
+    joined = await membership.join(
+        requester.user_id, room_id, body.reason, is_guest=requester.is_guest
+    )
+    return {"room_id": joined}
 
 
 @post("/_matrix/client/v3/knock/{room_id_or_alias:str}", status_code=200)
