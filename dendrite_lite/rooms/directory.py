@@ -24,6 +24,7 @@ from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, invalid_param, not_found
 from dendrite_lite.events.auth_rules import AuthError
+from dendrite_lite.events.auth_rules.common import CREATE_KEY, POWER_LEVELS_KEY
 from dendrite_lite.events.auth_rules.power_levels import (
     named_level,
     parse_power_level,
@@ -33,7 +34,6 @@ from dendrite_lite.events.identifiers import get_domain, is_valid_server_name
 from dendrite_lite.events.pdu import Pdu
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.rooms.pipeline import (
-    CREATE_KEY,
     EventCreator,
     Persisted,
     load_pdus,
@@ -45,7 +45,6 @@ from dendrite_lite.storage.rooms import DirectoryQuery, PublishedRoomRow
 
 log = logging.getLogger(__name__)
 
-POWER_KEY = ("m.room.power_levels", "")
 CANONICAL_ALIAS = "m.room.canonical_alias"
 MAX_ALIAS_BYTES = 255
 # The biggest directory page; a client asking for more (or for everything) pages on.
@@ -91,7 +90,7 @@ def state_send_level(
 ) -> int:
     """The power needed to send state `event_type` (0 with no power levels at all)."""
     version = room_version_of(room)
-    power = state.get(POWER_KEY)
+    power = state.get(POWER_LEVELS_KEY)
     if power is None:
         return 0
     levels = power.content.get("events")
@@ -108,7 +107,7 @@ def has_state_power(
     state = load_pdus(
         conn,
         version,
-        room_state.current_entries(conn, room.room_id, [CREATE_KEY, POWER_KEY]),
+        room_state.current_entries(conn, room.room_id, [CREATE_KEY, POWER_LEVELS_KEY]),
     )
     try:
         return user_power_level(state, user_id, version) >= state_send_level(

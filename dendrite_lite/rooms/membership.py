@@ -14,12 +14,12 @@ import msgspec
 
 from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
+from dendrite_lite.events.auth_rules.common import CREATE_KEY, POWER_LEVELS_KEY
 from dendrite_lite.events.auth_rules.power_levels import named_level, user_power_level
 from dendrite_lite.events.identifiers import is_valid_user_id
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.rooms import membership_content
 from dendrite_lite.rooms.pipeline import (
-    CREATE_KEY,
     EventCreator,
     Persisted,
     load_pdus,
@@ -29,8 +29,6 @@ from dendrite_lite.storage import aliases, events, room_state, rooms, users
 from dendrite_lite.storage.db import Database
 
 log = logging.getLogger(__name__)
-
-POWER_KEY = ("m.room.power_levels", "")
 
 
 class Membership:
@@ -108,7 +106,7 @@ class Membership:
             conn,
             version,
             room_state.current_entries(
-                conn, room_id, [CREATE_KEY, POWER_KEY, ("m.room.join_rules", "")]
+                conn, room_id, [CREATE_KEY, POWER_LEVELS_KEY, ("m.room.join_rules", "")]
             ),
         )
         rule = state[("m.room.join_rules", "")].content

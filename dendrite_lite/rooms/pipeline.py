@@ -19,6 +19,7 @@ import msgspec
 
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden
 from dendrite_lite.events.auth_rules import AuthError, auth_types_for_event, check_auth
+from dendrite_lite.events.auth_rules.common import CREATE_KEY
 from dendrite_lite.events.canonical_json import CanonicalJsonError
 from dendrite_lite.events.pdu import (
     EventSizeError,
@@ -47,7 +48,6 @@ BUMP_TYPES = frozenset(
         "m.beacon_info",
     }
 )
-CREATE_KEY: StateKey = ("m.room.create", "")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden
 from dendrite_lite.events.auth_rules import should_apply_redaction
+from dendrite_lite.events.auth_rules.common import CREATE_KEY, POWER_LEVELS_KEY
 from dendrite_lite.events.auth_rules.power_levels import named_level, user_power_level
 from dendrite_lite.events.pdu import Pdu
 from dendrite_lite.events.redaction import redact
@@ -22,7 +23,6 @@ from dendrite_lite.notifier import Notifier
 from dendrite_lite.rooms.client_format import client_event
 from dendrite_lite.rooms.membership import remove_guests
 from dendrite_lite.rooms.pipeline import (
-    CREATE_KEY,
     EventCreator,
     Persisted,
     Transaction,
@@ -34,7 +34,6 @@ from dendrite_lite.storage import aliases, events, room_state, rooms
 from dendrite_lite.storage.db import Database
 
 MAX_ID_BYTES = 255
-POWER_KEY = ("m.room.power_levels", "")
 
 
 def check_event_type(event_type: str) -> None:
@@ -194,7 +193,7 @@ def apply_redaction(
         {
             key: nid
             for key, nid in room_state.state_at(conn, row.state_before).items()
-            if key in (CREATE_KEY, POWER_KEY)
+            if key in (CREATE_KEY, POWER_LEVELS_KEY)
         },
     )
     if not should_apply_redaction(version, redaction, target, state):
@@ -224,7 +223,7 @@ def _may_redact_others(conn: apsw.Connection, room_id: str, user_id: str) -> boo
         return False
     version = room_version_of(room)
     state = load_pdus(
-        conn, version, room_state.current_entries(conn, room_id, [CREATE_KEY, POWER_KEY])
+        conn, version, room_state.current_entries(conn, room_id, [CREATE_KEY, POWER_LEVELS_KEY])
     )
     return user_power_level(state, user_id, version) >= named_level(state, "redact", version)
 

@@ -28,7 +28,7 @@ import apsw
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, invalid_param, not_found
-from dendrite_lite.events.auth_rules.common import creators
+from dendrite_lite.events.auth_rules.common import CREATE_KEY, POWER_LEVELS_KEY, creators
 from dendrite_lite.events.identifiers import is_valid_user_id
 from dendrite_lite.events.pdu import Pdu, StateKey
 from dendrite_lite.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
@@ -37,13 +37,11 @@ from dendrite_lite.rooms import membership_content
 from dendrite_lite.rooms.creation import default_power_levels
 from dendrite_lite.rooms.directory import (
     CANONICAL_ALIAS,
-    POWER_KEY,
     best_effort,
     has_state_power,
     is_joined,
 )
 from dendrite_lite.rooms.pipeline import (
-    CREATE_KEY,
     EventCreator,
     Persisted,
     load_pdus,
@@ -69,7 +67,7 @@ TRANSFERABLE: tuple[tuple[str, dict[str, Any] | None], ...] = (
 )
 _COPIED_KEYS = {(event_type, "") for event_type, _ in TRANSFERABLE} | {
     CREATE_KEY,
-    POWER_KEY,
+    POWER_LEVELS_KEY,
     (CANONICAL_ALIAS, ""),
 }
 NAMED_LEVELS = (
@@ -308,7 +306,7 @@ class RoomUpgrades:
             rooms.set_public(conn, new_room_id, True)
 
         # 4. Quieten the old room; give the upgrader their own power back in the new one.
-        restricted = self._restricted_power_levels(state.get(POWER_KEY))
+        restricted = self._restricted_power_levels(state.get(POWER_LEVELS_KEY))
         if restricted is not None:
             self._optional(
                 done,
@@ -362,7 +360,7 @@ class RoomUpgrades:
         extra: list[str],
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """(power levels to create the new room with, the ones to end with if different)."""
-        old = state.get(POWER_KEY)
+        old = state.get(POWER_LEVELS_KEY)
         if old is None:
             final = default_power_levels(user_id, "private_chat", [], version.privileged_creators)
         else:
