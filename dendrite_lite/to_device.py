@@ -28,16 +28,24 @@ class ToDevice:
         self.server_name = server_name
 
     async def send(self, requester: Requester, event_type: str, txn_id: str, messages: Any) -> None:
-        """PUT /sendToDevice/{eventType}/{txnId}: idempotent per device and txn ID."""
+        """PUT /sendToDevice/{eventType}/{txnId}: idempotent per device and txn ID.
+
+        Messages for devices that do not exist are dropped (nobody could collect them);
+        `*` is every device the user has when the message is sent.
+        """
         if not event_type or len(event_type.encode()) > 255:
             raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid event type")
         if not isinstance(messages, dict):
             raise MatrixError(400, ErrCode.BAD_JSON, "messages must be an object")
-        local: list[tuple[str, str, bytes]] = []  # (user, device or '*', content)
-        for user_id, by_device in messages.items():
+        for by_device in messages.values():
             if not isinstance(by_device, dict):
                 raise MatrixError(400, ErrCode.BAD_JSON, "messages must map users to devices")
-            if not isinstance(user_id, str) or not user_id.startswith("@") or ":" not in user_id:
+        # Counted before anything is encoded: a flood is refused cheaply.
+        if sum(len(by_device) for by_device in messages.values()) > MAX_MESSAGES_PER_REQUEST:
+            raise MatrixError(413, ErrCode.TOO_LARGE, "Too many to-device messages at once")
+        local: dict[str, list[tuple[str, bytes]]] = {}  # user -> [(device or '*', content)]
+        for user_id, by_device in messages.items():
+            if not _is_user_id(user_id):
                 raise MatrixError(400, ErrCode.INVALID_PARAM, f"Invalid user ID {user_id!r}")
             for device_id, content in by_device.items():
                 if not isinstance(content, dict):
@@ -49,9 +57,7 @@ class ToDevice:
                     # Remote delivery needs federation; it is not built yet.
                     log.info("dropping to-device message for remote user %s", user_id)
                     continue
-                local.append((user_id, device_id, encoded))
-        if len(local) > MAX_MESSAGES_PER_REQUEST:
-            raise MatrixError(413, ErrCode.TOO_LARGE, "Too many to-device messages at once")
+                local.setdefault(user_id, []).append((device_id, encoded))
         sender = requester.user_id
 
         def deliver(conn: apsw.Connection) -> tuple[int, list[str]]:
@@ -59,13 +65,15 @@ class ToDevice:
                 return 0, []
             to_device.record_txn(conn, sender, requester.device_id, txn_id, now_ms())
             rows: list[tuple[str, str, str, str, bytes]] = []
-            for user_id, device_id, content in local:
-                targets = (
-                    [d.device_id for d in devices.list_for_user(conn, user_id)]
-                    if device_id == "*"
-                    else [device_id]
-                )
-                rows.extend((user_id, target, sender, event_type, content) for target in targets)
+            for user_id, wanted in local.items():
+                existing = [d.device_id for d in devices.list_for_user(conn, user_id)]
+                for device_id, content in wanted:
+                    targets = existing if device_id == "*" else [device_id]
+                    rows.extend(
+                        (user_id, target, sender, event_type, content)
+                        for target in targets
+                        if target in existing
+                    )
             if not rows:
                 return 0, []
             position = streams.next_position(conn)
@@ -75,3 +83,8 @@ class ToDevice:
         position, users = await self.db.write(deliver)
         if users:
             self.notifier.notify(users, position)
+
+
+def _is_user_id(user_id: str) -> bool:
+    localpart, sep, server = user_id[1:].partition(":")
+    return user_id.startswith("@") and bool(sep) and bool(localpart) and bool(server)

@@ -13,13 +13,14 @@ import apsw
 import msgspec
 
 from dendrite_lite.auth.tokens import Requester
-from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
+from dendrite_lite.errors import forbidden, not_found
 from dendrite_lite.filters import RoomEventFilter, matches
 from dendrite_lite.rooms import aggregations, client_format
 from dendrite_lite.rooms.visibility import Viewer, VisibilityChecker, viewer
 from dendrite_lite.storage import events, room_state, streams
 from dendrite_lite.storage.db import Database
 from dendrite_lite.storage.events import EventRow
+from dendrite_lite.sync import tokens as sync_tokens
 
 MAX_LIMIT = 1000
 # How many rows one /messages call may look through to fill a filtered page.
@@ -27,10 +28,8 @@ MAX_SCAN = 5000
 
 
 def parse_token(token: str) -> int:
-    """Pagination tokens are `s<stream position>`, shared with /sync."""
-    if not token.startswith("s") or not token[1:].isdigit() or len(token) > 20:
-        raise MatrixError(400, ErrCode.INVALID_PARAM, f"Invalid pagination token {token!r}")
-    return int(token[1:])
+    """Pagination tokens are `s<stream position>`; a sync token (next_batch) works too."""
+    return sync_tokens.parse(token).position
 
 
 def make_token(position: int) -> str:

@@ -52,12 +52,20 @@ def set_membership(
     event_nid: int,
     stream_pos: int,
 ) -> None:
-    """Record a membership change; the room moves to the top of the user's list."""
+    """Record a membership event; a changed membership moves the room to the top.
+
+    A join after a join (a new displayname) is not a change of membership: stream_pos and
+    bump_stamp stay, so sync does not treat the room as newly joined.
+    """
     conn.execute(
         "INSERT INTO user_rooms (user_id, room_id, membership, event_nid, stream_pos, bump_stamp)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, room_id) DO UPDATE SET"
-        " membership = excluded.membership, event_nid = excluded.event_nid,"
-        " stream_pos = excluded.stream_pos, bump_stamp = excluded.bump_stamp, forgotten = 0",
+        " event_nid = excluded.event_nid, forgotten = 0,"
+        " stream_pos = CASE WHEN user_rooms.membership = excluded.membership"
+        "   THEN user_rooms.stream_pos ELSE excluded.stream_pos END,"
+        " bump_stamp = CASE WHEN user_rooms.membership = excluded.membership"
+        "   THEN user_rooms.bump_stamp ELSE excluded.bump_stamp END,"
+        " membership = excluded.membership",
         (user_id, room_id, membership, event_nid, stream_pos, stream_pos),
     )
 

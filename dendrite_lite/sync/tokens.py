@@ -31,8 +31,14 @@ class SyncToken:
 
 def parse(token: str) -> SyncToken:
     parts = token[1:].split("_") if token.startswith("s") and len(token) <= 64 else []
-    if len(parts) not in (1, 3) or not all(p.isdigit() and len(p) <= 18 for p in parts):
+    # ASCII digits only: str.isdigit() also takes superscripts and other scripts' digits
+    # (and int() fails on superscripts).
+    if len(parts) not in (1, 3) or not all(_number(p) for p in parts):
         raise MatrixError(400, ErrCode.INVALID_PARAM, f"Invalid sync token {token!r}")
     if len(parts) == 1:
         return SyncToken(int(parts[0]))
     return SyncToken(int(parts[0]), int(parts[1]), int(parts[2]))
+
+
+def _number(part: str) -> bool:
+    return 0 < len(part) <= 18 and part.isascii() and part.isdigit()

@@ -49,7 +49,7 @@ async def get_filter(
     """GET /_matrix/client/v3/user/{userId}/filter/{filterId}"""
     if path_value(user_id) != requester.user_id:
         raise forbidden("Cannot read filters of other users")
-    if not filter_id.isdigit() or len(filter_id) > 18:
+    if not (filter_id.isascii() and filter_id.isdigit()) or len(filter_id) > 18:
         raise not_found("No such filter")
     number = int(filter_id)
     stored = await db.read(lambda conn: filters.get(conn, requester.user_id, number))

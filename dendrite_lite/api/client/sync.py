@@ -22,7 +22,7 @@ async def _load_filter(db: Database, user_id: str, raw: str | None) -> Filter:
         return Filter()
     if raw.startswith("{"):
         return decode_filter(raw)
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "filter is neither JSON nor a filter ID")
     number = int(raw)
     stored = await db.read(lambda conn: filters.get(conn, user_id, number))
