@@ -347,4 +347,150 @@ CREATE TRIGGER user_directory_name_delete AFTER DELETE ON profile_fields
     UPDATE user_directory SET display_name = NULL WHERE user_id = old.user_id;
 END;
 
+-- ---------------------------------------------------------------------------------
+-- Server-side key backups: https://spec.matrix.org/latest/client-server-api/#server-side-key-backups
+-- A user's versions count up from 1 and are never reused: a deleted version keeps its
+-- row (deleted = 1, keys gone) so that deleting it again succeeds and the next is higher.
+CREATE TABLE key_backup_versions (
+    user_id   TEXT NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    version   INTEGER NOT NULL,
+    algorithm TEXT NOT NULL,
+    auth_data BLOB NOT NULL,               -- the JSON object as uploaded
+    etag      INTEGER NOT NULL DEFAULT 0,  -- bumped whenever the version's keys change
+    key_count INTEGER NOT NULL DEFAULT 0,  -- rows of key_backup_keys for the version
+    deleted   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, version)
+) STRICT, WITHOUT ROWID;
+
+-- One backed-up megolm session key per (version, room, session); a stored key is only
+-- replaced by a better one (the spec's rule, applied in SQL by storage/key_backup.py).
+CREATE TABLE key_backup_keys (
+    user_id             TEXT NOT NULL,
+    version             INTEGER NOT NULL,
+    room_id             TEXT NOT NULL,
+    session_id          TEXT NOT NULL,
+    first_message_index INTEGER NOT NULL,
+    forwarded_count     INTEGER NOT NULL,
+    is_verified         INTEGER NOT NULL,
+    session_data        BLOB NOT NULL,     -- the JSON object as uploaded
+    PRIMARY KEY (user_id, version, room_id, session_id),
+    FOREIGN KEY (user_id, version) REFERENCES key_backup_versions (user_id, version)
+        ON DELETE CASCADE
+) STRICT;
+
+-- Dehydrated devices (MSC3814): at most one per user. The device itself is a row of
+-- `devices` (so to-device messages reach it); these rows go with that row.
+CREATE TABLE dehydrated_devices (
+    user_id     TEXT PRIMARY KEY,
+    device_id   TEXT NOT NULL,
+    device_data BLOB NOT NULL,             -- the JSON object as uploaded
+    created_ts  INTEGER NOT NULL,
+    FOREIGN KEY (user_id, device_id) REFERENCES devices (user_id, device_id) ON DELETE CASCADE
+) STRICT;
+
+-- The keys uploaded with a dehydrated device (device_keys, one_time_keys, fallback_keys
+-- as sent), held here until the e2e keys store takes them: see publish_keys in
+-- dendrite_lite/e2ee/dehydrated_devices.py.
+CREATE TABLE dehydrated_device_keys (
+    user_id       TEXT NOT NULL,
+    device_id     TEXT NOT NULL,
+    device_keys   BLOB NOT NULL,
+    one_time_keys BLOB NOT NULL,
+    fallback_keys BLOB NOT NULL,
+    PRIMARY KEY (user_id, device_id),
+    FOREIGN KEY (user_id, device_id) REFERENCES devices (user_id, device_id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+
+-- ---------------------------------------------------------------------------------
+-- End-to-end encryption keys: https://spec.matrix.org/latest/client-server-api/#end-to-end-encryption
+-- A device's keys go with the device (foreign keys); so do signatures of and by it
+-- (trigger below). Key JSON is stored as canonical JSON without `unsigned`.
+
+-- Device identity keys, signed by the device's own ed25519 key. The identity keys never
+-- change for a device: a new identity is a new device.
+CREATE TABLE e2e_device_keys (
+    user_id    TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    ed25519    TEXT NOT NULL,
+    curve25519 TEXT,
+    key_json   BLOB NOT NULL,
+    stream_pos INTEGER NOT NULL,           -- when they last changed
+    PRIMARY KEY (user_id, device_id),
+    FOREIGN KEY (user_id, device_id) REFERENCES devices (user_id, device_id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+
+-- One-time keys: each is handed out once (deleted as it is claimed), oldest upload first.
+CREATE TABLE e2e_one_time_keys (
+    id         INTEGER PRIMARY KEY,        -- upload order
+    user_id    TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    algorithm  TEXT NOT NULL,
+    key_id     TEXT NOT NULL,
+    key_json   BLOB NOT NULL,
+    UNIQUE (user_id, device_id, algorithm, key_id),
+    FOREIGN KEY (user_id, device_id) REFERENCES devices (user_id, device_id) ON DELETE CASCADE
+) STRICT;
+-- The rowid ends every index entry: claims take the oldest key of an algorithm from here.
+CREATE INDEX e2e_one_time_keys_claim ON e2e_one_time_keys (user_id, device_id, algorithm);
+
+-- Fallback keys: at most one per device and algorithm, handed out (and marked used)
+-- when the one-time keys have run out, until the device replaces it.
+CREATE TABLE e2e_fallback_keys (
+    user_id    TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    algorithm  TEXT NOT NULL,
+    key_id     TEXT NOT NULL,
+    key_json   BLOB NOT NULL,
+    used       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, device_id, algorithm),
+    FOREIGN KEY (user_id, device_id) REFERENCES devices (user_id, device_id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+
+-- Cross-signing keys: each user's current master, self-signing and user-signing key.
+CREATE TABLE e2e_cross_signing_keys (
+    user_id    TEXT NOT NULL,
+    key_type   TEXT NOT NULL,              -- master, self_signing, user_signing
+    public_key TEXT NOT NULL,              -- unpadded base64 ed25519 public key
+    key_json   BLOB NOT NULL,
+    stream_pos INTEGER NOT NULL,
+    PRIMARY KEY (user_id, key_type)
+) STRICT, WITHOUT ROWID;
+
+-- Signatures from /keys/signatures/upload, merged into the keys they sign when served:
+-- a user's devices signed by their self-signing key, their master key signed by their
+-- devices, other users' master keys signed by their user-signing key.
+CREATE TABLE e2e_signatures (
+    target_user_id TEXT NOT NULL,
+    target_kind    TEXT NOT NULL,          -- 'device' or 'master'
+    target_key_id  TEXT NOT NULL,          -- the device ID or the master public key
+    signer_user_id TEXT NOT NULL,
+    signer_key_id  TEXT NOT NULL,          -- 'ed25519:<device ID or public key>'
+    signature      TEXT NOT NULL,
+    PRIMARY KEY (target_user_id, target_kind, target_key_id, signer_user_id, signer_key_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX e2e_signatures_signer ON e2e_signatures (signer_user_id, signer_key_id);
+CREATE TRIGGER e2e_device_keys_delete AFTER DELETE ON e2e_device_keys BEGIN
+    DELETE FROM e2e_signatures WHERE target_user_id = old.user_id
+        AND target_kind = 'device' AND target_key_id = old.device_id;
+    DELETE FROM e2e_signatures WHERE signer_user_id = old.user_id
+        AND signer_key_id = 'ed25519:' || old.device_id;
+END;
+
+-- Device-list changes on the global stream (device keys published or changed, devices
+-- with keys deleted, cross-signing keys and signatures): /sync's device_lists and
+-- /keys/changes. audience NULL: for everyone sharing a room with user_id; otherwise only
+-- for that one user (their own user-signing key, or signatures it made).
+CREATE TABLE device_list_changes (
+    stream_pos INTEGER NOT NULL,
+    user_id    TEXT NOT NULL,
+    audience   TEXT,
+    PRIMARY KEY (stream_pos, user_id)
+) STRICT, WITHOUT ROWID;
+
+-- Membership history, for device lists: who shared a room with whom at a sync token.
+CREATE INDEX events_membership_history ON events (room_id, state_key, stream_pos, membership)
+    WHERE membership IS NOT NULL;
+CREATE INDEX events_membership_stream ON events (stream_pos, room_id, state_key)
+    WHERE membership IS NOT NULL;
+
 PRAGMA user_version = 1;

@@ -40,7 +40,10 @@ from dendrite_lite.api.client import (
     sync,
     versions,
 )
+from dendrite_lite.api.client import dehydrated_devices as dehydrated_devices_api
 from dendrite_lite.api.client import directory as directory_api
+from dendrite_lite.api.client import key_backup as key_backup_api
+from dendrite_lite.api.client import keys as keys_api
 from dendrite_lite.api.client import presence as presence_api
 from dendrite_lite.api.client import reporting as reporting_api
 from dendrite_lite.api.client import room_upgrades as room_upgrades_api
@@ -55,6 +58,10 @@ from dendrite_lite.auth.ratelimit import RateLimiter
 from dendrite_lite.auth.tokens import TokenService
 from dendrite_lite.auth.uia import UserInteractiveAuth
 from dendrite_lite.config import Config
+from dendrite_lite.e2ee.cross_signing import CrossSigning
+from dendrite_lite.e2ee.dehydrated_devices import DehydratedDevices
+from dendrite_lite.e2ee.device_keys import DeviceKeys
+from dendrite_lite.e2ee.key_backup import KeyBackup
 from dendrite_lite.metrics import Metrics
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.presence import Presence
@@ -163,6 +170,9 @@ ROUTES: list[Any] = [
     ephemeral.send_to_device,
     presence_api.get_presence,
     presence_api.set_presence,
+    *keys_api.ROUTES,
+    *key_backup_api.ROUTES,
+    *dehydrated_devices_api.ROUTES,
 ]
 
 
@@ -200,6 +210,10 @@ class Services:
     receipts: Receipts
     to_device: ToDevice
     presence: Presence
+    e2e_keys: DeviceKeys
+    cross_signing: CrossSigning
+    key_backup: KeyBackup
+    dehydrated_devices: DehydratedDevices
 
 
 def build_services(config: Config) -> Services:
@@ -279,6 +293,10 @@ def build_services(config: Config) -> Services:
         typing_notifications=typing,
         receipts=Receipts(db, notifier),
         to_device=ToDevice(db, notifier, config.server_name),
+        e2e_keys=DeviceKeys(db, notifier, config.server_name),
+        cross_signing=CrossSigning(db, notifier, account),
+        key_backup=KeyBackup(db),
+        dehydrated_devices=DehydratedDevices(db, notifier),
     )
 
 

@@ -15,13 +15,14 @@ from dendrite_lite.auth.passwords import Passwords
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.auth.uia import UserInteractiveAuth
 from dendrite_lite.clock import now_ms
+from dendrite_lite.e2ee import device_lists
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.rooms.membership import leave_all_rooms
 from dendrite_lite.rooms.pipeline import EventCreator, Persisted
 from dendrite_lite.signing_key import load_signing_key
-from dendrite_lite.storage import devices, profiles, users
+from dendrite_lite.storage import devices, e2e_keys, profiles, users
 from dendrite_lite.storage.db import Database
-from dendrite_lite.types import UserId
+from dendrite_lite.types import StreamPos, UserId
 
 
 class Account:
@@ -70,12 +71,20 @@ class Account:
         await self.authenticate_owner(requester, auth, "POST", uri)
         password_hash = await self.passwords.hash(new_password)
 
-        def set_password(conn: apsw.Connection) -> None:
+        def set_password(conn: apsw.Connection) -> tuple[StreamPos | None, list[str]]:
             users.set_password_hash(conn, requester.user_id, password_hash)
-            if logout_devices:
-                devices.delete_all(conn, requester.user_id, except_device=requester.device_id)
+            if not logout_devices:
+                return None, []
+            position = devices.delete_all(
+                conn, requester.user_id, except_device=requester.device_id
+            )
+            if position is None:
+                return None, []
+            return position, device_lists.users_to_wake(conn, [(requester.user_id, None)])
 
-        await self.db.write(set_password)
+        position, wake = await self.db.write(set_password)
+        if position is not None and self.notifier is not None:
+            self.notifier.notify(wake, position)
 
     async def deactivate(
         self, requester: Requester, erase: bool, auth: dict[str, Any] | None, uri: str
@@ -105,21 +114,32 @@ async def deactivate_user(
     """
     server_name = user_id.partition(":")[2]
 
-    def deactivate(conn: apsw.Connection) -> list[Persisted] | None:
+    def deactivate(
+        conn: apsw.Connection,
+    ) -> tuple[list[Persisted], StreamPos | None, list[str]] | None:
         row = users.get(conn, user_id)
         if row is None:
             return None
         users.mark_deactivated(conn, user_id)
-        devices.delete_all(conn, user_id)
+        # Every end-to-end key goes: the devices' with them, then the cross-signing keys;
+        # the device-list change is told while the rooms are still shared.
+        position, wake = devices.delete_all(conn, user_id), list[str]()
+        if e2e_keys.delete_cross_signing_keys(conn, user_id) and position is None:
+            position, wake = device_lists.record_changes(conn, [(user_id, None)])
+        elif position is not None:
+            wake = device_lists.users_to_wake(conn, [(user_id, None)])
         if erase:
             profiles.clear(conn, user_id)
         leaver = creator or EventCreator(server_name, load_signing_key(conn))
-        return leave_all_rooms(leaver, conn, user_id, now_ms())
+        return leave_all_rooms(leaver, conn, user_id, now_ms()), position, wake
 
-    left = await db.write(deactivate)
-    if left is None:
+    done = await db.write(deactivate)
+    if done is None:
         return False
+    left, position, wake = done
     if notifier is not None:
+        if position is not None:
+            notifier.notify(wake, position)
         for event in left:
             notifier.notify(event.notify, event.stream_pos)
     return True

@@ -12,10 +12,12 @@ import apsw
 
 from dendrite_lite.accounts.account import Account
 from dendrite_lite.auth.tokens import Requester
+from dendrite_lite.e2ee import device_lists
 from dendrite_lite.errors import not_found
 from dendrite_lite.storage import devices
 from dendrite_lite.storage.db import Database
 from dendrite_lite.storage.devices import DeviceRow
+from dendrite_lite.types import StreamPos
 
 
 class Devices:
@@ -69,12 +71,18 @@ class Devices:
         method: str,
         uri: str,
     ) -> None:
-        """Delete devices (their tokens go with them) after proving account ownership."""
+        """Delete devices (their tokens and keys go with them) after proving account ownership."""
         await self.account.authenticate_owner(requester, auth, method, uri)
 
-        def delete_devices(conn: apsw.Connection) -> None:
-            devices.delete(conn, requester.user_id, device_ids)
+        def delete_devices(conn: apsw.Connection) -> tuple[StreamPos | None, list[str]]:
+            # Their keys go too; if they had any, the user's device list changed.
+            position = devices.delete(conn, requester.user_id, device_ids)
+            if position is None:
+                return None, []
+            return position, device_lists.users_to_wake(conn, [(requester.user_id, None)])
 
-        await self.db.write(delete_devices)
+        position, wake = await self.db.write(delete_devices)
         for device_id in device_ids:
             self._seen.pop((requester.user_id, device_id), None)
+        if position is not None and self.account.notifier is not None:
+            self.account.notifier.notify(wake, position)

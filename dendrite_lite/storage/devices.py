@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import apsw
 
-from dendrite_lite.types import DeviceId, UserId
+from dendrite_lite.storage import device_lists, e2e_keys
+from dendrite_lite.types import DeviceId, StreamPos, UserId
 
 
 @dataclass(frozen=True)
@@ -66,18 +68,29 @@ def set_display_name(
     return conn.changes() > 0
 
 
-def delete(conn: apsw.Connection, user_id: str, device_ids: list[str]) -> None:
-    """Delete devices; their access and refresh tokens go with them (foreign keys)."""
+def delete(conn: apsw.Connection, user_id: str, device_ids: Sequence[str]) -> StreamPos | None:
+    """Delete devices; their tokens and end-to-end keys go with them (foreign keys).
+
+    When one of them had published device keys, the user's device list changed: the
+    change is logged (storage/device_lists.py) and its stream position returned.
+    """
+    had_keys = e2e_keys.any_device_keys(conn, user_id, device_ids)
     conn.executemany(
         "DELETE FROM devices WHERE user_id = ? AND device_id = ?",
         [(user_id, device_id) for device_id in device_ids],
     )
+    return device_lists.record(conn, [(user_id, None)]) if had_keys else None
 
 
-def delete_all(conn: apsw.Connection, user_id: str, except_device: str | None = None) -> None:
-    conn.execute(
-        "DELETE FROM devices WHERE user_id = ? AND device_id IS NOT ?", (user_id, except_device)
-    )
+def delete_all(
+    conn: apsw.Connection, user_id: str, except_device: str | None = None
+) -> StreamPos | None:
+    """Delete every device but `except_device`; see `delete`."""
+    remaining = [] if except_device is None else [except_device]
+    doomed = [
+        row.device_id for row in list_for_user(conn, user_id) if row.device_id not in remaining
+    ]
+    return delete(conn, user_id, doomed) if doomed else None
 
 
 def record_last_seen(

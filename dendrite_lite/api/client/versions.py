@@ -29,6 +29,8 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     # Custom profile fields (MSC4133), now in the spec.
     "uk.tcpip.msc4133": True,
     "uk.tcpip.msc4133.stable": True,
+    # Dehydrated devices (MSC3814), which Element uses to receive keys while offline.
+    "org.matrix.msc3814": True,
 }
 
 
