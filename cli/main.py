@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +14,7 @@ from rich.table import Table
 
 from dendrite_lite import __version__
 from dendrite_lite.config import CONFIG_FILE, ConfigError, parse, render_default, split_listen
-from dendrite_lite.data_dir import DataDirLocked
+from dendrite_lite.data_dir import DataDirLocked, lock
 from dendrite_lite.signing_key import ensure_signing_key
 from dendrite_lite.storage import streams, users
 from dendrite_lite.storage.db import Database
@@ -91,13 +93,17 @@ def run(data_dir: DataDir = Path(DEFAULT_DATA_DIR)) -> None:
 
     Example: dendrite-lite run --data-dir ./data
     """
-    from dendrite_lite.server import serve
-
-    config = load_config(data_dir)
+    load_config(data_dir)  # a bad config fails here, with the CLI's error line
     try:
-        serve(config)
+        lock(data_dir).close()  # a second server fails here too (the server re-checks)
     except DataDirLocked as exc:
         raise fail(str(exc)) from None
+    # Serve from a fresh interpreter that never loads the CLI's libraries (smaller RSS);
+    # exec keeps the PID, which systemd's Type=notify relies on.
+    os.execv(  # noqa: S606 - exec our own interpreter on purpose
+        sys.executable,
+        [sys.executable, "-m", "dendrite_lite.server", "--data-dir", str(data_dir)],
+    )
 
 
 @app.command()

@@ -23,7 +23,7 @@ from dendrite_lite.accounts.login import Login
 from dendrite_lite.accounts.profile import Profiles
 from dendrite_lite.accounts.registration import Registration
 from dendrite_lite.accounts.tags import Tags
-from dendrite_lite.api import server_info
+from dendrite_lite.api import dependency_resolution, server_info
 from dendrite_lite.api.client import (
     account,
     account_data,
@@ -309,6 +309,7 @@ def _provide(value: object) -> Provide:
 
 def build_app(config: Config, services: Services | None = None) -> Litestar:
     services = services or build_services(config)
+    dependency_resolution.install()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -1,13 +1,21 @@
-"""Password hashing with argon2id, off the event loop (argon2 releases the GIL)."""
+"""Password hashing with argon2id, off the event loop (argon2 releases the GIL).
+
+All hashing runs on ONE thread: each hash takes a 19 MiB buffer, and the C allocator
+keeps such buffers per thread, so hashing on many threads left the server's memory
+doubled after a few concurrent logins (bench/RESULTS.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from dendrite_lite.config import AuthConfig
+
+_HASHING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argon2")
 
 # A valid hash of a random password, verified against when the user does not exist, so
 # that a login for an unknown user takes as long as one with a wrong password.
@@ -29,7 +37,9 @@ class Passwords:
         return self._hasher.hash(password)
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await asyncio.get_running_loop().run_in_executor(
+            _HASHING, self._hasher.hash, password
+        )
 
     def verify_sync(self, password_hash: str | None, password: str) -> bool:
         if password_hash is None:
@@ -43,4 +53,6 @@ class Passwords:
             return False
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        return await asyncio.to_thread(self.verify_sync, password_hash, password)
+        return await asyncio.get_running_loop().run_in_executor(
+            _HASHING, self.verify_sync, password_hash, password
+        )

@@ -1,0 +1,34 @@
+"""The serving process's own entry point (what `dendrite-lite run` execs)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from dendrite_lite import data_dir, server
+from dendrite_lite.config import render_default
+
+
+@pytest.fixture(autouse=True)
+def _keep_pydantic_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    # main() blocks pydantic for the serving process; undo that for the test process.
+    monkeypatch.setitem(sys.modules, "pydantic", sys.modules.get("pydantic"))
+
+
+def test_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert server.main(["--data-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: config: ")
+
+
+def test_a_second_server_on_the_same_dir_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "config.toml").write_text(render_default("localhost", "127.0.0.1:1", False))
+    held = data_dir.lock(tmp_path)
+    try:
+        assert server.main(["--data-dir", str(tmp_path)]) == 1
+    finally:
+        held.close()
+    assert "another dendrite-lite is running" in capsys.readouterr().err
