@@ -388,19 +388,6 @@ CREATE TABLE dehydrated_devices (
     FOREIGN KEY (user_id, device_id) REFERENCES devices (user_id, device_id) ON DELETE CASCADE
 ) STRICT;
 
--- The keys uploaded with a dehydrated device (device_keys, one_time_keys, fallback_keys
--- as sent), held here until the e2e keys store takes them: see publish_keys in
--- dendrite_lite/e2ee/dehydrated_devices.py.
-CREATE TABLE dehydrated_device_keys (
-    user_id       TEXT NOT NULL,
-    device_id     TEXT NOT NULL,
-    device_keys   BLOB NOT NULL,
-    one_time_keys BLOB NOT NULL,
-    fallback_keys BLOB NOT NULL,
-    PRIMARY KEY (user_id, device_id),
-    FOREIGN KEY (user_id, device_id) REFERENCES devices (user_id, device_id) ON DELETE CASCADE
-) STRICT, WITHOUT ROWID;
-
 -- ---------------------------------------------------------------------------------
 -- End-to-end encryption keys: https://spec.matrix.org/latest/client-server-api/#end-to-end-encryption
 -- A device's keys go with the device (foreign keys); so do signatures of and by it

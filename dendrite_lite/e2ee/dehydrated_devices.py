@@ -12,13 +12,9 @@ Paging does not consume the inbox: the MSC asks that a rehydration which is inte
 (for instance because the rehydrating device is deleted) can start again, possibly from
 another device. The messages go with the device, when it is replaced or deleted.
 
-Integration with the e2e keys store (not built here): the ``device_keys``,
-``one_time_keys`` and ``fallback_keys`` of the upload are handed to `publish_keys`, and
-`unpublish_keys` runs when the device goes; for now they are kept as uploaded in
-``dehydrated_device_keys``. When the keys store exists, `publish_keys` should store
-them through its upload path inside the same write unit (so /keys/query and /keys/claim
-serve the dehydrated device, and the user's device list changes), and `unpublish_keys`
-should delete them.
+The device's keys go through the same checks and store as /keys/upload, in the same
+write unit that creates the device, so /keys/query and /keys/claim serve it and the
+user's device list changes; deleting the device deletes its keys with it.
 """
 
 from __future__ import annotations
@@ -32,6 +28,7 @@ import msgspec
 
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.clock import now_ms
+from dendrite_lite.e2ee.device_keys import ValidUpload, store_upload, validate_upload
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.storage import dehydrated_devices, devices
@@ -117,34 +114,25 @@ def check_upload(user_id: str, upload: DehydratedDeviceUpload) -> None:
                 )
 
 
-def publish_keys(conn: apsw.Connection, user_id: str, upload: DehydratedDeviceUpload) -> None:
-    """Integration point with the e2e keys store: see the module docstring."""
-    dehydrated_devices.insert_keys(
-        conn,
+def validated_keys(user_id: str, upload: DehydratedDeviceUpload) -> ValidUpload:
+    """The upload's keys checked as /keys/upload checks them (signatures included)."""
+    return validate_upload(
         user_id,
         upload.device_id,
-        upload.device_keys,
-        upload.one_time_keys,
-        upload.fallback_keys,
+        msgspec.json.decode(upload.device_keys),
+        msgspec.json.decode(upload.one_time_keys),
+        msgspec.json.decode(upload.fallback_keys),
+        None,
     )
 
 
-def unpublish_keys(conn: apsw.Connection, user_id: str, device_id: str) -> None:
-    """Integration point with the e2e keys store: see the module docstring.
-
-    The rows of dehydrated_device_keys go with the device (foreign key), so there is
-    nothing to do here until the keys store holds the dehydrated device's keys.
-    """
-
-
 def _remove(conn: apsw.Connection, user_id: str, device_id: str) -> StreamPos | None:
-    """The device and everything of it: its row (which takes the dehydrated_devices and
-    dehydrated_device_keys rows with it), its keys and its to-device inbox.
+    """The device and everything of it: its row (which takes the dehydrated_devices row
+    with it), its keys (storage.devices.delete) and its to-device inbox.
 
     Returns the stream position of the device-list change, when deleting the device
     logged one (storage.devices.delete does when the device had published keys).
     """
-    unpublish_keys(conn, user_id, device_id)
     dehydrated_devices.delete_inbox(conn, user_id, device_id)
     return devices.delete(conn, user_id, [device_id])
 
@@ -175,8 +163,9 @@ class DehydratedDevices:
         """PUT /dehydrated_device: create the device, replacing (deleting) any previous one."""
         user_id = requester.user_id
         check_upload(user_id, upload)
+        keys = validated_keys(user_id, upload)
 
-        def store(conn: apsw.Connection) -> StreamPos | None:
+        def store(conn: apsw.Connection) -> tuple[StreamPos | None, list[str]]:
             changed = None
             previous = dehydrated_devices.get(conn, user_id)
             if previous is not None:
@@ -192,10 +181,13 @@ class DehydratedDevices:
                 now_ms(),
             )
             dehydrated_devices.insert(conn, user_id, upload.device_id, upload.device_data, now_ms())
-            publish_keys(conn, user_id, upload)
-            return changed
+            stored = store_upload(conn, user_id, upload.device_id, keys)
+            return stored.position or changed, stored.wake
 
-        self._device_list_changed(user_id, await self.db.write(store))
+        position, wake = await self.db.write(store)
+        self._device_list_changed(user_id, position)
+        if position is not None and wake:
+            self.notifier.notify(wake, position)
         return upload.device_id
 
     async def get(self, requester: Requester) -> DehydratedDeviceRow:

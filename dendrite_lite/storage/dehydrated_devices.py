@@ -42,36 +42,6 @@ def insert(
     )
 
 
-def insert_keys(
-    conn: apsw.Connection,
-    user_id: str,
-    device_id: str,
-    device_keys: bytes,
-    one_time_keys: bytes,
-    fallback_keys: bytes,
-) -> None:
-    conn.execute(
-        "INSERT INTO dehydrated_device_keys"
-        " (user_id, device_id, device_keys, one_time_keys, fallback_keys) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT (user_id, device_id) DO UPDATE SET device_keys = excluded.device_keys,"
-        " one_time_keys = excluded.one_time_keys, fallback_keys = excluded.fallback_keys",
-        (user_id, device_id, device_keys, one_time_keys, fallback_keys),
-    )
-
-
-def get_keys(
-    conn: apsw.Connection, user_id: str, device_id: str
-) -> tuple[bytes, bytes, bytes] | None:
-    """(device_keys, one_time_keys, fallback_keys) as uploaded."""
-    for device_keys, one_time_keys, fallback_keys in conn.execute(
-        "SELECT device_keys, one_time_keys, fallback_keys FROM dehydrated_device_keys"
-        " WHERE user_id = ? AND device_id = ?",
-        (user_id, device_id),
-    ):
-        return bytes(device_keys), bytes(one_time_keys), bytes(fallback_keys)
-    return None
-
-
 def delete_inbox(conn: apsw.Connection, user_id: str, device_id: str) -> None:
     """Drop every to-device message waiting for the device (it is going away)."""
     conn.execute(

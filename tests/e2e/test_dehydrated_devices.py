@@ -6,14 +6,17 @@ https://github.com/matrix-org/matrix-spec-proposals/pull/3814
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import nacl.signing
 
 from tests.e2e.matrix import CS, User, expect, login, password_auth, register_user, whoami
+from tests.e2e.test_keys_client import curve_public, public_b64, sign
 
 MSC3814 = "/_matrix/client/unstable/org.matrix.msc3814.v1"
 DEVICE_PATH = f"{MSC3814}/dehydrated_device"
@@ -30,15 +33,29 @@ def curve_key() -> str:
             return value
 
 
+def signing_key(device_id: str) -> nacl.signing.SigningKey:
+    """The device's ed25519 key, the same for every upload of one device ID."""
+    return nacl.signing.SigningKey(hashlib.sha256(device_id.encode()).digest())
+
+
+def signed(user: User, device_id: str, obj: dict[str, Any]) -> dict[str, Any]:
+    return sign(obj, user.user_id, f"ed25519:{device_id}", signing_key(device_id))
+
+
 def device_keys(user: User, device_id: str) -> dict[str, Any]:
-    return {
-        "user_id": user.user_id,
-        "device_id": device_id,
-        "dehydrated": True,
-        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-        "keys": {f"curve25519:{device_id}": device_id, f"ed25519:{device_id}": "ed" + device_id},
-        "signatures": {user.user_id: {f"ed25519:{device_id}": "sig"}},
-    }
+    """Device keys signed by the device, as the Rust SDK makes them for a dehydrated device."""
+    key = public_b64(signing_key(device_id))
+    return signed(
+        user,
+        device_id,
+        {
+            "user_id": user.user_id,
+            "device_id": device_id,
+            "dehydrated": True,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": {f"curve25519:{device_id}": device_id, f"ed25519:{device_id}": key},
+        },
+    )
 
 
 def upload_body(user: User, device_id: str, **extra: Any) -> dict[str, Any]:
@@ -52,18 +69,13 @@ def upload_body(user: User, device_id: str, **extra: Any) -> dict[str, Any]:
         "initial_device_display_name": "Dehydrated device",
         "device_keys": device_keys(user, device_id),
         "one_time_keys": {
-            f"signed_curve25519:AAAAA{n}": {
-                "key": f"otk{n}",
-                "signatures": {user.user_id: {f"ed25519:{device_id}": "sig"}},
-            }
+            f"signed_curve25519:AAAAA{n}": signed(user, device_id, {"key": curve_public()})
             for n in range(3)
         },
         "fallback_keys": {
-            "signed_curve25519:AAAAAQ": {
-                "key": "fallback",
-                "fallback": True,
-                "signatures": {user.user_id: {f"ed25519:{device_id}": "sig"}},
-            }
+            "signed_curve25519:AAAAAQ": signed(
+                user, device_id, {"key": curve_public(), "fallback": True}
+            )
         },
         **extra,
     }
@@ -371,3 +383,35 @@ def test_hostile_bodies_never_500(http: httpx.Client, user: User) -> None:
             assert 400 <= response.status_code < 500, (path, body[:40], response.text)
             assert response.json()["errcode"].startswith("M_")
     assert expect(http.get(DEVICE_PATH, headers=user.headers), 200)["device_id"] == device_id
+
+
+def test_keys_are_published_like_any_devices(http: httpx.Client, user: User) -> None:
+    device_id = dehydrate(http, user)
+    query = expect(
+        http.post(
+            f"{CS}/keys/query", headers=user.headers, json={"device_keys": {user.user_id: []}}
+        ),
+        200,
+    )
+    served = query["device_keys"][user.user_id][device_id]
+    assert served["dehydrated"] is True
+    assert served["keys"][f"ed25519:{device_id}"] == public_b64(signing_key(device_id))
+    claim = expect(
+        http.post(
+            f"{CS}/keys/claim",
+            headers=user.headers,
+            json={"one_time_keys": {user.user_id: {device_id: "signed_curve25519"}}},
+        ),
+        200,
+    )
+    assert list(claim["one_time_keys"][user.user_id][device_id]) != []
+
+
+def test_wrongly_signed_keys_store_nothing(http: httpx.Client, user: User) -> None:
+    device_id = curve_key()
+    body = upload_body(user, device_id)
+    body["device_keys"]["signatures"][user.user_id][f"ed25519:{device_id}"] = "AAAA"
+    put_device(http, user, body, 400)
+    expect(http.get(DEVICE_PATH, headers=user.headers), 404, "M_NOT_FOUND")
+    devices = expect(http.get(f"{CS}/devices", headers=user.headers), 200)["devices"]
+    assert device_id not in [d["device_id"] for d in devices]
