@@ -268,6 +268,7 @@ def build_services(config: Config) -> Services:
             tokens,
             RateLimiter(limits.login_per_second, limits.login_burst, enabled=limits.enabled),
             failed_logins,
+            notifier,
         ),
         account=account,
         devices=Devices(db, account),

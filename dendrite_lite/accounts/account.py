@@ -20,7 +20,7 @@ from dendrite_lite.notifier import Notifier
 from dendrite_lite.rooms.membership import leave_all_rooms
 from dendrite_lite.rooms.pipeline import EventCreator, Persisted
 from dendrite_lite.signing_key import load_signing_key
-from dendrite_lite.storage import devices, e2e_keys, profiles, users
+from dendrite_lite.storage import devices, e2e_keys, key_backup, profiles, users
 from dendrite_lite.storage.db import Database
 from dendrite_lite.types import StreamPos, UserId
 
@@ -107,7 +107,7 @@ async def deactivate_user(
     creator: EventCreator | None = None,
     notifier: Notifier | None = None,
 ) -> bool:
-    """End an account for good: no password, no devices, no tokens, no rooms.
+    """End an account for good: no password, devices, tokens, keys, key backups or rooms.
 
     The CLI and the API share it. Leaving rooms needs the event creator (and with it the
     signing key); without one the CLI loads the key itself.
@@ -128,6 +128,7 @@ async def deactivate_user(
             position, wake = device_lists.record_changes(conn, [(user_id, None)])
         elif position is not None:
             wake = device_lists.users_to_wake(conn, [(user_id, None)])
+        key_backup.delete_all(conn, user_id)
         if erase:
             profiles.clear(conn, user_id)
         leaver = creator or EventCreator(server_name, load_signing_key(conn))

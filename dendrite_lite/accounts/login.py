@@ -12,8 +12,10 @@ from dendrite_lite.auth.ratelimit import RateLimiter
 from dendrite_lite.auth.tokens import IssuedTokens, Requester, TokenService, new_device_id
 from dendrite_lite.auth.uia import claimed_user
 from dendrite_lite.clock import now_ms
+from dendrite_lite.e2ee import device_lists
 from dendrite_lite.errors import ErrCode, MatrixError
 from dendrite_lite.identifiers import local_user_id
+from dendrite_lite.notifier import Notifier
 from dendrite_lite.storage import devices, tokens, users
 from dendrite_lite.storage.db import Database
 from dendrite_lite.types import DeviceId, UserId
@@ -37,6 +39,7 @@ class Login:
         tokens: TokenService,
         per_ip: RateLimiter,
         failed_per_user: RateLimiter,
+        notifier: Notifier | None = None,
     ) -> None:
         self.db = db
         self.server_name = server_name
@@ -44,6 +47,7 @@ class Login:
         self.tokens = tokens
         self.per_ip = per_ip
         self.failed_per_user = failed_per_user
+        self.notifier = notifier
 
     @property
     def flows(self) -> list[dict[str, Any]]:
@@ -93,10 +97,23 @@ class Login:
         return await self.db.write(create_session)
 
     async def logout(self, requester: Requester) -> None:
-        await self.tokens.revoke(requester)
+        """POST /logout: the token's device goes, and with it its tokens and keys."""
+        await self._end_devices(requester.user_id, [requester.device_id])
 
     async def logout_all(self, requester: Requester) -> None:
-        def logout_everywhere(conn: apsw.Connection) -> None:
-            devices.delete_all(conn, requester.user_id)
+        await self._end_devices(requester.user_id, None)
 
-        await self.db.write(logout_everywhere)
+    async def _end_devices(self, user_id: str, device_ids: list[str] | None) -> None:
+        def end_devices(conn: apsw.Connection) -> tuple[int | None, list[str]]:
+            if device_ids is None:
+                position = devices.delete_all(conn, user_id)
+            else:
+                position = devices.delete(conn, user_id, device_ids)
+            # Devices that had keys change the user's device list for everyone who
+            # shares a room with them: their syncs are woken.
+            wake = device_lists.users_to_wake(conn, [(user_id, None)]) if position else []
+            return position, wake
+
+        position, wake = await self.db.write(end_devices)
+        if position is not None and self.notifier is not None:
+            self.notifier.notify(wake, position)

@@ -15,7 +15,7 @@ import apsw
 from dendrite_lite.clock import now_ms
 from dendrite_lite.config import AuthConfig
 from dendrite_lite.errors import ErrCode, MatrixError
-from dendrite_lite.storage import devices, tokens
+from dendrite_lite.storage import tokens
 from dendrite_lite.storage.db import Database
 from dendrite_lite.types import DeviceId, UserId
 
@@ -159,11 +159,3 @@ class TokenService:
             )
 
         return await self.db.write(rotate)
-
-    async def revoke(self, requester: Requester) -> None:
-        """POST /logout: the token's device goes, and with it every token of that device."""
-
-        def logout(conn: apsw.Connection) -> None:
-            devices.delete(conn, requester.user_id, [requester.device_id])
-
-        await self.db.write(logout)

@@ -75,10 +75,10 @@ def delete(conn: apsw.Connection, user_id: str, device_ids: Sequence[str]) -> St
     change is logged (storage/device_lists.py) and its stream position returned.
     """
     had_keys = e2e_keys.any_device_keys(conn, user_id, device_ids)
-    conn.executemany(
-        "DELETE FROM devices WHERE user_id = ? AND device_id = ?",
-        [(user_id, device_id) for device_id in device_ids],
-    )
+    pairs = [(user_id, device_id) for device_id in device_ids]
+    conn.executemany("DELETE FROM devices WHERE user_id = ? AND device_id = ?", pairs)
+    # Messages waiting for a device that is gone would never be fetched.
+    conn.executemany("DELETE FROM to_device_inbox WHERE user_id = ? AND device_id = ?", pairs)
     return device_lists.record(conn, [(user_id, None)]) if had_keys else None
 
 

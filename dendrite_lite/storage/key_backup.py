@@ -195,3 +195,8 @@ def get_keys(
         KeyRow(str(room), str(session), int(index), int(forwarded), bool(verified), bytes(data))
         for room, session, index, forwarded, verified, data in conn.execute(sql, params)
     ]
+
+
+def delete_all(conn: apsw.Connection, user_id: str) -> None:
+    """Every backup of a deactivated account, versions and keys."""
+    conn.execute("DELETE FROM key_backup_versions WHERE user_id = ?", (user_id,))
