@@ -1,42 +1,56 @@
-# Two commands do everything on a fresh machine that has python3:
+# Two commands do everything on a fresh machine with python3 (make test: also node 20.14+, npm):
 #   make run   - create .venv, initialise ./data on first use, start the server on 127.0.0.1:8008
-#   make test  - create .venv, run ruff and the whole test suite with the coverage gate
+#   make test  - create .venv (and tests/e2e_js/node_modules with npm), run ruff and the
+#                whole test suite with the coverage gate
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ./data
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+# The E2EE client test (tests/e2e/test_js_e2ee.py) runs matrix-js-sdk under Node 20.14+.
+JS_DIR := tests/e2e_js
+JS_STAMP := $(JS_DIR)/node_modules/.installed
 
 .PHONY: run test lint format typecheck bench clean
 
+# The server alone (what a Raspberry Pi needs); the test tools come on top for make test.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
+
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
 
 run: $(STAMP)
 	test -f $(DATA)/config.toml || $(BIN)/dendrite-lite init --data-dir $(DATA) \
 		--server-name localhost --listen 127.0.0.1:8008 --open-registration
 	$(BIN)/dendrite-lite run --data-dir $(DATA)
 
-test: $(STAMP)
+test: $(TEST_STAMP) $(JS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
-format: $(STAMP)
+format: $(TEST_STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/bench_foundation.py
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(JS_DIR)/node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

@@ -415,3 +415,28 @@ def test_wrongly_signed_keys_store_nothing(http: httpx.Client, user: User) -> No
     expect(http.get(DEVICE_PATH, headers=user.headers), 404, "M_NOT_FOUND")
     devices = expect(http.get(f"{CS}/devices", headers=user.headers), 200)["devices"]
     assert device_id not in [d["device_id"] for d in devices]
+
+
+def test_events_paged_by_get_as_current_clients_do(http: httpx.Client, user: User) -> None:
+    """MSC3814's current shape: GET with `from`; no next_batch on the last page."""
+    device_id = dehydrate(http, user)
+    sender = register_user(http, "dehydr-sender")
+    messages = {user.user_id: {device_id: {"n": 1}}}
+    for txn in ("a", "b", "c"):
+        expect(
+            http.put(
+                f"{CS}/sendToDevice/m.test/{txn}",
+                headers=sender.headers,
+                json={"messages": messages},
+            ),
+            200,
+        )
+    path = f"{DEVICE_PATH}/{quote(device_id, safe='')}/events"
+    first = expect(http.get(path, headers=user.headers, params={"limit": 2}), 200)
+    assert len(first["events"]) == 2 and "next_batch" in first
+    last = expect(
+        http.get(path, headers=user.headers, params={"limit": 2, "from": first["next_batch"]}),
+        200,
+    )
+    assert len(last["events"]) == 1
+    assert "next_batch" not in last

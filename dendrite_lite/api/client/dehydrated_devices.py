@@ -7,12 +7,12 @@ bodies are decoded here with ``msgspec.Raw`` fields (strict JSON types, like api
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, Parameter
 
 from dendrite_lite.api.client.key_backup import decode_body
 from dendrite_lite.api.middleware import path_value
@@ -122,9 +122,37 @@ async def get_dehydrated_device_events(
     )
 
 
+class PagedEventsResponse(msgspec.Struct, omit_defaults=True):
+    events: list[ToDeviceEvent]
+    next_batch: str | None = None
+
+
+@get(f"{MSC3814}/dehydrated_device/{{device_id:str}}/events")
+async def get_dehydrated_device_events_paged(
+    dehydrated_devices: NamedDependency[DehydratedDevices],
+    requester: NamedDependency[Requester],
+    device_id: FromPath[str],
+    from_: Annotated[str | None, Parameter(query="from")] = None,
+    limit: int = DEFAULT_EVENTS_LIMIT,
+) -> PagedEventsResponse:
+    """GET /_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device/{deviceId}/events
+
+    The current shape of MSC3814 (matrix-js-sdk 43 uses it; Synapse serves both): the
+    token comes as `from`, and the last page has no `next_batch`, which ends the paging.
+    """
+    if limit < 1:
+        raise MatrixError(400, ErrCode.INVALID_PARAM, "limit must be positive")
+    messages, next_batch = await dehydrated_devices.events(
+        requester, path_value(device_id), from_, limit
+    )
+    events = [ToDeviceEvent(m.sender, m.type, msgspec.Raw(m.content)) for m in messages]
+    return PagedEventsResponse(events, next_batch if len(messages) >= limit else None)
+
+
 ROUTES: list[Any] = [
     put_dehydrated_device,
     get_dehydrated_device,
     delete_dehydrated_device,
     get_dehydrated_device_events,
+    get_dehydrated_device_events_paged,
 ]
