@@ -480,4 +480,102 @@ CREATE INDEX events_membership_history ON events (room_id, state_key, stream_pos
 CREATE INDEX events_membership_stream ON events (stream_pos, room_id, state_key)
     WHERE membership IS NOT NULL;
 
+-- ---------------------------------------------------------------------------------
+-- Push notifications: https://spec.matrix.org/latest/client-server-api/#push-notifications
+-- (dendrite_lite/push/). Rules are evaluated in the send path's write unit, so the
+-- notifications and counts of an event commit with the event.
+
+-- A user's own push rules; `priority` orders the rules of one kind, highest first.
+-- The server-default rules are not stored (dendrite_lite/push/defaults.py).
+CREATE TABLE push_rules (
+    user_id    TEXT NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL,              -- override, content, room, sender, underride
+    rule_id    TEXT NOT NULL,
+    priority   INTEGER NOT NULL,
+    conditions BLOB,                       -- JSON list (override and underride rules)
+    pattern    TEXT,                       -- content rules
+    actions    BLOB NOT NULL,              -- JSON list
+    enabled    INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (user_id, kind, rule_id)
+) STRICT, WITHOUT ROWID;
+
+-- A user's `enabled` and `actions` for server-default rules (NULL: as defined).
+CREATE TABLE push_rule_defaults (
+    user_id TEXT NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    kind    TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    enabled INTEGER,
+    actions BLOB,
+    PRIMARY KEY (user_id, kind, rule_id)
+) STRICT, WITHOUT ROWID;
+
+-- Every event that notified a local user (its matching rule had "notify"): what
+-- GET /notifications lists and pushers deliver. Keyed by the event's position first, so
+-- the rows an event adds for all its recipients sit together: a message to a room of
+-- 200 writes a few pages, not one page per recipient.
+CREATE TABLE push_notifications (
+    stream_pos INTEGER NOT NULL,           -- the event's position
+    user_id    TEXT NOT NULL,
+    room_id    TEXT NOT NULL,
+    event_nid  INTEGER NOT NULL,
+    thread_id  TEXT NOT NULL,              -- 'main', or the thread root's event ID
+    highlight  INTEGER NOT NULL,
+    actions    BLOB NOT NULL,              -- JSON list: the matching rule's actions
+    ts         INTEGER NOT NULL,
+    PRIMARY KEY (stream_pos, user_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX push_notifications_room ON push_notifications (room_id, stream_pos);
+CREATE INDEX push_notifications_highlight ON push_notifications (user_id, stream_pos)
+    WHERE highlight = 1;
+
+-- Unread notification counts of joined rooms, per thread: raised in the send path,
+-- recounted from push_notifications when a receipt moves a read mark. /sync's
+-- unread_notifications sums a room's threads. Keyed by room first (an event updates
+-- its recipients' rows together); last_pos is the newest notification counted.
+CREATE TABLE push_counts (
+    room_id       TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    thread_id     TEXT NOT NULL,
+    notifications INTEGER NOT NULL,
+    highlights    INTEGER NOT NULL,
+    last_pos      INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id, thread_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX push_counts_user ON push_counts (user_id);
+
+-- How far a user has read, from their own m.read and m.read.private receipts: per
+-- room and thread ('' for unthreaded receipts, which cover every thread). Only ever
+-- moves forward, so the more recent of the two receipts wins.
+CREATE TABLE push_read_marks (
+    user_id    TEXT NOT NULL,
+    room_id    TEXT NOT NULL,
+    thread_id  TEXT NOT NULL,
+    stream_pos INTEGER NOT NULL,
+    PRIMARY KEY (user_id, room_id, thread_id)
+) STRICT, WITHOUT ROWID;
+
+-- HTTP pushers. A pusher belongs to the device that set it and goes with it (logout,
+-- device deletion, deactivation). last_stream_pos: the notifications up to there are
+-- delivered (or given up on); the sender carries on from it after a restart.
+CREATE TABLE pushers (
+    id                  INTEGER PRIMARY KEY,
+    user_id             TEXT NOT NULL,
+    device_id           TEXT NOT NULL,
+    kind                TEXT NOT NULL,
+    app_id              TEXT NOT NULL,
+    pushkey             TEXT NOT NULL,
+    app_display_name    TEXT NOT NULL,
+    device_display_name TEXT NOT NULL,
+    profile_tag         TEXT,
+    lang                TEXT NOT NULL,
+    data                BLOB NOT NULL,     -- JSON object, url included
+    pushkey_ts          INTEGER NOT NULL,  -- ms
+    last_stream_pos     INTEGER NOT NULL,
+    failing_since       INTEGER,           -- ms; NULL: the gateway is not failing
+    UNIQUE (user_id, app_id, pushkey),
+    FOREIGN KEY (user_id, device_id) REFERENCES devices (user_id, device_id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX pushers_key ON pushers (app_id, pushkey);
+CREATE INDEX pushers_device ON pushers (user_id, device_id);
+
 PRAGMA user_version = 1;

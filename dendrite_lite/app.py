@@ -44,7 +44,10 @@ from dendrite_lite.api.client import dehydrated_devices as dehydrated_devices_ap
 from dendrite_lite.api.client import directory as directory_api
 from dendrite_lite.api.client import key_backup as key_backup_api
 from dendrite_lite.api.client import keys as keys_api
+from dendrite_lite.api.client import notifications as notifications_api
 from dendrite_lite.api.client import presence as presence_api
+from dendrite_lite.api.client import push_rules as push_rules_api
+from dendrite_lite.api.client import pushers as pushers_api
 from dendrite_lite.api.client import reporting as reporting_api
 from dendrite_lite.api.client import room_upgrades as room_upgrades_api
 from dendrite_lite.api.client import tags as tags_api
@@ -65,6 +68,11 @@ from dendrite_lite.e2ee.key_backup import KeyBackup
 from dendrite_lite.metrics import Metrics
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.presence import Presence
+from dendrite_lite.push.evaluator import RuleCache
+from dendrite_lite.push.gateway import GatewayClient
+from dendrite_lite.push.hook import PushHook
+from dendrite_lite.push.sender import PushSender
+from dendrite_lite.push.service import Notifications, Pushers, PushRules
 from dendrite_lite.rooms.creation import RoomCreation
 from dendrite_lite.rooms.directory import Directory
 from dendrite_lite.rooms.membership import Membership
@@ -173,6 +181,9 @@ ROUTES: list[Any] = [
     *keys_api.ROUTES,
     *key_backup_api.ROUTES,
     *dehydrated_devices_api.ROUTES,
+    *push_rules_api.ROUTES,
+    *notifications_api.ROUTES,
+    *pushers_api.ROUTES,
 ]
 
 
@@ -214,6 +225,10 @@ class Services:
     cross_signing: CrossSigning
     key_backup: KeyBackup
     dehydrated_devices: DehydratedDevices
+    push_rules: PushRules
+    notifications: Notifications
+    pushers: Pushers
+    push_sender: PushSender
 
 
 def build_services(config: Config) -> Services:
@@ -242,6 +257,10 @@ def build_services(config: Config) -> Services:
         db, passwords, config.server_name, config.auth.uia_session_lifetime_ms, failed_logins
     )
     creator = EventCreator(config.server_name)
+    # Push rules are evaluated in the send path (rooms/pipeline.py -> push/hook.py).
+    rule_cache = RuleCache()
+    push_hook = PushHook(config.server_name, rule_cache)
+    creator.push = push_hook
     account = Account(db, passwords, uia, creator, notifier)
 
     async def joined_members(room_id: str) -> list[str]:
@@ -298,6 +317,12 @@ def build_services(config: Config) -> Services:
         cross_signing=CrossSigning(db, notifier, account),
         key_backup=KeyBackup(db),
         dehydrated_devices=DehydratedDevices(db, notifier),
+        push_rules=PushRules(db, notifier, rule_cache),
+        notifications=Notifications(db),
+        pushers=Pushers(db, push_hook),
+        push_sender=PushSender(
+            db, push_hook, GatewayClient(allow_private=config.push.allow_private_gateways)
+        ),
     )
 
 
@@ -319,6 +344,7 @@ def build_app(config: Config, services: Services | None = None) -> Litestar:
         background = [
             asyncio.create_task(_flush_last_seen_forever(services.devices)),
             asyncio.create_task(services.presence.run_expiry()),
+            asyncio.create_task(services.push_sender.run()),
         ]
         try:
             yield

@@ -94,6 +94,13 @@ class PresenceConfig(_Section):
     offline_after_ms: int = 90_000
 
 
+class PushConfig(_Section):
+    # Push gateways are URLs chosen by clients: requests to loopback, private, link-local
+    # and other non-public addresses are refused unless this is true (a gateway on your
+    # own network, or tests).
+    allow_private_gateways: bool = False
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server_name: str
     listen: str = "127.0.0.1:8008"
@@ -108,6 +115,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     user_directory: UserDirectoryConfig = msgspec.field(default_factory=UserDirectoryConfig)
     presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
+    push: PushConfig = msgspec.field(default_factory=PushConfig)
 
     # Set by `load`, not read from the file.
     data_dir: str = ""
@@ -278,4 +286,9 @@ search_all_users = false
 # Online/offline status shared with everyone in your rooms.
 enabled = true
 offline_after_ms = 90000
+
+[push]
+# Push gateway URLs come from clients. true lets them point at loopback, private or
+# link-local addresses (a gateway on your own network); false refuses those requests.
+allow_private_gateways = false
 '''

@@ -10,11 +10,13 @@ import msgspec
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
 from dendrite_lite.notifier import Notifier
+from dendrite_lite.push.ruleset import default_account_data
 from dendrite_lite.storage import account_data, streams
 from dendrite_lite.storage.db import Database
 
 # Types the server manages itself, with their own APIs (spec: 405 M_BAD_JSON).
-SERVER_MANAGED = frozenset({"m.fully_read", "m.push_rules"})
+PUSH_RULES = "m.push_rules"
+SERVER_MANAGED = frozenset({"m.fully_read", PUSH_RULES})
 MAX_CONTENT_BYTES = 64 * 1024
 
 
@@ -38,6 +40,9 @@ class AccountData:
         if room_id:
             self._check_room_id(room_id)
         content = await self.db.read(lambda conn: account_data.get(conn, user_id, room_id, type_))
+        if content is None and not room_id and type_ == PUSH_RULES:
+            # Stored once the user changes a rule (push/service.py); the defaults till then.
+            content = default_account_data(user_id)
         if content is None:
             raise not_found("Account data not found")
         return msgspec.Raw(content)

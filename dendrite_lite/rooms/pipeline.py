@@ -31,6 +31,7 @@ from dendrite_lite.events.pdu import (
 )
 from dendrite_lite.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from dendrite_lite.events.signing import ServerSigningKey
+from dendrite_lite.push.hook import PushEvent, PushHook
 from dendrite_lite.rooms.client_format import client_event
 from dendrite_lite.storage import events, room_state, rooms, streams
 from dendrite_lite.storage.events import NewEvent
@@ -91,6 +92,9 @@ class EventCreator:
         self.server_name = server_name
         # Loaded from the database when the server starts (see app.py's lifespan).
         self._signing_key = signing_key
+        # Push rules, evaluated in the persist step of the same write unit (push/hook.py);
+        # None where nothing is pushed (the CLI).
+        self.push: PushHook | None = None
 
     @property
     def signing_key(self) -> ServerSigningKey:
@@ -212,7 +216,9 @@ class EventCreator:
             check_auth(version, parsed, auth_state)
         except AuthError as exc:
             raise forbidden(exc.reason) from None
-        return self._persist(conn, room_id, version, room, parsed, pdu, transaction, state_nids)
+        return self._persist(
+            conn, room_id, version, room, parsed, pdu, transaction, state_nids, auth_state
+        )
 
     # -- persisting -------------------------------------------------------------------------
 
@@ -226,6 +232,7 @@ class EventCreator:
         pdu: dict[str, Any],
         transaction: Transaction | None,
         state_nids: dict[StateKey, int],
+        auth_state: dict[StateKey, Pdu] | None = None,
     ) -> Persisted:
         position = streams.next_position(conn)
         state_before = room.state_group if room is not None else None
@@ -288,7 +295,16 @@ class EventCreator:
                 event.event_id,
                 event.origin_server_ts,
             )
-        notify = [u for u in room_state.members(conn, room_id) if self.is_local(u)]
+        members = None
+        if self.push is not None:
+            # Notifications and unread counts commit with the event; the hook's one
+            # query for the members serves the wake-up list too.
+            members = self.push.on_event(
+                conn, PushEvent(event, room_id, position, nid, version, auth_state)
+            )
+        if members is None:
+            members = room_state.members(conn, room_id)
+        notify = [u for u in members if self.is_local(u)]
         if target is not None and target not in notify and self.is_local(target):
             notify.append(target)
         return Persisted(event.event_id, room_id, nid, position, notify)

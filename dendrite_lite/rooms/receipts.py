@@ -15,6 +15,7 @@ from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
 from dendrite_lite.notifier import Notifier
+from dendrite_lite.push.counts import mark_read
 from dendrite_lite.storage import account_data, receipts, room_state, rooms, streams
 from dendrite_lite.storage.db import Database
 from dendrite_lite.storage.receipts import ReceiptRow
@@ -57,9 +58,12 @@ class Receipts:
             membership = rooms.membership_of(conn, user_id, room_id)
             if membership is None or membership[0] != "join":
                 raise forbidden(f"{user_id} is not in room {room_id}")
+            positions: dict[str, int] = {}
             for event_id in markers.values():
-                if receipts.stream_pos_of_event(conn, room_id, event_id) is None:
+                found = receipts.stream_pos_of_event(conn, room_id, event_id)
+                if found is None:
                     raise not_found(f"Event {event_id} not found in room")
+                positions[event_id] = found
             position = streams.next_position(conn)
             now = now_ms()
             public = False
@@ -71,6 +75,8 @@ class Receipts:
                     receipts.upsert(
                         conn, room_id, user_id, receipt_type, thread_id, event_id, now, position
                     )
+                    # The user's own receipt clears their notifications up to the event.
+                    mark_read(conn, user_id, room_id, thread_id, positions[event_id])
                     public = public or receipt_type == READ
             notify: list[str] = [user_id]
             if public:

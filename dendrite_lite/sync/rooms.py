@@ -25,7 +25,7 @@ from dendrite_lite.rooms.aggregations import serve_events
 from dendrite_lite.rooms.reading import make_token
 from dendrite_lite.rooms.receipts import receipt_event
 from dendrite_lite.rooms.visibility import VisibilityChecker, viewer
-from dendrite_lite.storage import account_data, events, receipts, room_state
+from dendrite_lite.storage import account_data, events, notifications, receipts, room_state
 from dendrite_lite.storage.events import EventRow
 from dendrite_lite.storage.room_state import StateKey, StateMap
 from dendrite_lite.sync.lazy_members import SentMembers
@@ -90,6 +90,15 @@ class Context:
     # (room_id, type, content) of the account data changed in the window
     account_data: list[tuple[str, str, bytes]]
     _all_account_data: list[tuple[str, str, bytes]] | None = field(default=None, init=False)
+    _unread: dict[str, tuple[int, int]] | None = field(default=None, init=False)
+
+    def unread_notifications(self, room_id: str) -> dict[str, int]:
+        """The room's unread counts (push/hook.py keeps them in the send path), read
+        once per sync for every room."""
+        if self._unread is None:
+            self._unread = notifications.unread_by_room(self.conn, self.window.user_id)
+        count, highlights = self._unread.get(room_id, (0, 0))
+        return {"highlight_count": highlights, "notification_count": count}
 
     def room_account_data(self, room_id: str, everything: bool) -> list[msgspec.Raw]:
         af = self.window.filter.room.account_data
@@ -419,7 +428,7 @@ def joined_room(
         "account_data": {"events": room_account_data},
         "ephemeral": {"events": ephemeral},
         "summary": room_summary,
-        "unread_notifications": {"highlight_count": 0, "notification_count": 0},
+        "unread_notifications": ctx.unread_notifications(room_id),
     }
 
 

@@ -21,6 +21,7 @@ from dendrite_lite.e2ee import device_lists
 from dendrite_lite.filters import Filter, type_allowed
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.presence import Presence
+from dendrite_lite.push.ruleset import default_account_data
 from dendrite_lite.rooms.aggregations import ignored_users
 from dendrite_lite.rooms.typing_notifications import TypingNotifications
 from dendrite_lite.storage import account_data, presence, streams, to_device
@@ -33,6 +34,7 @@ from dendrite_lite.sync.shaping import Shaper
 from dendrite_lite.sync.tokens import SyncToken
 
 MAX_TIMEOUT_MS = 5 * 60 * 1000
+PUSH_RULES = "m.push_rules"
 TO_DEVICE_BATCH = 100
 
 
@@ -152,6 +154,19 @@ class Sync:
             for room_id, type_, content in changed_data
             if room_id == account_data.GLOBAL and type_allowed(sync_filter.account_data, type_)
         ]
+        if (
+            window.whole
+            and type_allowed(sync_filter.account_data, PUSH_RULES)
+            and not any(r == account_data.GLOBAL and t == PUSH_RULES for r, t, _ in changed_data)
+        ):
+            # A user who never changed a push rule has the server's defaults; clients
+            # expect m.push_rules in their initial sync all the same.
+            global_data.insert(
+                0,
+                room_sections.account_data_event(
+                    PUSH_RULES, default_account_data(requester.user_id)
+                ),
+            )
         if sync_filter.account_data.limit is not None:
             global_data = global_data[-sync_filter.account_data.limit :]
         after = 0 if token is None else min(token.to_device_position, now)

@@ -1,0 +1,246 @@
+"""Push rules in the send path: evaluated for every local recipient of every local event,
+inside the event's own write unit on the writer thread.
+
+https://spec.matrix.org/latest/client-server-api/#server-behaviour-10: "When receiving a
+new event homeservers process push rules for each of the local users in the room
+(excluding the sender)", and "the updated notification count from a new event MUST
+appear in the same /sync response as the event itself": the notifications and counts
+commit with the event, so a sync never sees one without the other, and concurrent sends
+(serialised by the writer) count exactly.
+
+Per event, whatever the number of members:
+- one query: the joined members, each with their display name and whether they ignore
+  the sender;
+- the recipients' compiled rules from the `RuleCache` (one query for those not cached);
+- evaluation: everyone on the default rules who is not named by the event (mentions,
+  state_key) shares one evaluation;
+- one statement each to store the notifications and to raise the counts.
+A failure here is logged and rolled back to a savepoint: push never fails a send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+import msgspec
+
+from dendrite_lite.events.auth_rules.common import CREATE_KEY, POWER_LEVELS_KEY, AuthError
+from dendrite_lite.events.auth_rules.power_levels import parse_power_level, user_power_level
+from dendrite_lite.events.pdu import Pdu, StateKey
+from dendrite_lite.events.room_versions import RoomVersion
+from dendrite_lite.push.evaluator import (
+    NOBODY,
+    CompiledRuleset,
+    EventView,
+    Outcome,
+    Power,
+    RuleCache,
+    evaluate,
+)
+from dendrite_lite.storage import events, room_state
+from dendrite_lite.storage import notifications as store
+from dendrite_lite.storage import push_rules as rules_store
+
+log = logging.getLogger(__name__)
+
+THREAD = "m.thread"
+# "implementations are encouraged to do a maximum of 3 hops to find a thread"
+THREAD_HOPS = 3
+LEFT = frozenset({"leave", "ban"})
+
+_MEMBERS_SQL = """
+SELECT c.state_key,
+       json_extract(CAST(e.client AS TEXT), '$.content.displayname'),
+       EXISTS (
+           SELECT 1 FROM account_data AS a,
+                json_each(CAST(a.content AS TEXT), '$.ignored_users') AS j
+           WHERE a.user_id = c.state_key AND a.room_id = '' AND a.type = 'm.ignored_user_list'
+             AND j.key = ?1
+       )
+FROM current_state AS c JOIN events AS e ON e.event_nid = c.event_nid
+WHERE c.room_id = ?2 AND c.type = 'm.room.member' AND c.membership = 'join'
+"""
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    """A locally created event, just persisted (the room's current state includes it)."""
+
+    event: Pdu
+    room_id: str
+    stream_pos: int
+    event_nid: int
+    version: RoomVersion
+    # The state the event was authorised against (it holds the create and power levels
+    # events), when the caller has it; else they are read when needed.
+    auth_state: Mapping[StateKey, Pdu] | None = None
+
+
+class PushHook:
+    """Called by the EventCreator (rooms/pipeline.py) for every event it persists."""
+
+    def __init__(self, server_name: str, cache: RuleCache) -> None:
+        self.suffix = ":" + server_name
+        self.cache = cache
+        # Users with at least one pusher: their notifications wake the sender. Kept on
+        # the writer thread by the pushers' write units (see service.py).
+        self.users_with_pushers: set[str] = set()
+        # Set by the sender: called (on the writer thread) with users to push for.
+        self.wake_sender: Callable[[set[str]], None] | None = None
+
+    def on_event(self, conn: apsw.Connection, pushed: PushEvent) -> list[str] | None:
+        """Evaluate and record; returns the room's joined members (local and remote),
+        or None if something failed (and was rolled back)."""
+        conn.execute("SAVEPOINT push")
+        try:
+            members = self._process(conn, pushed)
+        except Exception:
+            conn.execute("ROLLBACK TO push")
+            conn.execute("RELEASE push")
+            log.exception("push rule evaluation failed for %s", pushed.event.event_id)
+            return None
+        conn.execute("RELEASE push")
+        return members
+
+    def _process(self, conn: apsw.Connection, pushed: PushEvent) -> list[str]:
+        event = pushed.event
+        rows = conn.execute(_MEMBERS_SQL, (event.sender, pushed.room_id)).fetchall()
+        members = [str(row[0]) for row in rows]
+        sender, suffix = event.sender, self.suffix
+        # (user ID, display name in the room, joined)
+        recipients = [
+            (str(user_id), name if isinstance(name, str) else None, True)
+            for user_id, name, ignores in rows
+            if user_id != sender and not ignores and str(user_id).endswith(suffix)
+        ]
+        target = event.state_key if event.type == "m.room.member" else None
+        if target is not None and target.endswith(suffix):
+            membership = event.membership
+            if membership in LEFT:
+                store.clear_counts(conn, target, pushed.room_id)
+            elif membership == "invite" and target != sender:
+                # The invitee is not in the room yet: notified (.m.rule.invite_for_me),
+                # not counted.
+                name = event.content.get("displayname")
+                recipients.append((target, name if isinstance(name, str) else None, False))
+        if not recipients:
+            return members
+        notified = self._evaluate(conn, pushed, len(members), recipients)
+        if not notified:
+            return members
+        store.record(
+            conn,
+            pushed.stream_pos,
+            pushed.room_id,
+            pushed.event_nid,
+            thread_of(conn, event, pushed.room_id),
+            event.origin_server_ts,
+            notified,
+        )
+        wake = {n.user_id for n in notified if n.user_id in self.users_with_pushers}
+        if wake and self.wake_sender is not None:
+            self.wake_sender(wake)
+        return members
+
+    def _evaluate(
+        self,
+        conn: apsw.Connection,
+        pushed: PushEvent,
+        member_count: int,
+        recipients: list[tuple[str, str | None, bool]],
+    ) -> list[store.Notified]:
+        event = pushed.event
+        as_dict: dict[str, Any] = {
+            "event_id": event.event_id,
+            "room_id": pushed.room_id,
+            "sender": event.sender,
+            "type": event.type,
+            "content": event.content,
+            "origin_server_ts": event.origin_server_ts,
+        }
+        if event.state_key is not None:
+            as_dict["state_key"] = event.state_key
+        view = EventView(as_dict, member_count, lambda: self._power(conn, pushed))
+        rulesets = self.cache.get_many(conn, [r[0] for r in recipients], rules_store.load_many)
+        # The default rules depend on the recipient only through their Matrix ID in
+        # m.mentions.user_ids or the state_key: everyone else gets one shared answer.
+        named = {user_id.lower() for user_id in view.mentioned_user_ids()}
+        if event.state_key is not None:
+            named.add(event.state_key.lower())
+        default = self.cache.default
+        shared: Outcome | bool | None = False  # False: not evaluated yet
+        notified: list[store.Notified] = []
+        for user_id, display_name, joined in recipients:
+            ruleset: CompiledRuleset = rulesets[user_id]
+            if ruleset is default and not (named and user_id.lower() in named):
+                if shared is False:
+                    shared = evaluate(default, view, NOBODY, None)
+                outcome = shared
+            else:
+                outcome = evaluate(ruleset, view, user_id, display_name)
+            if isinstance(outcome, Outcome) and outcome.notify:
+                notified.append(store.Notified(user_id, outcome.highlight, outcome.actions, joined))
+        return notified
+
+    @staticmethod
+    def _power(conn: apsw.Connection, pushed: PushEvent) -> Power:
+        """The sender's power level and the room's `notifications` levels."""
+        state: Mapping[StateKey, Pdu]
+        if pushed.auth_state is not None and CREATE_KEY in pushed.auth_state:
+            state = pushed.auth_state
+        else:
+            state = _load_state(conn, pushed.room_id, pushed.version)
+        version = pushed.version
+        try:
+            level = user_power_level(state, pushed.event.sender, version)
+        except AuthError:
+            level = 0
+        levels: dict[str, int] = {}
+        power_levels = state.get(POWER_LEVELS_KEY)
+        raw = power_levels.content.get("notifications") if power_levels is not None else None
+        if isinstance(raw, dict):
+            for key, value in raw.items():
+                try:
+                    levels[key] = parse_power_level(value, version, f"notifications.{key}")
+                except AuthError:
+                    continue
+        return Power(level, levels)
+
+
+def _load_state(conn: apsw.Connection, room_id: str, version: RoomVersion) -> dict[StateKey, Pdu]:
+    nids = room_state.current_entries(conn, room_id, [CREATE_KEY, POWER_LEVELS_KEY])
+    by_nid = events.pdus_by_nid(conn, nids.values())
+    state: dict[StateKey, Pdu] = {}
+    for key, nid in nids.items():
+        event_id, raw = by_nid[nid]
+        state[key] = Pdu.from_dict(msgspec.json.decode(raw), version, event_id=event_id)
+    return state
+
+
+def thread_of(conn: apsw.Connection, event: Pdu, room_id: str) -> str:
+    """The thread an event belongs to: its root's event ID, or 'main'.
+
+    https://spec.matrix.org/latest/client-server-api/#receiving-notifications: follow the
+    relations (at most 3 hops) to an m.thread one.
+    """
+    relates = event.content.get("m.relates_to")
+    if not isinstance(relates, dict):
+        return store.MAIN
+    target, rel_type = relates.get("event_id"), relates.get("rel_type")
+    for _ in range(THREAD_HOPS):
+        if not isinstance(target, str) or not isinstance(rel_type, str):
+            return store.MAIN
+        if rel_type == THREAD:
+            return target
+        row = conn.execute(
+            "SELECT relates_to, rel_type FROM events WHERE event_id = ? AND room_id = ?",
+            (target, room_id),
+        ).fetchone()
+        if row is None:
+            return store.MAIN
+        target, rel_type = row
+    return store.MAIN

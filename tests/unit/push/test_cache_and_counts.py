@@ -1,0 +1,164 @@
+"""The rule cache and the unread counts, on a real database with the real schema."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import apsw
+import pytest
+
+from dendrite_lite.events.pdu import Pdu
+from dendrite_lite.events.room_versions import KNOWN_ROOM_VERSIONS
+from dendrite_lite.push.counts import mark_read
+from dendrite_lite.push.evaluator import RuleCache, evaluate
+from dendrite_lite.push.hook import PushEvent, PushHook
+from dendrite_lite.push.rules import Rule
+from dendrite_lite.storage import migrations, push_rules
+from dendrite_lite.storage import notifications as store
+from tests.unit.push.conftest import ALICE, BOB, view
+
+CAROL = "@carol:example.org"
+ROOM = "!room:example.org"
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[apsw.Connection]:
+    connection = apsw.Connection(str(tmp_path / "push.db"))
+    migrations.migrate(connection)
+    for user in (ALICE, BOB, CAROL):
+        connection.execute("INSERT INTO users (user_id, created_ts) VALUES (?, 0)", (user,))
+    yield connection
+    connection.close()
+
+
+class CountingLoad:
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, conn: apsw.Connection, users: list[str]) -> dict[str, push_rules.UserRules]:
+        self.calls.append(sorted(users))
+        return push_rules.load_many(conn, users)
+
+
+def test_rules_are_loaded_once_per_user_and_shared_when_default(conn: apsw.Connection) -> None:
+    push_rules.upsert_rule(conn, BOB, Rule("sender", CAROL, []), 1)
+    cache, load = RuleCache(), CountingLoad()
+    first = cache.get_many(conn, [ALICE, BOB, CAROL], load)
+    assert load.calls == [[ALICE, BOB, CAROL]]  # one query for all the missing users
+    assert first[ALICE] is cache.default and first[CAROL] is cache.default
+    assert first[BOB] is not cache.default
+    again = cache.get_many(conn, [ALICE, BOB, CAROL], load)
+    assert load.calls == [[ALICE, BOB, CAROL]]  # all cached
+    assert again[BOB] is first[BOB]
+    # Bob's rule silences Carol for him only.
+    from_carol = view(sender=CAROL)
+    assert evaluate(again[BOB], from_carol, BOB, None).notify is False  # type: ignore[union-attr]
+    assert evaluate(again[ALICE], from_carol, ALICE, None).notify is True  # type: ignore[union-attr]
+
+
+def test_invalidation_reloads_one_user(conn: apsw.Connection) -> None:
+    cache, load = RuleCache(), CountingLoad()
+    cache.get_many(conn, [ALICE, BOB], load)
+    push_rules.set_default(conn, ALICE, "override", ".m.rule.master", enabled=True)
+    cache.invalidate(ALICE)
+    found = cache.get_many(conn, [ALICE, BOB], load)
+    assert load.calls[-1] == [ALICE]
+    assert found[ALICE] is not cache.default
+    assert evaluate(found[ALICE], view(), ALICE, None).notify is False  # type: ignore[union-attr]
+
+
+def test_cache_is_bounded(conn: apsw.Connection) -> None:
+    cache = RuleCache(max_users=2)
+    cache.get_many(conn, [ALICE, BOB], push_rules.load_many)
+    cache.get_many(conn, [CAROL], push_rules.load_many)
+    load = CountingLoad()
+    cache.get_many(conn, [ALICE, BOB, CAROL], load)
+    assert load.calls == [[ALICE]]  # the oldest entry went
+
+
+def notify(
+    conn: apsw.Connection, position: int, thread: str = store.MAIN, highlight: bool = False
+) -> None:
+    store.record(
+        conn, position, ROOM, position, thread, 0, [store.Notified(ALICE, highlight, b"[]", True)]
+    )
+
+
+def counts(conn: apsw.Connection) -> tuple[int, int]:
+    return store.unread_by_room(conn, ALICE).get(ROOM, (0, 0))
+
+
+def test_counts_rise_and_clear_up_to_the_receipt(conn: apsw.Connection) -> None:
+    notify(conn, 10)
+    notify(conn, 11, highlight=True)
+    notify(conn, 12)
+    assert counts(conn) == (3, 1)
+    assert mark_read(conn, ALICE, ROOM, store.UNTHREADED, 11)
+    assert counts(conn) == (1, 0)
+    # An older receipt (m.read behind m.read.private) reads nothing back as unread.
+    assert not mark_read(conn, ALICE, ROOM, store.UNTHREADED, 10)
+    assert counts(conn) == (1, 0)
+    notify(conn, 13)
+    assert counts(conn) == (2, 0)
+    mark_read(conn, ALICE, ROOM, store.UNTHREADED, 13)
+    assert counts(conn) == (0, 0)
+
+
+def test_threaded_receipts_clear_their_thread_only(conn: apsw.Connection) -> None:
+    notify(conn, 10)
+    notify(conn, 11, thread="$root")
+    notify(conn, 12, thread="$root", highlight=True)
+    notify(conn, 13)
+    assert counts(conn) == (4, 1)
+    mark_read(conn, ALICE, ROOM, "$root", 12)
+    assert counts(conn) == (2, 0)
+    mark_read(conn, ALICE, ROOM, store.MAIN, 10)
+    assert counts(conn) == (1, 0)
+    notify(conn, 14, thread="$root")
+    mark_read(conn, ALICE, ROOM, store.UNTHREADED, 14)  # unthreaded: every thread
+    assert counts(conn) == (0, 0)
+
+
+def test_leaving_clears_counts_and_total(conn: apsw.Connection) -> None:
+    notify(conn, 10)
+    store.record(
+        conn, 11, "!other:x", 11, store.MAIN, 0, [store.Notified(ALICE, False, b"[]", True)]
+    )
+    assert store.total_unread(conn, ALICE) == 2
+    store.clear_counts(conn, ALICE, ROOM)
+    assert store.total_unread(conn, ALICE) == 1
+
+
+def test_a_failing_evaluation_never_fails_the_send(
+    conn: apsw.Connection, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever goes wrong in the hook is rolled back to its savepoint and logged; the
+    event's own unit carries on (the caller then reads the members itself)."""
+    hook = PushHook("example.org", RuleCache())
+
+    def broken(conn: apsw.Connection, pushed: PushEvent) -> list[str]:
+        store.advance_read_mark(conn, ALICE, ROOM, store.UNTHREADED, 99)
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(hook, "_process", broken)
+    event = Pdu(
+        event_id="$e",
+        room_id=ROOM,
+        sender=BOB,
+        type="m.room.message",
+        state_key=None,
+        content={"body": "x"},
+        prev_events=(),
+        auth_events=(),
+        depth=1,
+        origin_server_ts=0,
+    )
+    conn.execute("BEGIN")
+    store.advance_read_mark(conn, BOB, ROOM, store.UNTHREADED, 1)  # the unit's own work
+    pushed = PushEvent(event, ROOM, 5, 5, KNOWN_ROOM_VERSIONS["11"])
+    assert hook.on_event(conn, pushed) is None
+    conn.execute("COMMIT")
+    marks = conn.execute("SELECT user_id FROM push_read_marks").fetchall()
+    assert marks == [(BOB,)]
+    assert "push rule evaluation failed for $e" in caplog.text
