@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-LAUNCH = "from dendrite_lite.cli.main import main; main()"
+LAUNCH = "from dendrite_lite.cli.entry import main; main()"  # the console script
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 
