@@ -45,7 +45,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,27 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# The generic pieces (statistics, /proc counters, the raw HTTP client, py-spy) are shared
+# with the other benches: bench/harness.py.
+from harness import (
+    BenchError,
+    Proc,
+    Profiler,
+    RawConn,
+    filesystem_of,
+    free_port,
+    has_uvloop,
+    host_cpu,
+    host_cpu_busy,
+    log,
+    md_table,
+    print_table,
+    run_async,
+    summarize,
+)
 
 TOOL_VERSION = "1"
 REPO = Path(__file__).resolve().parent.parent
@@ -71,70 +91,9 @@ GOAL_IDLE_RSS_MIB = 60.0
 GOAL_WHOAMI_P95_MS = 5.0
 
 
-class BenchError(Exception):
-    pass
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------------------
-# statistics (same definitions as the shared yardstick, mxbench.py)
-# ---------------------------------------------------------------------------------------
-def percentile(sorted_vals: list[float], p: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not sorted_vals:
-        return float("nan")
-    k = (len(sorted_vals) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(sorted_vals) - 1)
-    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo)
-
-
-def summarize(samples_s: list[float]) -> dict[str, Any]:
-    v = sorted(x * 1000.0 for x in samples_s)
-    if not v:
-        return {"n": 0}
-    return {
-        "n": len(v),
-        "min_ms": round(v[0], 3),
-        "p50_ms": round(percentile(v, 50), 3),
-        "p95_ms": round(percentile(v, 95), 3),
-        "p99_ms": round(percentile(v, 99), 3),
-        "max_ms": round(v[-1], 3),
-        "mean_ms": round(sum(v) / len(v), 3),
-    }
-
-
 # ---------------------------------------------------------------------------------------
 # the server process
 # ---------------------------------------------------------------------------------------
-class Proc:
-    """Memory and CPU counters of the server process, from /proc (Linux)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.tck = os.sysconf("SC_CLK_TCK")
-        self.read()
-
-    def read(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    k, _, v = line.partition(":")
-                    if k in ("VmRSS", "VmHWM", "Threads"):
-                        out[k] = int(v.split()[0])
-            with open(f"/proc/{self.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            # fields[0] is field 3 (state); utime is field 14, stime field 15
-            out["cpu_ms"] = (int(fields[11]) + int(fields[12])) * 1000.0 / self.tck
-        except OSError as e:
-            raise BenchError(f"cannot read /proc/{self.pid}: {e}") from e
-        return out
-
-
 def find_server_exe(arg: str | None) -> Path:
     candidates = [Path(arg)] if arg else []
     candidates += [
@@ -150,12 +109,6 @@ def find_server_exe(arg: str | None) -> Path:
     raise BenchError(
         "cannot find the dendrite-lite executable (make the venv, or pass --server-exe)"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def init_data_dir(exe: Path, data_dir: Path, port: int) -> None:
@@ -272,75 +225,6 @@ class Server:
 # ---------------------------------------------------------------------------------------
 # HTTP/1.1 clients
 # ---------------------------------------------------------------------------------------
-class RawConn:
-    """One keep-alive HTTP/1.1 connection on asyncio streams: a few µs of client CPU per
-    request, so that the one client core never limits the server's throughput."""
-
-    def __init__(self, port: int, token: str | None = None) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.headers = f"Host: 127.0.0.1:{port}\r\nUser-Agent: bench_foundation/{TOOL_VERSION}\r\n"
-        if token:
-            self.headers += f"Authorization: Bearer {token}\r\n"
-
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        reused = self.writer is not None
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        assert self.reader is not None
-        head = f"{method} {path} HTTP/1.1\r\n{self.headers}"
-        if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        self.writer.write(head.encode() + b"\r\n" + (body or b""))
-        try:
-            raw = await self.reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionResetError) as e:
-            # The server closed an idle keep-alive connection (uvicorn: after 5 s) before
-            # reading this request: nothing was processed, so send it again on a new one.
-            if not reused or (isinstance(e, asyncio.IncompleteReadError) and e.partial):
-                raise
-            await self.aclose()
-            return await self.request(method, path, body)
-        lines = raw.split(b"\r\n")
-        status = int(lines[0].split(b" ", 2)[1])
-        length: int | None = None
-        chunked = close = False
-        for line in lines[1:]:
-            k, _, v = line.partition(b":")
-            k = k.strip().lower()
-            if k == b"content-length":
-                length = int(v)
-            elif k == b"transfer-encoding":
-                chunked = b"chunked" in v.lower()
-            elif k == b"connection":
-                close = v.strip().lower() == b"close"
-        if chunked:
-            parts = []
-            while True:
-                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                chunk = await self.reader.readexactly(size + 2)
-                if size == 0:
-                    break
-                parts.append(chunk[:-2])
-            data = b"".join(parts)
-        elif length is not None:
-            data = await self.reader.readexactly(length)
-        else:
-            data = await self.reader.read()
-            close = True
-        if close:
-            await self.aclose()
-        return status, data
-
-    async def aclose(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(OSError):
-                await self.writer.wait_closed()
-        self.reader = self.writer = None
-
-
 class HttpxConn:
     """The same interface on httpx.AsyncClient (one keep-alive connection)."""
 
@@ -430,7 +314,11 @@ async def measure(
                 errors.append(f"{status} {body[:200]!r}")
             k += 1
 
-    profiler = Profiler.start(ctx, name)
+    profiler = (
+        Profiler.start(ctx.proc.pid, ctx.args.py_spy, name, ctx.args.py_spy_exe)
+        if ctx.args.py_spy
+        else None
+    )
     await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
     wall = time.perf_counter() - t0
     cpu_client = time.process_time() - c0
@@ -479,116 +367,6 @@ async def measure(
         f"(util {res['server_cpu_util']}), client util {res['client_cpu_util']}"
     )
     return res
-
-
-def host_cpu() -> dict[str, tuple[int, int]]:
-    """Per-CPU (busy, total) jiffies from /proc/stat."""
-    out: dict[str, tuple[int, int]] = {}
-    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("cpu") and line[3:4].isdigit():
-                name, *vals = line.split()
-                v = [int(x) for x in vals[:8]]
-                out[name] = (sum(v) - v[3] - v[4], sum(v))  # minus idle and iowait
-    return out
-
-
-def host_cpu_busy(a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]]) -> dict[str, float]:
-    out = {}
-    for cpu, (busy0, total0) in a.items():
-        if cpu in b:
-            busy1, total1 = b[cpu]
-            out[cpu] = (busy1 - busy0) / max(1, total1 - total0)
-    return out
-
-
-class Profiler:
-    """Optional (--py-spy DIR): py-spy samples the server during a phase; the collapsed
-    stacks go to DIR/<phase>.txt and the top functions into the JSON.  py-spy pauses the
-    server's memory 100 times a second, so the figures of a profiled run are a little
-    worse: profile in a separate run."""
-
-    def __init__(self, popen: subprocess.Popen[bytes], out: Path) -> None:
-        self.popen, self.out = popen, out
-
-    @classmethod
-    def start(cls, ctx: Ctx, phase: str) -> Profiler | None:
-        if not ctx.args.py_spy:
-            return None
-        out_dir = Path(ctx.args.py_spy)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        out = out_dir / (re.sub(r"[^A-Za-z0-9]+", "_", phase).strip("_") + ".txt")
-        exe = ctx.args.py_spy_exe or shutil.which("py-spy") or str(REPO / ".venv/bin/py-spy")
-        cmd = [exe, "record", "--pid", str(ctx.proc.pid), "--format", "raw", "--nolineno"]
-        # --gil: only samples of the thread holding the GIL, i.e. Python CPU time (py-spy's
-        # idle detection counts threads parked in queue.get as busy here); --nonblocking: do
-        # not stop the server to sample it (blocking sampling cost it ~25 % throughput).
-        cmd += ["--threads", "--gil", "--nonblocking", "--rate", "100", "--output", str(out)]
-        popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.3)  # let it attach before the phase starts
-        if popen.poll() is not None:
-            err = popen.stderr.read().decode(errors="replace") if popen.stderr else ""
-            raise BenchError(f"py-spy failed to start: {err.strip()[:500]}")
-        return cls(popen, out)
-
-    def stop(self) -> dict[str, Any] | None:
-        self.popen.send_signal(signal.SIGINT)
-        try:
-            self.popen.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-        if not self.out.exists():
-            return None
-        return summarize_profile(self.out)
-
-
-def _package_of(frame: str) -> str:
-    """'fn (litestar/routes/http.py)' -> 'litestar'; stdlib modules by their module."""
-    m = re.search(r"\(([^)]*)\)$", frame)
-    path = m.group(1) if m else frame
-    top = path.split("/")[0]
-    return top[:-3] if top.endswith(".py") else top
-
-
-def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
-    """From py-spy's collapsed stacks ("thread (..);fn (file);fn (file) COUNT"): the share of
-    samples per thread, per leaf function (self), per package of the leaf, and the inclusive
-    share of the project's own functions (dendrite_lite/, cli/)."""
-    own: dict[str, int] = {}
-    packages: dict[str, int] = {}
-    incl: dict[str, int] = {}
-    threads: dict[str, int] = {}
-    total = 0
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, count_s = line.rpartition(" ")
-        if not stack or not count_s.isdigit():
-            continue
-        n = int(count_s)
-        frames = stack.split(";")
-        total += n
-        thread = re.sub(r"^thread \(\d+\): ", "", frames[0])
-        threads[thread] = threads.get(thread, 0) + n
-        funcs = frames[1:] or frames
-        own[funcs[-1]] = own.get(funcs[-1], 0) + n
-        pkg = _package_of(funcs[-1])
-        packages[pkg] = packages.get(pkg, 0) + n
-        for f in set(funcs):
-            if ("(dendrite_lite/" in f or "(cli/" in f) and not f.startswith(("main (", "run (")):
-                incl[f] = incl.get(f, 0) + n
-
-    def shares(d: dict[str, int]) -> list[list[Any]]:
-        ranked = sorted(d.items(), key=lambda kv: -kv[1])[:top]
-        return [[k, round(v / total, 3)] for k, v in ranked]
-
-    return {
-        "file": str(path),
-        "samples": total,
-        "threads": shares(threads),
-        "self": shares(own),
-        "self_by_package": shares(packages),
-        "project_inclusive": shares(incl),
-    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -814,15 +592,6 @@ async def load_phases(ctx: Ctx) -> dict[str, Any]:
     return res
 
 
-def run_async(coro: Awaitable[Any]) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)  # type: ignore[arg-type]
-
-
 # ---------------------------------------------------------------------------------------
 # environment
 # ---------------------------------------------------------------------------------------
@@ -879,17 +648,9 @@ def environment(exe: Path, args: argparse.Namespace) -> dict[str, Any]:
         "server": server_env,
         "server_cpu": args.server_cpu,
         "client_cpu": args.client_cpu,
-        "client": "raw asyncio streams" + (" + uvloop" if _has_uvloop() else ""),
+        "client": "raw asyncio streams" + (" + uvloop" if has_uvloop() else ""),
         "quick": args.quick,
     }
-
-
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------------------------------
@@ -917,7 +678,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     start_warnings: list[str] = []
     try:
         init_data_dir(exe, data_dir, port)
-        env["data_dir_fs"] = _filesystem_of(root)
+        env["data_dir_fs"] = filesystem_of(root)
         env["fsync"] = fsync_probe(root)
         if os.environ.get("PYTHONDONTWRITEBYTECODE"):
             # This environment never caches bytecode, so every start compiles the project's
@@ -1025,16 +786,6 @@ def fsync_probe(directory: Path, n: int = 200) -> dict[str, Any]:
     return s
 
 
-def _filesystem_of(path: Path) -> str | None:
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        return (
-            subprocess.run(["df", "-T", str(path)], check=True, capture_output=True, text=True)
-            .stdout.splitlines()[-1]
-            .split()[1]
-        )
-    return None
-
-
 def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
     start = r["start"]["median_s"]
     rss = r["rss_idle"]["VmRSS"] / 1024.0
@@ -1085,24 +836,6 @@ def latency_rows(r: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     for key, m in r.get("group_commit", {}).items():
         rows.append((f"account_data PUT, {key.split('_')[1]} writer(s)", m))
     return rows
-
-
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-    print(
-        "  ".join(
-            h.ljust(w) if i == 0 else h.rjust(w)
-            for i, (h, w) in enumerate(zip(headers, widths, strict=True))
-        )
-    )
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
 
 
 def print_result(r: dict[str, Any]) -> None:
@@ -1228,14 +961,6 @@ def print_result(r: dict[str, Any]) -> None:
         print(f"ERROR: {err}")
 
 
-def _md_table(headers: list[str], rows: list[list[str]]) -> None:
-    print("| " + " | ".join(headers) + " |")
-    print("|" + "|".join("---" if i == 0 else "--:" for i in range(len(headers))) + "|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    print()
-
-
 def report(files: list[str]) -> None:
     """Markdown tables of several runs side by side (for bench/RESULTS.md)."""
     runs = [json.loads(Path(f).read_text()) for f in files]
@@ -1320,7 +1045,7 @@ def report(files: list[str]) -> None:
             lambda r: f"{r['env']['fsync']['p50_ms']:.2f} / {r['env']['fsync']['p95_ms']:.2f}",
         )
     )
-    _md_table(["figure", *names, "goal", "verdict"], rows)
+    md_table(["figure", *names, "goal", "verdict"], rows)
 
     rows = []
     for label, _ in latency_rows(runs[0]):
@@ -1343,7 +1068,7 @@ def report(files: list[str]) -> None:
                     f"{_f(m.get('foreign_load_client_cpu'))}",
                 ]
             )
-    _md_table(
+    md_table(
         [
             "requests",
             "n",
@@ -1378,7 +1103,7 @@ def report(files: list[str]) -> None:
                     " ".join(f"{float(k) * 1000:g}:{v}" for k, v in c["per_bucket"].items()),
                 ]
             )
-    _md_table(
+    md_table(
         [
             "writers",
             "writes/s",
