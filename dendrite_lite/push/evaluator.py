@@ -25,6 +25,7 @@ from typing import Any
 import apsw
 import msgspec
 
+from dendrite_lite.property_paths import split_path
 from dendrite_lite.push.defaults import USER
 from dendrite_lite.push.glob import Glob
 from dendrite_lite.push.rules import KINDS, Rule, compare
@@ -32,30 +33,6 @@ from dendrite_lite.push.ruleset import UserRules, assemble
 
 MISSING: Any = object()
 BODY = ("content", "body")
-
-
-def split_path(key: str) -> tuple[str, ...]:
-    """A dot-separated property path: `\\.` is a literal dot, `\\\\` a backslash.
-
-    https://spec.matrix.org/latest/appendices/#dot-separated-property-paths
-    """
-    parts: list[str] = []
-    current: list[str] = []
-    index = 0
-    while index < len(key):
-        char = key[index]
-        if char == "\\" and index + 1 < len(key) and key[index + 1] in ".\\":
-            current.append(key[index + 1])
-            index += 2
-            continue
-        if char == ".":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        index += 1
-    parts.append("".join(current))
-    return tuple(parts)
 
 
 def _same(a: object, b: object) -> bool:

@@ -23,6 +23,7 @@ import apsw
 import msgspec
 
 from dendrite_lite.filters import Filter
+from dendrite_lite.property_paths import split_path
 from dendrite_lite.storage import events
 from dendrite_lite.storage.events import EventRow
 
@@ -30,28 +31,8 @@ Path = tuple[str, ...]
 
 
 def parse_path(path: str) -> Path:
-    """`content.m\\.relates_to` -> ("content", "m.relates_to").
-
-    `\\.` is a literal dot and `\\\\` a literal backslash; any other backslash is kept
-    as it is, as the appendix asks.
-    """
-    parts: list[str] = []
-    current: list[str] = []
-    index = 0
-    while index < len(path):
-        char = path[index]
-        if char == "\\" and index + 1 < len(path) and path[index + 1] in ".\\":
-            current.append(path[index + 1])
-            index += 2
-            continue
-        if char == ".":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        index += 1
-    parts.append("".join(current))
-    return tuple(parts)
+    """`content.m\\.relates_to` -> ("content", "m.relates_to") (see property_paths)."""
+    return split_path(path)
 
 
 def only_fields(event: dict[str, Any], paths: Sequence[Path]) -> dict[str, Any]:
