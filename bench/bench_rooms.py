@@ -21,7 +21,7 @@ on --client-cpu, everything on 127.0.0.1):
   /messages @D   room B is filled through the API (10 senders in a closed loop; the rate is
                  reported as "seed") until it holds D messages, for each D of --depths
                  (Synapse: --synapse-depths).  Then B is walked from the newest event with
-                 /messages?dir=b&limit=100 to collect `end` tokens at every depth, and
+                 /messages?dir=b&limit=--walk-limit (250) to collect `end` tokens, and
                  --messages-samples sequential GET /messages?dir=b&limit=20&from=T are timed,
                  T drawn at random from the tokens at least --min-depth events deep.  Each
                  answer must hold 20 events.
@@ -81,6 +81,13 @@ def add_args(p: argparse.ArgumentParser) -> None:
         "--min-depth", type=int, help="`from` tokens at least this deep (1000; quick 200)"
     )
     p.add_argument("--seed-connections", type=int, default=SENDERS, help="senders filling room B")
+    p.add_argument(
+        "--messages-seconds",
+        type=float,
+        default=300.0,
+        help="at most this long per /messages phase (300): Synapse pages slowly in big rooms",
+    )
+    p.add_argument("--walk-limit", type=int, default=250, help="page size of the token walk (250)")
 
 
 def defaults(a: argparse.Namespace) -> None:
@@ -232,7 +239,7 @@ async def workload(b: Bench) -> dict[str, Any]:
         if depth < want:
             b.warn(f"seeding stopped after {a.max_seed_minutes} min at {depth} of {want} messages")
         out["settle"].append(await h.settle(b))
-        tokens = await walk(b, owner, room_b, depth)
+        tokens = await walk(b, owner, room_b, depth, a.walk_limit)
         # deep, but with at least 100 messages (a full page and more) below the token
         deep = [t for d, t in tokens if min(a.min_depth, depth // 2) <= d <= depth - 100]
         if not deep:
@@ -254,7 +261,14 @@ async def workload(b: Bench) -> dict[str, Any]:
 
         name = f"/messages @{depth}"
         phases[name] = await h.measure(
-            b, name, [c], page, count=a.messages_samples, warmup=20, check=full_page
+            b,
+            name,
+            [c],
+            page,
+            count=a.messages_samples,
+            seconds=a.messages_seconds,
+            warmup=20,
+            check=full_page,
         )
         phases[name]["tokens"] = len(deep)
         await c.aclose()
@@ -316,7 +330,7 @@ def log_rate(b: Bench, done: int, total: int, wall: float) -> None:
     h.log(f"  {b.target.kind} seeding: {done}/{total} ({rate:.0f}/s, ~{eta:.0f} s left)")
 
 
-async def walk(b: Bench, u: User, room: str, depth: int) -> list[tuple[int, str]]:
+async def walk(b: Bench, u: User, room: str, depth: int, limit: int) -> list[tuple[int, str]]:
     """(events above, `end` token) pairs from the newest event back to `depth` events."""
     api = Api(b.port, u.access_token)
     tokens: list[tuple[int, str]] = []
@@ -324,8 +338,8 @@ async def walk(b: Bench, u: User, room: str, depth: int) -> list[tuple[int, str]
     frm: str | None = None
     t0 = time.perf_counter()
     try:
-        for _ in range(depth // 100 + 50):
-            path = f"{CS}/rooms/{q(room)}/messages?dir=b&limit=100"
+        for _ in range(depth // limit + 50):
+            path = f"{CS}/rooms/{q(room)}/messages?dir=b&limit={limit}"
             if frm:
                 path += f"&from={q(frm)}"
             d = await api.call("GET", path)
