@@ -19,12 +19,16 @@ on --client-cpu, everything on 127.0.0.1):
                  server CPU per message.
   send, 10 senders, own rooms  the same, each user into its own room.
   /messages @D   room B is filled through the API (10 senders in a closed loop; the rate is
-                 reported as "seed") until it holds D messages, for each D of --depths
-                 (Synapse: --synapse-depths).  Then B is walked from the newest event with
-                 /messages?dir=b&limit=--walk-limit (250) to collect `end` tokens, and
-                 --messages-samples sequential GET /messages?dir=b&limit=20&from=T are timed,
-                 T drawn at random from the tokens at least --min-depth events deep.  Each
-                 answer must hold 20 events.
+                 reported as "seeding") until it holds D messages, for each D of --depths
+                 (Synapse: --synapse-depths).  Every --token-every (20) messages the sender
+                 asks for the newest event (/messages?dir=b&limit=1) and keeps the `end`
+                 token.  Then up to --messages-samples sequential GET
+                 /messages?dir=b&limit=20&from=T (at most --messages-seconds) are timed, T
+                 each time a different one of those tokens that has at least --min-depth
+                 (1000) newer messages above it: a page nobody has read since it was
+                 written, as when a user scrolls back through old history.  Then 200 more
+                 over just 20 pages, again and again (the warm-cache case).  Each answer
+                 must hold 20 events.
 
 Latency: client wall time from writing the request to having read the whole body.  Server
 CPU: utime+stime of the server process (all threads) over the phase / requests.  "other
@@ -84,10 +88,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--messages-seconds",
         type=float,
-        default=300.0,
-        help="at most this long per /messages phase (300): Synapse pages slowly in big rooms",
+        default=180.0,
+        help="at most this long per /messages phase (180): Synapse pages slowly in big rooms",
     )
-    p.add_argument("--walk-limit", type=int, default=250, help="page size of the token walk (250)")
+    p.add_argument(
+        "--token-every", type=int, default=20, help="keep a /messages token every N messages (20)"
+    )
 
 
 def defaults(a: argparse.Namespace) -> None:
@@ -227,6 +233,7 @@ async def workload(b: Bench) -> dict[str, Any]:
     depths = a.synapse_depths if b.target.kind == "synapse" else a.depths
     seeded = 0
     seeds: list[dict[str, Any]] = []
+    tokens: list[tuple[int, str]] = []  # (messages below the token, token)
     conns = [
         RawConn(port, senders[i % len(senders)].access_token) for i in range(a.seed_connections)
     ]
@@ -234,26 +241,32 @@ async def workload(b: Bench) -> dict[str, Any]:
     for want in depths:
         if seeded >= want or time.perf_counter() >= seed_deadline:
             break
-        seeds.append(await seed_room(b, conns, room_b, seeded, want, run, seed_deadline))
+        seeds.append(
+            await seed_room(
+                b, conns, room_b, seeded, want, run, seed_deadline, tokens, a.token_every
+            )
+        )
         depth = seeded = seeds[-1]["to"]
         if depth < want:
             b.warn(f"seeding stopped after {a.max_seed_minutes} min at {depth} of {want} messages")
         out["settle"].append(await h.settle(b))
-        tokens = await walk(b, owner, room_b, depth, a.walk_limit)
-        # deep, but with at least 100 messages (a full page and more) below the token
-        deep = [t for d, t in tokens if min(a.min_depth, depth // 2) <= d <= depth - 100]
-        if not deep:
-            raise h.BenchError(f"no /messages tokens deeper than {a.min_depth} events")
-        rng = random.Random(42)
+        # deep (at least --min-depth newer messages above), with a full page and more below
+        deep = [t for below, t in tokens if below >= 100 and depth - below >= a.min_depth]
+        if len(deep) < 40:
+            raise h.BenchError(f"only {len(deep)} /messages tokens deeper than {a.min_depth}")
+        random.Random(42).shuffle(deep)
+        warm_tokens, cold_tokens = deep[:20], deep[20:]
         c = RawConn(port, owner.access_token)
 
-        async def page(
-            conn: RawConn, i: int, k: int, deep: list[str] = deep, rng: Any = rng
+        def page_path(t: str) -> str:
+            return f"{CS}/rooms/{q(room_b)}/messages?dir=b&limit=20&from={q(t)}"
+
+        async def cold(
+            conn: RawConn, i: int, k: int, toks: list[str] = cold_tokens
         ) -> tuple[int, bytes]:
-            t = rng.choice(deep)
-            return await conn.request(
-                "GET", f"{CS}/rooms/{q(room_b)}/messages?dir=b&limit=20&from={q(t)}"
-            )
+            # each sample a page nobody has read since it was written (while tokens last)
+            t = toks[k % len(toks)] if k >= 0 else toks[-1 - (-1 - k) % len(toks)]
+            return await conn.request("GET", page_path(t))
 
         def full_page(status: int, body: bytes) -> str | None:
             n = len(json.loads(body).get("chunk") or [])
@@ -264,13 +277,23 @@ async def workload(b: Bench) -> dict[str, Any]:
             b,
             name,
             [c],
-            page,
-            count=a.messages_samples,
+            cold,
+            count=min(a.messages_samples, len(cold_tokens) - 10),
             seconds=a.messages_seconds,
-            warmup=20,
+            warmup=5,
             check=full_page,
         )
-        phases[name]["tokens"] = len(deep)
+        phases[name]["tokens"] = len(cold_tokens)
+
+        async def warm(
+            conn: RawConn, i: int, k: int, toks: list[str] = warm_tokens
+        ) -> tuple[int, bytes]:
+            return await conn.request("GET", page_path(toks[k % len(toks)]))
+
+        name = f"/messages @{depth}, same 20 pages again and again"
+        phases[name] = await h.measure(
+            b, name, [c], warm, count=200, seconds=a.messages_seconds, warmup=20, check=full_page
+        )
         await c.aclose()
     for c in conns:
         await c.aclose()
@@ -280,16 +303,28 @@ async def workload(b: Bench) -> dict[str, Any]:
 
 
 async def seed_room(
-    b: Bench, conns: list[RawConn], room: str, have: int, want: int, run: str, deadline: float
+    b: Bench,
+    conns: list[RawConn],
+    room: str,
+    have: int,
+    want: int,
+    run: str,
+    deadline: float,
+    tokens: list[tuple[int, str]],
+    token_every: int,
 ) -> dict[str, Any]:
     """Fill `room` up to `want` messages through the API, closed loop on every connection,
-    or until `deadline` (perf_counter)."""
+    or until `deadline` (perf_counter).  Every `token_every` messages, the sender asks for
+    the newest event (/messages?dir=b&limit=1) and keeps the `end` token: later, when the
+    room has grown, it points deep into the room, at a page nobody has read since (a walk
+    back through the room to collect tokens would read, and warm caches for, every page)."""
     todo = list(range(have, want))
     todo.reverse()
     errors: list[str] = []
     t0 = time.perf_counter()
     p0 = b.target.proc.read()  # type: ignore[union-attr]
     last = [t0]
+    sent = [have]
 
     async def worker(i: int, conn: RawConn) -> None:
         while todo and len(errors) < 20 and time.perf_counter() < deadline:
@@ -299,6 +334,18 @@ async def seed_room(
             )
             if status != 200:
                 errors.append(f"{status} {body[:200]!r}")
+            sent[0] += 1
+            if k % token_every == 0:
+                below = sent[0]  # messages sent so far (all of them are below the token)
+                status, body = await asyncio.wait_for(
+                    conn.request("GET", f"{CS}/rooms/{q(room)}/messages?dir=b&limit=1"), 300
+                )
+                if status != 200:
+                    errors.append(f"{status} {body[:200]!r}")
+                else:
+                    end = json.loads(body).get("end")
+                    if end:
+                        tokens.append((below, end))
             now = time.perf_counter()
             if now - last[0] > 30:
                 last[0] = now
@@ -330,33 +377,6 @@ def log_rate(b: Bench, done: int, total: int, wall: float) -> None:
     h.log(f"  {b.target.kind} seeding: {done}/{total} ({rate:.0f}/s, ~{eta:.0f} s left)")
 
 
-async def walk(b: Bench, u: User, room: str, depth: int, limit: int) -> list[tuple[int, str]]:
-    """(events above, `end` token) pairs from the newest event back to `depth` events."""
-    api = Api(b.port, u.access_token)
-    tokens: list[tuple[int, str]] = []
-    seen = 0
-    frm: str | None = None
-    t0 = time.perf_counter()
-    try:
-        for _ in range(depth // limit + 50):
-            path = f"{CS}/rooms/{q(room)}/messages?dir=b&limit={limit}"
-            if frm:
-                path += f"&from={q(frm)}"
-            d = await api.call("GET", path)
-            seen += len(d.get("chunk") or [])
-            frm = d.get("end")
-            if not frm or not d.get("chunk"):
-                break
-            tokens.append((seen, frm))
-            if seen >= depth:
-                break
-    finally:
-        await api.aclose()
-    dt = time.perf_counter() - t0
-    h.log(f"{b.target.kind}: walked {seen} events, {len(tokens)} tokens in {dt:.1f} s")
-    return tokens
-
-
 def rows(r: dict[str, Any]) -> list[h.Row]:
     def ph(name: str, key: str) -> Any:
         return lambda res: res["phases"][name][key]
@@ -384,6 +404,14 @@ def rows(r: dict[str, Any]) -> list[h.Row]:
                 f"/messages, 20 events, {d:,} deep: server CPU ms",
                 ph(name, "server_cpu_ms_per_req"),
                 nd=3,
+            ),
+            Row(
+                f"/messages @{d:,}, 20 pages again and again: p50 ms",
+                ph(f"{name}, same 20 pages again and again", "p50_ms"),
+            ),
+            Row(
+                f"/messages @{d:,}, 20 pages again and again: p95 ms",
+                ph(f"{name}, same 20 pages again and again", "p95_ms"),
             ),
         ]
     out.append(

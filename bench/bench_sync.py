@@ -256,6 +256,29 @@ async def workload(b: Bench) -> dict[str, Any]:
         check=check_incremental,
     )
     phases["incremental /sync"]["answers_with_rooms"] = nonempty[0]
+
+    # The same sends as in the delivery phase, with nobody long-polling: what a send costs
+    # in this data set by itself (the delivery phase's send is slower by the woken sync).
+    shared = [p for p in plan if p["members"]]
+    rng = random.Random(7)
+    conns = {i: RawConn(port, u.access_token) for i, u in enumerate(users) if i}
+    picks = [
+        (p := rng.choice(shared), rng.choice(p["members"])) for _ in range(a.delivery_samples + 5)
+    ]
+
+    async def send_alone(conn: RawConn, i: int, k: int) -> tuple[int, bytes]:
+        room, sender = picks[k + 5]
+        return await conns[sender].request(
+            "PUT",
+            f"{CS}/rooms/{q(room['room_id'])}/send/m.room.message/{run}alone{k}",
+            h.dumps({"msgtype": "m.text", "body": f"send sample {k}"}),
+        )
+
+    phases["send, nobody polling"] = await h.measure(
+        b, "send, nobody polling", [c], send_alone, count=a.delivery_samples, warmup=5
+    )
+    for conn in conns.values():
+        await conn.aclose()
     await c.aclose()
 
     phases["delivery"] = await delivery(b, users, plan, filters, run)
@@ -384,6 +407,14 @@ def rows(r: dict[str, Any]) -> list[Row]:
         Row("delivery p50 ms", ph("delivery", "p50_ms")),
         Row("delivery p95 ms", ph("delivery", "p95_ms")),
         Row("delivery server CPU ms per message", ph("delivery", "server_cpu_ms_per_req"), nd=3),
+        Row("delivery: the send's own p50 ms", ph("delivery", "send_p50_ms")),
+        Row("send with nobody polling p50 ms", ph("send, nobody polling", "p50_ms")),
+        Row("send with nobody polling p95 ms", ph("send, nobody polling", "p95_ms")),
+        Row(
+            "send with nobody polling server CPU ms",
+            ph("send, nobody polling", "server_cpu_ms_per_req"),
+            nd=3,
+        ),
     ]
 
 
