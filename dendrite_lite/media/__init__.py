@@ -1,0 +1,1 @@
+"""Content repository: uploads, downloads, thumbnails and URL previews (spec: Content repository)."""

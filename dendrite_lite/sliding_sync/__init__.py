@@ -1,0 +1,1 @@
+"""Simplified sliding sync (MSC4186): the unstable and the accepted v4 shapes on one engine."""

@@ -1,0 +1,1 @@
+"""Third-party identifiers (email): validation sessions, binding, password reset."""
