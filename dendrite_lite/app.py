@@ -50,6 +50,7 @@ from dendrite_lite.api.client import push_rules as push_rules_api
 from dendrite_lite.api.client import pushers as pushers_api
 from dendrite_lite.api.client import reporting as reporting_api
 from dendrite_lite.api.client import room_upgrades as room_upgrades_api
+from dendrite_lite.api.client import sliding_sync as sliding_sync_api
 from dendrite_lite.api.client import tags as tags_api
 from dendrite_lite.api.client import timestamp_to_event as timestamp_to_event_api
 from dendrite_lite.api.client import user_directory as user_directory_api
@@ -86,6 +87,7 @@ from dendrite_lite.rooms.timestamps import TimestampLookup
 from dendrite_lite.rooms.typing_notifications import TypingNotifications
 from dendrite_lite.rooms.upgrades import RoomUpgrades
 from dendrite_lite.signing_key import load_signing_key
+from dendrite_lite.sliding_sync.service import SlidingSync
 from dendrite_lite.storage import room_state
 from dendrite_lite.storage.db import Database, DatabaseSettings
 from dendrite_lite.sync.service import Sync
@@ -184,6 +186,7 @@ ROUTES: list[Any] = [
     *push_rules_api.ROUTES,
     *notifications_api.ROUTES,
     *pushers_api.ROUTES,
+    *sliding_sync_api.ROUTES,
 ]
 
 
@@ -217,6 +220,7 @@ class Services:
     timestamps: TimestampLookup
     relations: Relations
     sync_service: Sync
+    sliding_sync: SlidingSync
     typing_notifications: TypingNotifications
     receipts: Receipts
     to_device: ToDevice
@@ -309,6 +313,7 @@ def build_services(config: Config) -> Services:
         timestamps=TimestampLookup(db),
         relations=Relations(db),
         sync_service=Sync(db, notifier, typing, presence_service),
+        sliding_sync=SlidingSync(db, notifier, typing, presence_service),
         presence=presence_service,
         typing_notifications=typing,
         receipts=Receipts(db, notifier),

@@ -31,6 +31,8 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     "uk.tcpip.msc4133.stable": True,
     # Dehydrated devices (MSC3814), which Element uses to receive keys while offline.
     "org.matrix.msc3814": True,
+    # Simplified sliding sync (MSC4186): Element X refuses a server without it.
+    "org.matrix.simplified_msc3575": True,
 }
 
 

@@ -1,0 +1,148 @@
+"""Per-connection state: what each connection has been sent, per position.
+
+A connection is (user, device, conn_id) (MSC4186 "Connections"). Every response that
+sends something creates a `Position`: the stream position it covered, the typing serial,
+the lists' counts and windows, and for every room ever sent the stream position it was
+sent up to and with which config. A `Position` is immutable; the next one copies the
+room map and updates the rooms it sent. A response with nothing in it hands back the
+same `pos`, so an idle client creates no state and no write.
+
+The state lives in memory (the hot path reads no connection rows) and is written to
+SQLite behind each response (storage/sliding_sync.py), so after a restart a connection
+is loaded back on its next request instead of forcing the client into a full resync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import msgspec
+
+from dendrite_lite.errors import ErrCode, MatrixError
+from dendrite_lite.sliding_sync.required_state import RoomConfig, decode_config, encode_config
+from dendrite_lite.storage.sliding_sync import StoredPosition, StoredRoom
+
+ConnKey = tuple[str, str, str]  # (user_id, device_id, conn_id)
+# list name -> (count, room IDs in the list's ranges)
+ListsState = Mapping[str, tuple[int, tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class SentRoom:
+    stream_pos: int  # timeline and state were sent up to here
+    membership: str
+    config: RoomConfig
+    # Members whose member event the connection has (lazy members are not sent twice)
+    members: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Position:
+    pos_nid: int
+    stream_pos: int
+    typing_serial: int
+    lists: ListsState
+    rooms: Mapping[str, SentRoom]
+
+
+@dataclass
+class Connection:
+    conn_nid: int
+    positions: dict[int, Position] = field(default_factory=dict)
+
+
+def parse_pos(pos: str) -> int:
+    """`pos` is a position number; anything else is a position we never gave out."""
+    if not (0 < len(pos) <= 18 and pos.isascii() and pos.isdigit()):
+        raise unknown_pos()
+    return int(pos)
+
+
+def unknown_pos() -> MatrixError:
+    return MatrixError(400, ErrCode.UNKNOWN_POS, "Unknown or expired pos; start a new connection")
+
+
+class Connections:
+    """The in-memory connection table and the counters that number new state."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[ConnKey, Connection] = {}
+        self.next_conn_nid = 0  # 0: not yet read from the database
+        self.next_pos_nid = 0
+
+    @property
+    def numbered(self) -> bool:
+        return self.next_pos_nid > 0
+
+    def start_numbering(self, max_conn_nid: int, max_pos_nid: int) -> None:
+        if not self.numbered:
+            self.next_conn_nid = max_conn_nid + 1
+            self.next_pos_nid = max_pos_nid + 1
+
+    def new_connection(self, key: ConnKey) -> Connection:
+        connection = Connection(self.next_conn_nid)
+        self.next_conn_nid += 1
+        self.by_key[key] = connection
+        return connection
+
+    def new_pos_nid(self) -> int:
+        nid = self.next_pos_nid
+        self.next_pos_nid += 1
+        return nid
+
+    def find(self, key: ConnKey, pos_nid: int) -> Position | None:
+        connection = self.by_key.get(key)
+        if connection is None:
+            return None
+        return connection.positions.get(pos_nid)
+
+    def install(self, key: ConnKey, conn_nid: int, position: Position) -> Position:
+        """A position loaded from the database after a restart."""
+        connection = self.by_key.get(key)
+        if connection is None or connection.conn_nid != conn_nid:
+            connection = Connection(conn_nid)
+            self.by_key[key] = connection
+        connection.positions.setdefault(position.pos_nid, position)
+        return connection.positions[position.pos_nid]
+
+    def confirm(self, key: ConnKey, pos_nid: int) -> None:
+        """The client came back with `pos_nid`: it never processed any other position."""
+        connection = self.by_key.get(key)
+        if connection is not None:
+            kept = connection.positions.get(pos_nid)
+            connection.positions = {} if kept is None else {pos_nid: kept}
+
+    def drop_device(self, user_id: str, device_id: str) -> None:
+        for key in [k for k in self.by_key if k[0] == user_id and k[1] == device_id]:
+            del self.by_key[key]
+
+
+_MEMBERS = msgspec.json.Decoder(frozenset[str])
+_LISTS = msgspec.json.Decoder(dict[str, tuple[int, tuple[str, ...]]])
+
+
+def encode_lists(lists: ListsState) -> bytes:
+    return msgspec.json.encode(dict(lists))
+
+
+def from_stored(stored: StoredPosition) -> Position:
+    rooms = {
+        r.room_id: SentRoom(
+            r.stream_pos, r.membership, decode_config(r.config), _MEMBERS.decode(r.members)
+        )
+        for r in stored.rooms
+    }
+    return Position(
+        stored.pos_nid, stored.stream_pos, stored.typing_serial, _LISTS.decode(stored.lists), rooms
+    )
+
+
+def to_stored(room_id: str, sent: SentRoom) -> StoredRoom:
+    return StoredRoom(
+        room_id,
+        sent.stream_pos,
+        sent.membership,
+        encode_config(sent.config),
+        msgspec.json.encode(sorted(sent.members)),
+    )

@@ -1,0 +1,207 @@
+"""Sliding sync extensions: to_device (MSC3885), e2ee (MSC3884), account_data (MSC3959),
+receipts (MSC3960) and typing (MSC3961), as Synapse and the clients speak them.
+
+Each reads the same stores as /sync (to_device inbox, device-list stream, account data,
+receipts, the in-memory typing sets) inside the response's read unit. `lists` / `rooms`
+scope the room-bound extensions to the rooms of the named lists' windows and the named
+subscriptions (`*`: all of them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+import msgspec
+
+from dendrite_lite.e2ee import device_lists
+from dendrite_lite.errors import ErrCode, MatrixError
+from dendrite_lite.push.ruleset import default_account_data
+from dendrite_lite.rooms.receipts import receipt_event
+from dendrite_lite.sliding_sync.requests import ScopedExtension, SyncRequest
+from dendrite_lite.storage import account_data, receipts, to_device
+from dendrite_lite.storage import sliding_sync as store
+from dendrite_lite.sync.rooms import account_data_event
+
+PUSH_RULES = "m.push_rules"
+
+
+@dataclass(frozen=True)
+class ExtensionInput:
+    conn: apsw.Connection
+    user_id: str
+    device_id: str
+    now: int
+    base: int | None  # stream position of the request's pos
+    typing_serial: int | None  # the pos's typing serial (None: send current typers)
+    list_rooms: Mapping[str, tuple[str, ...]]  # list name -> room IDs in its windows
+    subscribed: tuple[str, ...]  # subscribed rooms the user may see
+    initial_rooms: frozenset[str]  # rooms sent whole in this response
+    typing_in: Callable[[str], list[str]]
+    typing_changed: Callable[[str, int], bool]
+
+
+@dataclass(frozen=True)
+class ExtensionOutput:
+    response: dict[str, Any]
+    # Whether any of it is news (OTK counts alone are not a reason to answer a long-poll)
+    news: bool
+    # to-device messages up to here may be deleted (the client acknowledged them)
+    acknowledged_to_device: int | None
+
+
+def _scope(ext: ScopedExtension, inp: ExtensionInput) -> list[str]:
+    rooms: dict[str, None] = {}
+    for name in ext.lists if ext.lists is not None else ["*"]:
+        for list_name, ids in inp.list_rooms.items():
+            if name in ("*", list_name):
+                rooms.update(dict.fromkeys(ids))
+    for room_id in ext.rooms if ext.rooms is not None else ["*"]:
+        if room_id == "*":
+            rooms.update(dict.fromkeys(inp.subscribed))
+        elif room_id in inp.subscribed:
+            rooms[room_id] = None
+    return list(rooms)
+
+
+def _enabled(ext: Any) -> bool:
+    return ext is not None and bool(ext.enabled)
+
+
+def compute(request: SyncRequest, inp: ExtensionInput) -> ExtensionOutput:
+    ext = request.extensions
+    response: dict[str, Any] = {}
+    news = False
+    acknowledged = None
+    if _enabled(ext.to_device):
+        section, acknowledged = _to_device(request, inp)
+        response["to_device"] = section
+        news = news or bool(section["events"])
+    if _enabled(ext.e2ee):
+        section = _e2ee(inp)
+        response["e2ee"] = section
+        news = news or "device_lists" in section
+    if ext.account_data is not None and _enabled(ext.account_data):
+        section = _account_data(ext.account_data, inp)
+        if section["global"] or section["rooms"]:
+            response["account_data"] = section
+            news = True
+    if ext.receipts is not None and _enabled(ext.receipts):
+        rooms = _receipts(ext.receipts, inp)
+        if rooms:
+            response["receipts"] = {"rooms": rooms}
+            news = True
+    if ext.typing is not None and _enabled(ext.typing):
+        rooms = _typing(ext.typing, inp)
+        if rooms:
+            response["typing"] = {"rooms": rooms}
+            news = True
+    return ExtensionOutput(response, news, acknowledged)
+
+
+def _to_device(request: SyncRequest, inp: ExtensionInput) -> tuple[dict[str, Any], int | None]:
+    """Messages after `since` (the client's last next_batch); those up to `since` are
+    acknowledged and deleted, as /sync does with its token."""
+    ext = request.extensions.to_device
+    assert ext is not None
+    since = 0
+    if ext.since is not None:
+        if not (0 < len(ext.since) <= 18 and ext.since.isascii() and ext.since.isdigit()):
+            raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid to_device since token")
+        since = min(int(ext.since), inp.now)
+    limit = request.to_device_limit()
+    messages = to_device.pending(inp.conn, inp.user_id, inp.device_id, since, inp.now, limit + 1)
+    upto = inp.now
+    if len(messages) > limit:
+        # Stop at a whole stream position: next_batch cannot point inside one.
+        last = messages[limit].stream_pos
+        messages = [m for m in messages[:limit] if m.stream_pos != last]
+        if not messages:
+            messages = to_device.pending(inp.conn, inp.user_id, inp.device_id, since, last, 1 << 30)
+        upto = messages[-1].stream_pos
+    acknowledged = (
+        since
+        if since > 0 and to_device.has_acknowledged(inp.conn, inp.user_id, inp.device_id, since)
+        else None
+    )
+    return {
+        "next_batch": str(upto),
+        "events": [
+            {"sender": m.sender, "type": m.type, "content": msgspec.Raw(m.content)}
+            for m in messages
+        ],
+    }, acknowledged
+
+
+def _e2ee(inp: ExtensionInput) -> dict[str, Any]:
+    section: dict[str, Any] = {
+        "device_one_time_keys_count": device_lists.one_time_key_counts(
+            inp.conn, inp.user_id, inp.device_id
+        ),
+        "device_unused_fallback_key_types": device_lists.unused_fallback_key_types(
+            inp.conn, inp.user_id, inp.device_id
+        ),
+    }
+    if inp.base is not None:
+        changed, left = device_lists.device_list_changes(inp.conn, inp.user_id, inp.base, inp.now)
+        if changed or left:
+            section["device_lists"] = {"changed": changed, "left": left}
+    return section
+
+
+def _account_data(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
+    """Global data changed since the pos (all of it without one); room data of the
+    scoped rooms, all of it for rooms sent whole in this response."""
+    rooms = set(_scope(ext, inp))
+    base = inp.base
+    need_all = base is None or bool(rooms & inp.initial_rooms)
+    rows = store.account_data_since(inp.conn, inp.user_id, 0 if need_all else base or 0)
+    global_events: list[msgspec.Raw] = []
+    by_room: dict[str, list[msgspec.Raw]] = {}
+    has_push_rules = False
+    for room_id, type_, content, position in rows:
+        new = base is None or position > base
+        if room_id == account_data.GLOBAL:
+            has_push_rules = has_push_rules or type_ == PUSH_RULES
+            if new:
+                global_events.append(account_data_event(type_, content))
+        elif room_id in rooms and (new or room_id in inp.initial_rooms):
+            by_room.setdefault(room_id, []).append(account_data_event(type_, content))
+    if base is None and not has_push_rules:
+        # A user who never changed a push rule has the defaults; clients expect them.
+        global_events.insert(0, account_data_event(PUSH_RULES, default_account_data(inp.user_id)))
+    return {"global": global_events, "rooms": by_room}
+
+
+def _receipts(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
+    rooms = _scope(ext, inp)
+    if not rooms:
+        return {}
+    fresh = [r for r in rooms if inp.base is None or r in inp.initial_rooms]
+    known = [r for r in rooms if not (inp.base is None or r in inp.initial_rooms)]
+    by_room: dict[str, list[receipts.ReceiptRow]] = {}
+    batches = [(fresh, 0), (known, inp.base or 0)]
+    for room_ids, after in batches:
+        for row in receipts.changed_in_rooms(inp.conn, room_ids, after, inp.now):
+            by_room.setdefault(row.room_id, []).append(row)
+    found: dict[str, Any] = {}
+    for room_id, rows in by_room.items():
+        event = receipt_event(rows, inp.user_id)
+        if event is not None:
+            found[room_id] = event
+    return found
+
+
+def _typing(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for room_id in _scope(ext, inp):
+        typers = inp.typing_in(room_id)
+        if inp.typing_serial is None or room_id in inp.initial_rooms:
+            changed = bool(typers)
+        else:
+            changed = inp.typing_changed(room_id, inp.typing_serial)
+        if changed:
+            found[room_id] = {"type": "m.typing", "content": {"user_ids": typers}}
+    return found

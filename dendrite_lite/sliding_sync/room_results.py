@@ -1,0 +1,332 @@
+"""One room's entry in a sliding sync response (MSC4186 "Room results").
+
+A room is sent whole (`initial`) the first time a connection sees it, or when the user's
+membership turned into a join (an invite accepted, a room re-joined); after that only
+what changed since it was last sent: new timeline events, the state keys the window set
+(as far as the room config asks for them), name/avatar/heroes/counts when the events
+that make them changed. A room with nothing new costs one indexed lookup.
+
+The dict built here uses the unstable field names; api/client/sliding_sync.py renames
+the few that the accepted text changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import apsw
+import msgspec
+
+from dendrite_lite.clock import now_ms
+from dendrite_lite.filters import RoomEventFilter
+from dendrite_lite.rooms import client_format
+from dendrite_lite.rooms.aggregations import serve_events
+from dendrite_lite.rooms.reading import make_token
+from dendrite_lite.rooms.visibility import VisibilityChecker, viewer
+from dendrite_lite.sliding_sync.connections import SentRoom
+from dendrite_lite.sliding_sync.required_state import MEMBER, RoomConfig
+from dendrite_lite.storage import events, notifications, room_state
+from dendrite_lite.storage import sliding_sync as store
+from dendrite_lite.storage.events import EventRow
+from dendrite_lite.storage.sliding_sync import ListedRoom
+from dendrite_lite.sync import rooms as sync_rooms
+
+HEROES = 5
+NAME = ("m.room.name", "")
+AVATAR = ("m.room.avatar", "")
+ALIAS = ("m.room.canonical_alias", "")
+# State whose change changes the room's name, avatar, heroes or member counts.
+META_TYPES = frozenset({"m.room.name", "m.room.avatar", "m.room.canonical_alias", MEMBER})
+
+
+@dataclass
+class RoomContext:
+    """What every room of one response shares: one snapshot, one upper position."""
+
+    conn: apsw.Connection
+    user_id: str
+    device_id: str
+    now: int  # the stream position the response covers
+    base: int | None  # the stream position of the request's pos (None: no pos)
+    direct: set[str]
+    ignored: frozenset[str]
+    now_ts: int = field(default_factory=now_ms)
+    _unread: dict[str, tuple[int, int]] | None = None
+
+    def unread(self, room_id: str) -> tuple[int, int]:
+        if self._unread is None:
+            self._unread = notifications.unread_by_room(self.conn, self.user_id)
+        return self._unread.get(room_id, (0, 0))
+
+
+@dataclass(frozen=True)
+class RoomUpdate:
+    result: dict[str, Any]
+    sent: SentRoom
+    initial: bool
+
+
+def build(
+    ctx: RoomContext, row: ListedRoom, config: RoomConfig, sent: SentRoom | None
+) -> RoomUpdate | None:
+    """The room's entry, or None when the connection already has all of it."""
+    if row.membership in ("invite", "knock"):
+        return _invited(ctx, row, config, sent)
+    return _joined(ctx, row, config, sent)
+
+
+def _invited(
+    ctx: RoomContext, row: ListedRoom, config: RoomConfig, sent: SentRoom | None
+) -> RoomUpdate | None:
+    if sent is not None and sent.membership == row.membership and row.changed_at <= sent.stream_pos:
+        return None
+    stripped = sync_rooms.stripped_state(ctx.conn, row.event_nid, ctx.ignored)
+    if stripped is None:  # from an ignored user
+        return None
+    result: dict[str, Any] = {
+        "initial": True,
+        "membership": row.membership,
+        "bump_stamp": row.bump_stamp,
+        "invite_state" if row.membership == "invite" else "knock_state": stripped,
+    }
+    for event in stripped:
+        if event["type"] == "m.room.name" and isinstance(event["content"].get("name"), str):
+            result["name"] = event["content"]["name"]
+        elif event["type"] == "m.room.avatar" and isinstance(event["content"].get("url"), str):
+            result["avatar"] = event["content"]["url"]
+    if row.room_id in ctx.direct:
+        result["is_dm"] = True
+    return RoomUpdate(result, SentRoom(ctx.now, row.membership, config), True)
+
+
+@dataclass
+class _State:
+    """The room's state as the user may see it: now, or as of their leave."""
+
+    non_member: dict[tuple[str, str], int]
+    members: dict[str, int] | None  # None: current members, looked up one by one
+
+    def member(self, conn: apsw.Connection, room_id: str, user_id: str) -> int | None:
+        if self.members is not None:
+            return self.members.get(user_id)
+        return room_state.current_entry(conn, room_id, MEMBER, user_id)
+
+    def get(self, conn: apsw.Connection, room_id: str, key: tuple[str, str]) -> int | None:
+        if key[0] == MEMBER:
+            return self.member(conn, room_id, key[1])
+        return self.non_member.get(key)
+
+    def all_members(self, conn: apsw.Connection, room_id: str) -> dict[str, int]:
+        if self.members is None:
+            self.members = store.all_members(conn, room_id)
+        return self.members
+
+
+def _load_state(ctx: RoomContext, room_id: str, joined: bool, upto: int) -> _State:
+    if joined:
+        return _State(store.non_member_state(ctx.conn, room_id), None)
+    group = sync_rooms.group_at(ctx.conn, room_id, upto)
+    full = {} if group is None else room_state.state_at(ctx.conn, group)
+    return _State(
+        {k: v for k, v in full.items() if k[0] != MEMBER},
+        {k[1]: v for k, v in full.items() if k[0] == MEMBER},
+    )
+
+
+def _joined(
+    ctx: RoomContext, row: ListedRoom, config: RoomConfig, sent: SentRoom | None
+) -> RoomUpdate | None:
+    conn, room_id = ctx.conn, row.room_id
+    joined = row.membership == "join"
+    upto = ctx.now if joined else min(row.changed_at, ctx.now)
+    whole = sent is None or (sent.membership != "join" and sent.membership != row.membership)
+    expanded_timeline = (
+        sent is not None and not whole and config.timeline_limit > sent.config.timeline_limit
+    )
+    expanded_state = sent is not None and not whole and config.expands(sent.config)
+    if (
+        sent is not None
+        and not (whole or expanded_timeline or expanded_state)
+        and store.latest_stream_pos(conn, room_id, upto) <= sent.stream_pos
+    ):
+        return None
+    since = None if sent is None or whole else sent.stream_pos
+    checker = VisibilityChecker(conn, viewer(conn, ctx.user_id, room_id))
+    tl = sync_rooms.timeline(
+        conn,
+        room_id,
+        None if expanded_timeline else since,
+        upto,
+        RoomEventFilter(limit=config.timeline_limit),
+        checker,
+        ctx.ignored,
+    )
+    state = _load_state(ctx, room_id, joined, upto)
+    changed = set() if since is None else store.state_changes(conn, room_id, since, upto)
+    known = frozenset() if sent is None or whole else sent.members
+    wanted = _wanted_state(
+        ctx, room_id, config, sent, state, tl.rows, changed, whole, known, tl.limited
+    )
+    sent_members = {k for t, k in wanted if t == MEMBER}
+    # A gappy timeline makes lazy-loading clients drop their members (MSC4186).
+    members = frozenset(sent_members if tl.limited and not whole else known | sent_members)
+    state_rows = events.get_by_nids(conn, wanted.values())
+    result: dict[str, Any] = {}
+    if whole:
+        result["initial"] = True
+    result["membership"] = row.membership
+    result["bump_stamp"] = row.bump_stamp
+    if whole or expanded_state or any(t in META_TYPES for t, _ in changed):
+        _meta(ctx, room_id, state, result, whole, changed)
+    result["required_state"] = [
+        client_format.serve(r, now=ctx.now_ts)
+        for r in sorted(state_rows.values(), key=lambda r: r.stream_pos)
+    ]
+    result["timeline"] = serve_events(
+        conn, tl.rows, user_id=ctx.user_id, device=(ctx.user_id, ctx.device_id), checker=checker
+    )
+    if expanded_timeline:
+        result["unstable_expanded_timeline"] = True
+    result["limited"] = tl.limited
+    result["prev_batch"] = make_token(tl.rows[0].stream_pos - 1 if tl.rows else upto)
+    result["num_live"] = (
+        0 if ctx.base is None else sum(1 for r in tl.rows if r.stream_pos > ctx.base)
+    )
+    count, highlights = ctx.unread(room_id)
+    result["notification_count"] = count
+    result["highlight_count"] = highlights
+    result["unread_notifications"] = {"notification_count": count, "highlight_count": highlights}
+    return RoomUpdate(result, SentRoom(upto, row.membership, config, members), whole)
+
+
+def _wanted_state(
+    ctx: RoomContext,
+    room_id: str,
+    config: RoomConfig,
+    sent: SentRoom | None,
+    state: _State,
+    timeline: list[EventRow],
+    changed: set[tuple[str, str]],
+    whole: bool,
+    known_members: frozenset[str],
+    limited: bool,
+) -> dict[tuple[str, str], int]:
+    """The state keys to send, with the event each holds now."""
+    conn = ctx.conn
+    wanted: dict[tuple[str, str], int] = {}
+
+    def add(key: tuple[str, str], previous: RoomConfig | None) -> None:
+        if previous is not None and previous.matches(*key):
+            return
+        nid = state.get(conn, room_id, key)
+        if nid is not None:
+            wanted[key] = nid
+
+    def everything(previous: RoomConfig | None) -> None:
+        for key, nid in state.non_member.items():
+            if config.matches(*key) and (previous is None or not previous.matches(*key)):
+                wanted[key] = nid
+        if config.all_members():
+            for member, nid in state.all_members(conn, room_id).items():
+                key = (MEMBER, member)
+                if config.matches(*key) and (previous is None or not previous.matches(*key)):
+                    wanted[key] = nid
+        else:
+            for member in config.member_keys():
+                if config.matches(MEMBER, member):
+                    add((MEMBER, member), previous)
+
+    if whole:
+        everything(None)
+    else:
+        for key in changed:
+            if config.matches(*key):
+                add(key, None)
+        if sent is not None and config.expands(sent.config):
+            everything(sent.config)
+    if config.lazy_members:
+        # MSC4186 lazy members: the timeline's senders and the targets of its member
+        # events, unless the connection has them; on a delta without a gap, every
+        # membership that changed.
+        for r in timeline:
+            for member in (r.sender, r.state_key if r.type == MEMBER else None):
+                if member is not None and (
+                    member not in known_members or (MEMBER, member) in changed
+                ):
+                    add((MEMBER, member), None)
+        if not whole and not limited:
+            for key in changed:
+                if key[0] == MEMBER:
+                    add(key, None)
+    return wanted
+
+
+def _content(conn: apsw.Connection, nid: int | None) -> dict[str, Any]:
+    if nid is None:
+        return {}
+    row = events.get_by_nids(conn, [nid]).get(nid)
+    if row is None:
+        return {}
+    content = client_format.decode(row).get("content")
+    return content if isinstance(content, dict) else {}
+
+
+def _meta(
+    ctx: RoomContext,
+    room_id: str,
+    state: _State,
+    result: dict[str, Any],
+    whole: bool,
+    changed: set[tuple[str, str]],
+) -> None:
+    """name, avatar, heroes, is_dm and the member counts."""
+    conn = ctx.conn
+    name = _content(conn, state.non_member.get(NAME)).get("name")
+    avatar = _content(conn, state.non_member.get(AVATAR)).get("url")
+    counts = room_state.member_counts(conn, room_id)
+    joined, invited = counts.get("join", 0), counts.get("invite", 0)
+    if isinstance(avatar, str) and avatar:
+        result["avatar"] = avatar
+    elif not whole and AVATAR in changed:
+        result["avatar"] = None  # removed
+    if isinstance(name, str) and name:
+        result["name"] = name
+    else:
+        heroes = _heroes(conn, room_id, ctx.user_id)
+        result["heroes"] = heroes
+        alias = _content(conn, state.non_member.get(ALIAS)).get("alias")
+        if not (isinstance(alias, str) and alias):
+            result["name"] = computed_name(heroes, joined + invited)
+    if room_id in ctx.direct:
+        result["is_dm"] = True
+    result["joined_count"] = joined
+    result["invited_count"] = invited
+
+
+def _heroes(conn: apsw.Connection, room_id: str, user_id: str) -> list[dict[str, str]]:
+    heroes: list[dict[str, str]] = []
+    for member, client in store.heroes(conn, room_id, user_id, HEROES):
+        hero = {"user_id": member}
+        content = msgspec.json.decode(client).get("content")
+        if isinstance(content, dict):
+            if isinstance(content.get("displayname"), str):
+                hero["displayname"] = content["displayname"]
+            if isinstance(content.get("avatar_url"), str):
+                hero["avatar_url"] = content["avatar_url"]
+        heroes.append(hero)
+    return heroes
+
+
+def computed_name(heroes: list[dict[str, str]], members: int) -> str:
+    """The spec's room display name from heroes, for a room with neither name nor alias
+    (https://spec.matrix.org/latest/client-server-api/#calculating-the-display-name-for-a-room)."""
+    names = [h.get("displayname") or h["user_id"] for h in heroes]
+    if not names:
+        return "Empty Room"
+    others = max(0, members - 1 - len(names))
+    if others > 0:
+        return f"{', '.join(names)} and {others} others"
+    if len(names) == 1:
+        return names[0]
+    return f"{', '.join(names[:-1])} and {names[-1]}"

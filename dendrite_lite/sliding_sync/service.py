@@ -1,0 +1,307 @@
+"""Simplified sliding sync (MSC4186): the engine behind both request shapes.
+
+One request is one read unit (`_compute`): the stream position now, the user's room list
+by recency, the lists' windows, the rooms that changed since the pos (rooms that did not
+change cost one indexed lookup each), the extensions. Connection state is in memory
+(connections.py); a response with news gets a new pos, recorded in SQLite by a write
+queued behind the response rather than awaited (the client never waits on an fsync for
+it; a restart drains the queue, a crash at worst loses the newest pos and the client
+starts over on M_UNKNOWN_POS, as the MSC allows). Long-polls wait on the notifier, which
+wakes the user's requests for any change that concerns them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import apsw
+
+from dendrite_lite.auth.tokens import Requester
+from dendrite_lite.clock import now_ms
+from dendrite_lite.notifier import Notifier
+from dendrite_lite.presence import Presence
+from dendrite_lite.rooms.aggregations import ignored_users
+from dendrite_lite.rooms.typing_notifications import TypingNotifications
+from dendrite_lite.sliding_sync import extensions, room_results
+from dendrite_lite.sliding_sync.connections import (
+    Connections,
+    ConnKey,
+    Position,
+    SentRoom,
+    encode_lists,
+    from_stored,
+    parse_pos,
+    to_stored,
+    unknown_pos,
+)
+from dendrite_lite.sliding_sync.extensions import ExtensionInput
+from dendrite_lite.sliding_sync.requests import SyncRequest
+from dendrite_lite.sliding_sync.required_state import RoomConfig
+from dendrite_lite.sliding_sync.room_lists import (
+    LIVE,
+    ListResult,
+    RoomFacts,
+    compute_lists,
+    server_list,
+)
+from dendrite_lite.sliding_sync.room_results import RoomContext, RoomUpdate
+from dendrite_lite.storage import sliding_sync as store
+from dendrite_lite.storage import streams, to_device
+from dendrite_lite.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+MAX_TIMEOUT_MS = 5 * 60 * 1000
+
+
+@dataclass
+class Computed:
+    """One computation of a response, before it is given a pos."""
+
+    unknown_pos: bool = False
+    numbers: tuple[int, int] | None = None
+    loaded: Position | None = None
+    loaded_conn_nid: int = 0
+    now: int = 0
+    lists: dict[str, ListResult] = field(default_factory=dict)
+    rooms: dict[str, RoomUpdate] = field(default_factory=dict)
+    in_lists: dict[str, list[str]] = field(default_factory=dict)
+    extensions: dict[str, Any] = field(default_factory=dict)
+    news: bool = False
+    acknowledged_to_device: int | None = None
+
+
+@dataclass(frozen=True)
+class SlidingSyncResult:
+    pos: str
+    txn_id: str | None
+    lists: dict[str, ListResult]
+    rooms: dict[str, dict[str, Any]]
+    in_lists: dict[str, list[str]]
+    extensions: dict[str, Any]
+
+
+class SlidingSync:
+    def __init__(
+        self,
+        db: Database,
+        notifier: Notifier,
+        typing: TypingNotifications,
+        presence_service: Presence,
+    ) -> None:
+        self.db = db
+        self.notifier = notifier
+        self.typing = typing
+        self.presence = presence_service
+        self.connections = Connections()
+        self._writes: set[asyncio.Task[None]] = set()
+
+    async def sync(
+        self,
+        requester: Requester,
+        request: SyncRequest,
+        *,
+        pos: str | None,
+        timeout_ms: int,
+        set_presence: str = "online",
+    ) -> SlidingSyncResult:
+        pos_nid = None if pos is None else parse_pos(pos)
+        await self.presence.on_sync(requester.user_id, set_presence)
+        key: ConnKey = (requester.user_id, requester.device_id, request.conn_id)
+        base = None if pos_nid is None else self.connections.find(key, pos_nid)
+        if base is not None:
+            self.connections.confirm(key, base.pos_nid)
+        # The MSC: timeout is ignored without a pos (an initial request answers at once).
+        timeout_s = 0.0 if pos_nid is None else max(0, min(timeout_ms, MAX_TIMEOUT_MS)) / 1000
+        deadline = time.monotonic() + timeout_s
+        while True:
+            tick = self.notifier.tick
+            typing_serial = self.typing.serial
+            computed = await self.db.read(
+                functools.partial(
+                    self._compute,
+                    requester=requester,
+                    request=request,
+                    base=base,
+                    load_pos=pos_nid if base is None else None,
+                    need_numbers=not self.connections.numbered,
+                )
+            )
+            if computed.numbers is not None:
+                self.connections.start_numbering(*computed.numbers)
+            if computed.unknown_pos:
+                raise unknown_pos()
+            if computed.loaded is not None:
+                base = self.connections.install(key, computed.loaded_conn_nid, computed.loaded)
+                self.connections.confirm(key, base.pos_nid)
+            if computed.acknowledged_to_device is not None:
+                await self._delete_acknowledged(requester, computed.acknowledged_to_device)
+            remaining = deadline - time.monotonic()
+            if computed.news or base is None or remaining <= 0:
+                break
+            if not await self.notifier.wait(requester.user_id, remaining, after_tick=tick):
+                break
+        return self._finish(key, request, base, computed, typing_serial)
+
+    def _finish(
+        self,
+        key: ConnKey,
+        request: SyncRequest,
+        base: Position | None,
+        computed: Computed,
+        typing_serial: int,
+    ) -> SlidingSyncResult:
+        rooms = {room_id: update.result for room_id, update in computed.rooms.items()}
+        if base is not None and not computed.news:
+            pos_nid = base.pos_nid  # nothing new: the same pos, no state, no write
+        else:
+            pos_nid = self._record(key, base, computed, typing_serial)
+        return SlidingSyncResult(
+            str(pos_nid),
+            request.txn_id,
+            computed.lists,
+            rooms,
+            computed.in_lists,
+            computed.extensions,
+        )
+
+    def _record(
+        self, key: ConnKey, base: Position | None, computed: Computed, typing_serial: int
+    ) -> int:
+        pos_nid = self.connections.new_pos_nid()
+        sent: dict[str, SentRoom] = dict(base.rooms) if base is not None else {}
+        sent.update({room_id: update.sent for room_id, update in computed.rooms.items()})
+        lists = {name: (r.count, r.room_ids()) for name, r in computed.lists.items()}
+        position = Position(pos_nid, computed.now, typing_serial, lists, sent)
+        connection = self.connections.by_key.get(key)
+        fresh = base is None or connection is None
+        if fresh:
+            connection = self.connections.new_connection(key)
+        assert connection is not None
+        connection.positions[pos_nid] = position
+        conn_nid = connection.conn_nid
+        user_id, device_id, conn_id = key
+        stored_rooms = [to_stored(room_id, u.sent) for room_id, u in computed.rooms.items()]
+        encoded_lists = encode_lists(lists)
+        confirmed = None if base is None else base.pos_nid
+        created = now_ms()
+
+        def record_position(conn: apsw.Connection) -> None:
+            if fresh:
+                store.start_connection(conn, conn_nid, user_id, device_id, conn_id, created)
+            elif confirmed is not None:
+                store.confirm_position(conn, conn_nid, confirmed)
+            store.add_position(
+                conn, conn_nid, pos_nid, computed.now, typing_serial, encoded_lists, stored_rooms
+            )
+
+        task = asyncio.ensure_future(self._write(record_position))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return pos_nid
+
+    async def _write(self, unit: Any) -> None:
+        try:
+            await self.db.write(unit)
+        except Exception:
+            log.exception("recording a sliding sync position failed")
+
+    async def _delete_acknowledged(self, requester: Requester, upto: int) -> None:
+        def delete_acknowledged(conn: apsw.Connection) -> None:
+            to_device.delete_acknowledged(conn, requester.user_id, requester.device_id, upto)
+
+        await self.db.write(delete_acknowledged)
+
+    # -- on a reader thread --------------------------------------------------------------
+
+    def _compute(
+        self,
+        conn: apsw.Connection,
+        *,
+        requester: Requester,
+        request: SyncRequest,
+        base: Position | None,
+        load_pos: int | None,
+        need_numbers: bool,
+    ) -> Computed:
+        user_id, device_id = requester.user_id, requester.device_id
+        numbers = store.max_ids(conn) if need_numbers else None
+        loaded = None
+        loaded_conn_nid = 0
+        if load_pos is not None:
+            # After a restart (or from another worker's memory): the stored state.
+            stored = store.load_position(conn, user_id, device_id, request.conn_id, load_pos)
+            if stored is None:
+                return Computed(unknown_pos=True, numbers=numbers)
+            base = loaded = from_stored(stored)
+            loaded_conn_nid = stored.conn_nid
+        now = streams.current_position(conn)
+        base_stream = None if base is None else min(base.stream_pos, now)
+        sent_rooms = {} if base is None else base.rooms
+        rows = store.room_list(conn, user_id)
+        facts = RoomFacts(conn, user_id)
+        list_results, configs, in_lists = compute_lists(
+            request.lists, server_list(rows, sent_rooms), facts
+        )
+        by_id = {row.room_id: row for row in rows}
+        subscribed: list[str] = []
+        for room_id, config in request.subscriptions.items():
+            row = by_id.get(room_id)
+            # MSC4186: only rooms the user is in, invited to or knocked on, or was in.
+            if row is None or (
+                row.membership not in LIVE and row.room_id not in sent_rooms and not row.by_other
+            ):
+                continue
+            subscribed.append(room_id)
+            known: RoomConfig | None = configs.get(room_id)
+            configs[room_id] = config if known is None else known.combine(config)
+        ctx = RoomContext(
+            conn,
+            user_id,
+            device_id,
+            now,
+            base_stream,
+            facts.direct,
+            frozenset(ignored_users(conn, user_id)),
+        )
+        updates: dict[str, RoomUpdate] = {}
+        for room_id, config in configs.items():
+            update = room_results.build(ctx, by_id[room_id], config, sent_rooms.get(room_id))
+            if update is not None:
+                updates[room_id] = update
+        ext = extensions.compute(
+            request,
+            ExtensionInput(
+                conn,
+                user_id,
+                device_id,
+                now,
+                base_stream,
+                None if base is None else base.typing_serial,
+                {name: result.room_ids() for name, result in list_results.items()},
+                tuple(subscribed),
+                frozenset(room_id for room_id, u in updates.items() if u.initial),
+                self.typing.typing_in,
+                self.typing.changed_since,
+            ),
+        )
+        lists_changed = base is None or base.lists != {
+            name: (r.count, r.room_ids()) for name, r in list_results.items()
+        }
+        return Computed(
+            numbers=numbers,
+            loaded=loaded,
+            loaded_conn_nid=loaded_conn_nid,
+            now=now,
+            lists=list_results,
+            rooms=updates,
+            in_lists=in_lists,
+            extensions=ext.response,
+            news=bool(updates) or ext.news or lists_changed,
+            acknowledged_to_device=ext.acknowledged_to_device,
+        )

@@ -1,0 +1,336 @@
+"""Sliding sync (MSC4186): per-connection state, and the reads the room list needs.
+
+Connection state (schema_deltas/0003_sliding_sync.sql): a room's row at position P is its
+row with the greatest pos_nid <= P. When a client comes back with P, every other position
+of the connection is dropped (the MSC: "once a server has seen a request with a given
+pos, the server may clean up any per-connection state from before that pos"; positions
+after P were never processed by the client), and so are room rows after P and rows that
+a newer row at or before P supersedes. So a connection holds at most two rows per room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import apsw
+import msgspec
+
+# Old connections of one device beyond this many are dropped (the MSC's security
+# considerations: limit what a device can make the server store).
+MAX_CONNECTIONS_PER_DEVICE = 16
+
+
+@dataclass(frozen=True)
+class StoredRoom:
+    room_id: str
+    stream_pos: int
+    membership: str
+    config: bytes
+    members: bytes
+
+
+@dataclass(frozen=True)
+class StoredPosition:
+    conn_nid: int
+    pos_nid: int
+    stream_pos: int
+    typing_serial: int
+    lists: bytes
+    rooms: list[StoredRoom]
+
+
+def max_ids(conn: apsw.Connection) -> tuple[int, int]:
+    """(greatest conn_nid, greatest pos_nid) ever stored, to number new ones after."""
+    row = conn.execute(
+        "SELECT (SELECT coalesce(max(conn_nid), 0) FROM sliding_sync_connections),"
+        " (SELECT coalesce(max(pos_nid), 0) FROM sliding_sync_positions)"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def load_position(
+    conn: apsw.Connection, user_id: str, device_id: str, conn_id: str, pos_nid: int
+) -> StoredPosition | None:
+    """The connection's state as of `pos_nid`, or None if it has no such position."""
+    row = conn.execute(
+        "SELECT p.conn_nid, p.stream_pos, p.typing_serial, p.lists"
+        " FROM sliding_sync_connections AS c JOIN sliding_sync_positions AS p"
+        " ON p.conn_nid = c.conn_nid"
+        " WHERE c.user_id = ? AND c.device_id = ? AND c.conn_id = ? AND p.pos_nid = ?",
+        (user_id, device_id, conn_id, pos_nid),
+    ).fetchone()
+    if row is None:
+        return None
+    conn_nid = int(row[0])
+    rooms = [
+        StoredRoom(str(room_id), int(stream_pos), str(membership), bytes(config), bytes(members))
+        for room_id, stream_pos, membership, config, members in conn.execute(
+            "SELECT r.room_id, r.stream_pos, r.membership, r.config, r.members"
+            " FROM sliding_sync_rooms AS r"
+            " WHERE r.conn_nid = ? AND r.pos_nid = (SELECT max(pos_nid) FROM sliding_sync_rooms"
+            " WHERE conn_nid = r.conn_nid AND room_id = r.room_id AND pos_nid <= ?)",
+            (conn_nid, pos_nid),
+        )
+    ]
+    return StoredPosition(conn_nid, pos_nid, int(row[1]), int(row[2]), bytes(row[3]), rooms)
+
+
+def start_connection(
+    conn: apsw.Connection, conn_nid: int, user_id: str, device_id: str, conn_id: str, now_ms: int
+) -> None:
+    """A request without `pos`: the connection starts over (its old state is gone)."""
+    drop_connection(conn, user_id, device_id, conn_id)
+    conn.execute(
+        "INSERT INTO sliding_sync_connections (conn_nid, user_id, device_id, conn_id, created_ts)"
+        " SELECT ?, ?, ?, ?, ? WHERE EXISTS"
+        " (SELECT 1 FROM devices WHERE user_id = ? AND device_id = ?)",
+        (conn_nid, user_id, device_id, conn_id, now_ms, user_id, device_id),
+    )
+    conn.execute(
+        "DELETE FROM sliding_sync_connections WHERE conn_nid IN (SELECT conn_nid FROM"
+        " sliding_sync_connections WHERE user_id = ? AND device_id = ?"
+        " ORDER BY conn_nid DESC LIMIT -1 OFFSET ?)",
+        (user_id, device_id, MAX_CONNECTIONS_PER_DEVICE),
+    )
+
+
+def drop_connection(conn: apsw.Connection, user_id: str, device_id: str, conn_id: str) -> None:
+    for (conn_nid,) in conn.execute(
+        "SELECT conn_nid FROM sliding_sync_connections"
+        " WHERE user_id = ? AND device_id = ? AND conn_id = ?",
+        (user_id, device_id, conn_id),
+    ).fetchall():
+        conn.execute("DELETE FROM sliding_sync_rooms WHERE conn_nid = ?", (conn_nid,))
+        conn.execute("DELETE FROM sliding_sync_positions WHERE conn_nid = ?", (conn_nid,))
+        conn.execute("DELETE FROM sliding_sync_connections WHERE conn_nid = ?", (conn_nid,))
+
+
+def confirm_position(conn: apsw.Connection, conn_nid: int, pos_nid: int) -> None:
+    """The client came back with `pos_nid`: drop every other position and the room rows
+    it no longer needs (see the module docstring)."""
+    conn.execute(
+        "DELETE FROM sliding_sync_positions WHERE conn_nid = ? AND pos_nid != ?",
+        (conn_nid, pos_nid),
+    )
+    conn.execute(
+        "DELETE FROM sliding_sync_rooms WHERE conn_nid = ? AND pos_nid > ?", (conn_nid, pos_nid)
+    )
+    conn.execute(
+        "DELETE FROM sliding_sync_rooms AS r WHERE r.conn_nid = ? AND r.pos_nid <"
+        " (SELECT max(pos_nid) FROM sliding_sync_rooms WHERE conn_nid = r.conn_nid"
+        " AND room_id = r.room_id)",
+        (conn_nid,),
+    )
+
+
+def add_position(
+    conn: apsw.Connection,
+    conn_nid: int,
+    pos_nid: int,
+    stream_pos: int,
+    typing_serial: int,
+    lists: bytes,
+    rooms: Iterable[StoredRoom],
+) -> None:
+    """Record a response's position and the rooms it sent (only if the connection is
+    still there: a deleted device takes its connections with it)."""
+    if (
+        conn.execute(
+            "SELECT 1 FROM sliding_sync_connections WHERE conn_nid = ?", (conn_nid,)
+        ).fetchone()
+        is None
+    ):
+        return
+    conn.execute(
+        "INSERT INTO sliding_sync_positions (pos_nid, conn_nid, stream_pos, typing_serial, lists)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (pos_nid, conn_nid, stream_pos, typing_serial, lists),
+    )
+    conn.executemany(
+        "INSERT INTO sliding_sync_rooms (conn_nid, room_id, pos_nid, stream_pos, membership,"
+        " config, members) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (conn_nid, r.room_id, pos_nid, r.stream_pos, r.membership, r.config, r.members)
+            for r in rooms
+        ],
+    )
+
+
+# -- the room list ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListedRoom:
+    """A row of the user's room list (user_rooms), newest activity first."""
+
+    room_id: str
+    membership: str
+    event_nid: int  # the membership event
+    changed_at: int  # stream position of the membership change
+    bump_stamp: int
+    # For leave/ban: whether someone else did it (kicked or banned), MSC4186 keeps those.
+    by_other: bool
+
+
+def room_list(conn: apsw.Connection, user_id: str) -> list[ListedRoom]:
+    return [
+        ListedRoom(
+            str(room_id),
+            str(membership),
+            int(event_nid),
+            int(changed_at),
+            int(bump),
+            sender is not None and sender != user_id,
+        )
+        for room_id, membership, event_nid, changed_at, bump, sender in conn.execute(
+            "SELECT u.room_id, u.membership, u.event_nid, u.stream_pos, u.bump_stamp,"
+            " CASE WHEN u.membership IN ('leave', 'ban') THEN"
+            "  (SELECT sender FROM events WHERE event_nid = u.event_nid) END"
+            " FROM user_rooms AS u WHERE u.user_id = ? AND u.forgotten = 0"
+            " ORDER BY u.bump_stamp DESC, u.room_id",
+            (user_id,),
+        )
+    ]
+
+
+def encrypted_rooms(conn: apsw.Connection, user_id: str) -> set[str]:
+    return {
+        str(room_id)
+        for (room_id,) in conn.execute(
+            "SELECT u.room_id FROM user_rooms AS u JOIN current_state AS c"
+            " ON c.room_id = u.room_id AND c.type = 'm.room.encryption' AND c.state_key = ''"
+            " WHERE u.user_id = ?",
+            (user_id,),
+        )
+    }
+
+
+def room_types(conn: apsw.Connection, user_id: str) -> dict[str, str | None]:
+    """The `type` of each of the user's rooms' m.room.create content (None: untyped)."""
+    found: dict[str, str | None] = {}
+    for room_id, room_type in conn.execute(
+        "SELECT u.room_id, json_extract(CAST(e.client AS TEXT), '$.content.type')"
+        " FROM user_rooms AS u JOIN current_state AS c ON c.room_id = u.room_id"
+        " AND c.type = 'm.room.create' AND c.state_key = ''"
+        " JOIN events AS e ON e.event_nid = c.event_nid WHERE u.user_id = ?",
+        (user_id,),
+    ):
+        found[str(room_id)] = room_type if isinstance(room_type, str) else None
+    return found
+
+
+def room_tags(conn: apsw.Connection, user_id: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for room_id, content in conn.execute(
+        "SELECT room_id, content FROM account_data WHERE user_id = ? AND type = 'm.tag'"
+        " AND room_id != ''",
+        (user_id,),
+    ):
+        try:
+            tags = msgspec.json.decode(content).get("tags")
+        except (msgspec.DecodeError, AttributeError):
+            continue
+        if isinstance(tags, dict):
+            found[str(room_id)] = set(tags)
+    return found
+
+
+def space_children(conn: apsw.Connection, space_ids: Iterable[str]) -> set[str]:
+    """Rooms named by a live m.space.child (one with `via`) in any of the spaces."""
+    wanted = list(space_ids)
+    if not wanted:
+        return set()
+    return {
+        str(child)
+        for (child,) in conn.execute(
+            "SELECT c.state_key FROM current_state AS c JOIN events AS e"
+            " ON e.event_nid = c.event_nid"
+            " WHERE c.room_id IN (SELECT value FROM json_each(?)) AND c.type = 'm.space.child'"
+            " AND json_type(CAST(e.client AS TEXT), '$.content.via') = 'array'",
+            (msgspec.json.encode(wanted),),
+        )
+    }
+
+
+# -- per room ---------------------------------------------------------------------------
+
+
+def latest_stream_pos(conn: apsw.Connection, room_id: str, upto: int) -> int:
+    row = conn.execute(
+        "SELECT max(stream_pos) FROM events WHERE room_id = ? AND stream_pos <= ?",
+        (room_id, upto),
+    ).fetchone()
+    return 0 if row is None or row[0] is None else int(row[0])
+
+
+def non_member_state(conn: apsw.Connection, room_id: str) -> dict[tuple[str, str], int]:
+    return {
+        (str(t), str(k)): int(nid)
+        for t, k, nid in conn.execute(
+            "SELECT type, state_key, event_nid FROM current_state"
+            " WHERE room_id = ? AND type != 'm.room.member'",
+            (room_id,),
+        )
+    }
+
+
+def all_members(conn: apsw.Connection, room_id: str) -> dict[str, int]:
+    return {
+        str(k): int(nid)
+        for k, nid in conn.execute(
+            "SELECT state_key, event_nid FROM current_state"
+            " WHERE room_id = ? AND type = 'm.room.member'",
+            (room_id,),
+        )
+    }
+
+
+def state_changes(
+    conn: apsw.Connection, room_id: str, after: int, upto: int
+) -> set[tuple[str, str]]:
+    """The state keys set by events in (after, upto]."""
+    return {
+        (str(t), str(k))
+        for t, k in conn.execute(
+            "SELECT type, state_key FROM events WHERE room_id = ? AND stream_pos > ?"
+            " AND stream_pos <= ? AND state_key IS NOT NULL",
+            (room_id, after, upto),
+        )
+    }
+
+
+def heroes(
+    conn: apsw.Connection, room_id: str, user_id: str, limit: int
+) -> list[tuple[str, bytes]]:
+    """(user_id, member event client JSON) of the first members by stream order: joined
+    or invited, else those who left or were banned; never the user (as /sync's m.heroes)."""
+    for memberships in (("join", "invite"), ("leave", "ban")):
+        found = [
+            (str(member), bytes(client))
+            for member, client in conn.execute(
+                "SELECT c.state_key, e.client FROM current_state AS c JOIN events AS e"
+                " ON e.event_nid = c.event_nid WHERE c.room_id = ? AND c.type = 'm.room.member'"
+                " AND c.membership IN (?, ?) AND c.state_key != ?"
+                " ORDER BY e.stream_pos LIMIT ?",
+                (room_id, *memberships, user_id, limit),
+            )
+        ]
+        if found:
+            return found
+    return []
+
+
+def account_data_since(
+    conn: apsw.Connection, user_id: str, since: int
+) -> list[tuple[str, str, bytes, int]]:
+    """(room_id, type, content, stream_pos) of the account data changed after `since`."""
+    return [
+        (str(room_id), str(type_), bytes(content), int(position))
+        for room_id, type_, content, position in conn.execute(
+            "SELECT room_id, type, content, stream_pos FROM account_data"
+            " WHERE user_id = ? AND stream_pos > ? ORDER BY stream_pos",
+            (user_id, since),
+        )
+    ]

@@ -1,0 +1,440 @@
+"""Simplified sliding sync (MSC4186), unstable shape: Element X's request sequence
+replayed against the real server, answers checked field by field against the MSC.
+
+The request bodies are Element X's (matrix-rust-sdk crates/matrix-sdk-ui
+room_list_service and encryption_sync_service, as mirrored in the workshop's mxbench).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from tests.e2e._rooms_server import TEXT, RoomsClient, bodies, message, new_client
+from tests.e2e.harness import Server
+from tests.e2e.matrix import expect
+
+PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+
+ELEMENT_X_REQUIRED_STATE = [
+    ["m.room.name", ""],
+    ["m.room.encryption", ""],
+    ["m.room.member", "$LAZY"],
+    ["m.room.member", "$ME"],
+    ["m.room.topic", ""],
+    ["m.room.avatar", ""],
+    ["m.room.canonical_alias", ""],
+    ["m.room.power_levels", ""],
+    ["org.matrix.msc3401.call.member", "*"],
+    ["m.room.join_rules", ""],
+    ["m.room.tombstone", ""],
+    ["m.room.create", ""],
+    ["m.room.history_visibility", ""],
+    ["io.element.functional_members", ""],
+    ["m.space.parent", "*"],
+    ["m.space.child", "*"],
+    ["org.matrix.msc3672.beacon_info", "*"],
+]
+
+
+def room_list_body(end: int = 19, **extra: Any) -> dict[str, Any]:
+    """Element X's room-list connection (RoomListService)."""
+    return {
+        "conn_id": "room-list",
+        "lists": {
+            "all_rooms": {
+                "ranges": [[0, end]],
+                "required_state": ELEMENT_X_REQUIRED_STATE,
+                "timeline_limit": 1,
+                "filters": {},
+            }
+        },
+        "extensions": {
+            "account_data": {"enabled": True},
+            "receipts": {"enabled": True, "rooms": ["*"]},
+            "typing": {"enabled": True},
+        },
+        **extra,
+    }
+
+
+def encryption_body() -> dict[str, Any]:
+    """Element X's encryption connection (EncryptionSyncService)."""
+    return {
+        "conn_id": "encryption",
+        "extensions": {"to_device": {"enabled": True}, "e2ee": {"enabled": True}},
+    }
+
+
+def ss_raw(
+    client: RoomsClient, body: Any, pos: str | None = None, timeout: int = 0, **params: Any
+) -> httpx.Response:
+    query: dict[str, Any] = {"timeout": timeout, **params}
+    if pos is not None:
+        query["pos"] = pos
+    return client.http.post(
+        PATH, params=query, json=body, headers=client.user.headers, timeout=60.0
+    )
+
+
+def ss(client: RoomsClient, body: Any, pos: str | None = None, timeout: int = 0) -> Any:
+    return expect(ss_raw(client, body, pos, timeout), 200)
+
+
+def state_types(room: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(e["type"], e["state_key"]) for e in room.get("required_state", [])}
+
+
+def test_versions_advertise_simplified_sliding_sync(http: httpx.Client) -> None:
+    body = expect(http.get("/_matrix/client/versions"), 200)
+    assert body["unstable_features"]["org.matrix.simplified_msc3575"] is True
+
+
+def test_initial_room_list_request_answers_element_x_fields(http: httpx.Client) -> None:
+    alice, bob = new_client(http), new_client(http)
+    named = alice.create_room(name="Named room", topic="a topic")
+    alice.invite(named, bob.user_id)
+    bob.join(named)
+    dm = alice.create_room(is_direct=True, invite=[bob.user_id])
+    bob.join(dm)
+    alice.send(named, message("hello named"))
+    bob.send(dm, message("hello dm"))
+
+    body = ss(bob, room_list_body())
+    assert isinstance(body["pos"], str)
+    assert body["lists"]["all_rooms"]["count"] == 2
+    ops = body["lists"]["all_rooms"]["ops"]
+    assert ops == [{"op": "SYNC", "range": [0, 19], "room_ids": [dm, named]}]
+    assert set(body["rooms"]) == {named, dm}
+
+    room = body["rooms"][named]
+    assert room["initial"] is True
+    assert room["name"] == "Named room"
+    assert "heroes" not in room
+    assert room["joined_count"] == 2
+    assert room["invited_count"] == 0
+    assert room["membership"] == "join"
+    assert isinstance(room["bump_stamp"], int)
+    assert bodies(room["timeline"]) == ["hello named"]
+    assert len(room["timeline"]) == 1
+    assert room["limited"] is True
+    assert room["num_live"] == 0
+    assert room["notification_count"] == 1
+    assert room["highlight_count"] == 0
+    assert room["unread_notifications"] == {"notification_count": 1, "highlight_count": 0}
+    types = state_types(room)
+    for wanted in [
+        ("m.room.create", ""),
+        ("m.room.name", ""),
+        ("m.room.topic", ""),
+        ("m.room.power_levels", ""),
+        ("m.room.join_rules", ""),
+        ("m.room.history_visibility", ""),
+        ("m.room.member", bob.user_id),  # $ME
+        ("m.room.member", alice.user_id),  # $LAZY: the timeline's sender
+    ]:
+        assert wanted in types, wanted
+    # Nothing the config did not ask for.
+    assert all(t in {r[0] for r in ELEMENT_X_REQUIRED_STATE} for t, _ in types)
+
+    direct = body["rooms"][dm]
+    assert "name" in direct  # computed from the heroes: the room has neither name nor alias
+    assert [h["user_id"] for h in direct["heroes"]] == [alice.user_id]
+    assert direct["name"] == direct["heroes"][0].get("displayname", alice.user_id)
+    assert room["bump_stamp"] < direct["bump_stamp"]
+
+
+def test_prev_batch_pages_back_with_messages(http: httpx.Client) -> None:
+    alice = new_client(http)
+    room = alice.create_room()
+    for i in range(5):
+        alice.send(room, message(f"m{i}"))
+    body = ss(alice, room_list_body())
+    entry = body["rooms"][room]
+    assert bodies(entry["timeline"]) == ["m4"]
+    older = alice.call(
+        "GET", f"/rooms/{room}/messages", params={"from": entry["prev_batch"], "dir": "b"}
+    )
+    assert bodies(older["chunk"])[:4] == ["m3", "m2", "m1", "m0"]
+
+
+def test_incremental_sends_only_rooms_changed_since_pos(http: httpx.Client) -> None:
+    alice = new_client(http)
+    quiet = alice.create_room(name="quiet")
+    busy = alice.create_room(name="busy")
+    first = ss(alice, room_list_body())
+    assert set(first["rooms"]) == {quiet, busy}
+
+    # Nothing new: same pos, no rooms.
+    again = ss(alice, room_list_body(), first["pos"])
+    assert again["pos"] == first["pos"]
+    assert again.get("rooms", {}) == {}
+
+    alice.send(busy, message("news"))
+    update = ss(alice, room_list_body(), first["pos"])
+    assert set(update["rooms"]) == {busy}
+    room = update["rooms"][busy]
+    assert "initial" not in room
+    assert bodies(room["timeline"]) == ["news"]
+    assert room["num_live"] == 1
+    assert room["limited"] is False
+    # No state changed: none is sent again.
+    assert room["required_state"] == []
+    assert "name" not in room
+    assert update["pos"] != first["pos"]
+
+
+def test_state_change_sends_only_that_state(http: httpx.Client) -> None:
+    alice = new_client(http)
+    room = alice.create_room(name="before")
+    pos = ss(alice, room_list_body())["pos"]
+    alice.set_state(room, "m.room.name", {"name": "after"})
+    alice.set_state(room, "m.room.topic", {"topic": "new topic"})
+    alice.set_state(room, "com.example.unasked", {"x": 1})
+    update = ss(alice, room_list_body(), pos)
+    entry = update["rooms"][room]
+    assert entry["name"] == "after"
+    assert state_types(entry) == {("m.room.name", ""), ("m.room.topic", "")}
+
+
+def test_growing_window_sends_only_the_new_rooms(http: httpx.Client) -> None:
+    alice = new_client(http)
+    rooms = [alice.create_room(name=f"r{i}") for i in range(6)]
+    first = ss(alice, room_list_body(end=2))
+    assert first["lists"]["all_rooms"]["count"] == 6
+    assert set(first["rooms"]) == set(rooms[3:])  # newest first
+    grown = ss(alice, room_list_body(end=5), first["pos"])
+    assert set(grown["rooms"]) == set(rooms[:3])
+    assert all(r["initial"] for r in grown["rooms"].values())
+    assert grown["lists"]["all_rooms"]["ops"][0]["room_ids"] == list(reversed(rooms))
+
+
+def test_unknown_pos_is_m_unknown_pos(http: httpx.Client) -> None:
+    alice = new_client(http)
+    expect(ss_raw(alice, room_list_body(), "999999999"), 400, "M_UNKNOWN_POS")
+    expect(ss_raw(alice, room_list_body(), "not-a-pos"), 400, "M_UNKNOWN_POS")
+    # Another user's pos is unknown on this user's connection.
+    bob = new_client(http)
+    pos = ss(bob, room_list_body())["pos"]
+    expect(ss_raw(alice, room_list_body(), pos), 400, "M_UNKNOWN_POS")
+    # The same user's pos on another connection is unknown too.
+    other = room_list_body()
+    other["conn_id"] = "other"
+    expect(ss_raw(bob, other, pos), 400, "M_UNKNOWN_POS")
+
+
+def test_long_poll_wakes_on_a_message(http: httpx.Client, server: Server) -> None:
+    alice, bob = new_client(http), new_client(http)
+    room = alice.create_room(invite=[bob.user_id])
+    bob.join(room)
+    pos = ss(bob, room_list_body())["pos"]
+    found: dict[str, Any] = {}
+
+    def poll() -> None:
+        with server.client() as other_http:
+            bob_http = RoomsClient(other_http, bob.user)
+            started = time.monotonic()
+            found["body"] = ss(bob_http, room_list_body(), pos, timeout=20_000)
+            found["took"] = time.monotonic() - started
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    alice.send(room, message("wake up"))
+    thread.join(30)
+    assert bodies(found["body"]["rooms"][room]["timeline"]) == ["wake up"]
+    assert found["took"] < 10
+
+
+def test_long_poll_with_nothing_times_out_with_the_same_pos(http: httpx.Client) -> None:
+    alice = new_client(http)
+    alice.create_room()
+    pos = ss(alice, room_list_body())["pos"]
+    started = time.monotonic()
+    body = ss(alice, room_list_body(), pos, timeout=500)
+    assert time.monotonic() - started >= 0.45
+    assert body["pos"] == pos
+    assert body.get("rooms", {}) == {}
+
+
+def test_invites_carry_stripped_state(http: httpx.Client) -> None:
+    alice, bob = new_client(http), new_client(http)
+    room = alice.create_room(name="come in")
+    pos = ss(bob, room_list_body())["pos"]
+    alice.invite(room, bob.user_id)
+    update = ss(bob, room_list_body(), pos)
+    entry = update["rooms"][room]
+    assert entry["initial"] is True
+    assert entry["membership"] == "invite"
+    stripped = {(e["type"], e["state_key"]) for e in entry["invite_state"]}
+    assert ("m.room.name", "") in stripped
+    assert ("m.room.member", bob.user_id) in stripped
+    assert "timeline" not in entry
+    # Accepting the invite sends the room whole.
+    bob.join(room)
+    joined = ss(bob, room_list_body(), update["pos"])
+    entry = joined["rooms"][room]
+    assert entry["initial"] is True
+    assert entry["membership"] == "join"
+    assert entry["name"] == "come in"
+    assert "invite_state" not in entry
+
+
+def test_room_subscription_with_a_bigger_timeline(http: httpx.Client) -> None:
+    alice = new_client(http)
+    room = alice.create_room(name="open me")
+    for i in range(5):
+        alice.send(room, message(f"m{i}"))
+    first = ss(alice, room_list_body())
+    assert bodies(first["rooms"][room]["timeline"]) == ["m4"]
+    subscribed = room_list_body(
+        room_subscriptions={room: {"timeline_limit": 20, "required_state": [["*", "*"]]}}
+    )
+    update = ss(alice, subscribed, first["pos"])
+    entry = update["rooms"][room]
+    assert entry["unstable_expanded_timeline"] is True
+    assert bodies(entry["timeline"]) == ["m0", "m1", "m2", "m3", "m4"]
+    # The wildcard asks for every state event: only what the connection lacks is sent.
+    assert state_types(entry) == {("m.room.guest_access", "")}
+    assert "avatar" not in entry
+    # A subscription to a room the user cannot see is ignored.
+    stranger = new_client(http)
+    hidden = stranger.create_room()
+    body = ss(alice, room_list_body(room_subscriptions={hidden: {"timeline_limit": 5}}))
+    assert hidden not in body["rooms"]
+
+
+def test_three_connections_of_one_device_are_independent(http: httpx.Client) -> None:
+    alice, bob = new_client(http), new_client(http)
+    room = alice.create_room(invite=[bob.user_id])
+    bob.join(room)
+    room_list = ss(bob, room_list_body())
+    encryption = ss(bob, encryption_body())
+    notifications = ss(
+        bob,
+        {
+            "conn_id": "notifications",
+            "room_subscriptions": {room: {"timeline_limit": 1, "required_state": []}},
+        },
+    )
+    assert encryption.get("rooms", {}) == {}
+    e2ee = encryption["extensions"]["e2ee"]
+    assert e2ee["device_one_time_keys_count"] == {"signed_curve25519": 0}
+    assert e2ee["device_unused_fallback_key_types"] == []
+    assert encryption["extensions"]["to_device"]["events"] == []
+    assert room in notifications["rooms"]
+
+    alice.send(room, message("to all three"))
+    for conn, pos, body in [
+        ("room-list", room_list["pos"], room_list_body()),
+        ("notifications", notifications["pos"], None),
+    ]:
+        request = body or {
+            "conn_id": conn,
+            "room_subscriptions": {room: {"timeline_limit": 1, "required_state": []}},
+        }
+        update = ss(bob, request, pos)
+        assert bodies(update["rooms"][room]["timeline"]) == ["to all three"], conn
+    # The encryption connection has no rooms: the message is no news to it.
+    quiet = ss(bob, encryption_body(), encryption["pos"])
+    assert quiet["pos"] == encryption["pos"]
+
+
+def test_extensions_account_data_receipts_typing(http: httpx.Client) -> None:
+    alice, bob = new_client(http), new_client(http)
+    room = alice.create_room(invite=[bob.user_id])
+    bob.join(room)
+    first = ss(bob, room_list_body())
+    globals_ = {e["type"] for e in first["extensions"]["account_data"]["global"]}
+    assert "m.push_rules" in globals_
+
+    event_id = alice.send(room, message("read me"))
+    bob.call("PUT", f"/user/{bob.user_id}/account_data/com.example.x", json={"a": 1})
+    bob.call("PUT", f"/user/{bob.user_id}/rooms/{room}/account_data/com.example.r", json={"b": 2})
+    alice.call("POST", f"/rooms/{room}/receipt/m.read/{event_id}", json={})
+    alice.call("PUT", f"/rooms/{room}/typing/{alice.user_id}", json={"typing": True})
+    update = ss(bob, room_list_body(), first["pos"])
+    ext = update["extensions"]
+    assert [e["type"] for e in ext["account_data"]["global"]] == ["com.example.x"]
+    assert [e["type"] for e in ext["account_data"]["rooms"][room]] == ["com.example.r"]
+    receipt = ext["receipts"]["rooms"][room]
+    assert receipt["type"] == "m.receipt"
+    assert alice.user_id in receipt["content"][event_id]["m.read"]
+    assert ext["typing"]["rooms"][room]["content"]["user_ids"] == [alice.user_id]
+
+
+def test_to_device_extension_delivers_and_deletes_acknowledged(http: httpx.Client) -> None:
+    alice, bob = new_client(http), new_client(http)
+    first = ss(bob, encryption_body())
+    since = first["extensions"]["to_device"]["next_batch"]
+    alice.call(
+        "PUT",
+        "/sendToDevice/com.example.ping/t1",
+        json={"messages": {bob.user_id: {bob.user.device_id: {"n": 1}}}},
+    )
+    body = encryption_body()
+    body["extensions"]["to_device"]["since"] = since
+    update = ss(bob, body, first["pos"])
+    events = update["extensions"]["to_device"]["events"]
+    assert [(e["type"], e["content"]) for e in events] == [("com.example.ping", {"n": 1})]
+    next_batch = update["extensions"]["to_device"]["next_batch"]
+    # Not acknowledged yet: the same since gets it again.
+    again = ss(bob, body, update["pos"])
+    assert len(again["extensions"]["to_device"]["events"]) == 1
+    # Acknowledged with the new since: gone for good.
+    body["extensions"]["to_device"]["since"] = next_batch
+    done = ss(bob, body, again["pos"])
+    assert done["extensions"]["to_device"]["events"] == []
+    body["extensions"]["to_device"]["since"] = since
+    assert ss(bob, body, done["pos"])["extensions"]["to_device"]["events"] == []
+
+
+def test_messages_sent_to_room_are_in_timeline_order(http: httpx.Client) -> None:
+    alice = new_client(http)
+    room = alice.create_room()
+    pos = ss(alice, room_list_body())["pos"]
+    for i in range(3):
+        alice.send(room, message(f"n{i}"))
+    body = room_list_body()
+    body["lists"]["all_rooms"]["timeline_limit"] = 2
+    update = ss(alice, body, pos)
+    entry = update["rooms"][room]
+    assert bodies(entry["timeline"]) == ["n1", "n2"]
+    assert entry["limited"] is True
+    assert [e["type"] for e in entry["timeline"]] == [TEXT, TEXT]
+
+
+def test_pos_survives_a_server_restart(server_factory: Any) -> None:
+    """Element X's sequence with a restart in the middle: the pos stays valid and the
+    connection only gets what changed, not a resync."""
+    own: Server = server_factory({"presence": {"enabled": False}}, shared=False)
+    with own.client() as own_http:
+        alice, bob = new_client(own_http), new_client(own_http)
+        rooms = [alice.create_room(name=f"r{i}", invite=[bob.user_id]) for i in range(3)]
+        for room in rooms:
+            bob.join(room)
+        first = ss(bob, room_list_body(end=1))
+        grown = ss(bob, room_list_body(end=19), first["pos"])
+        assert set(first["rooms"]) | set(grown["rooms"]) == set(rooms)
+        encryption = ss(bob, encryption_body())
+        pos = grown["pos"]
+    own.restart()
+    with own.client() as own_http:
+        alice = RoomsClient(own_http, alice.user)
+        bob = RoomsClient(own_http, bob.user)
+        quiet = ss(bob, room_list_body(), pos)
+        assert quiet["pos"] == pos
+        assert quiet.get("rooms", {}) == {}
+        alice.send(rooms[0], message("after restart"))
+        update = ss(bob, room_list_body(), pos)
+        assert set(update["rooms"]) == {rooms[0]}
+        entry = update["rooms"][rooms[0]]
+        assert "initial" not in entry
+        assert bodies(entry["timeline"]) == ["after restart"]
+        assert ss(bob, encryption_body(), encryption["pos"])["pos"] == encryption["pos"]
+        # The newest pos is valid too, and an older one is gone once a newer was used.
+        assert ss(bob, room_list_body(), update["pos"])["pos"] == update["pos"]
+    own.stop()
