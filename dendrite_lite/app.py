@@ -43,6 +43,7 @@ from dendrite_lite.api.client import (
 from dendrite_lite.api.client import dehydrated_devices as dehydrated_devices_api
 from dendrite_lite.api.client import directory as directory_api
 from dendrite_lite.api.client import key_backup as key_backup_api
+from dendrite_lite.api.client import media as media_api
 from dendrite_lite.api.client import keys as keys_api
 from dendrite_lite.api.client import notifications as notifications_api
 from dendrite_lite.api.client import presence as presence_api
@@ -66,6 +67,9 @@ from dendrite_lite.e2ee.cross_signing import CrossSigning
 from dendrite_lite.e2ee.dehydrated_devices import DehydratedDevices
 from dendrite_lite.e2ee.device_keys import DeviceKeys
 from dendrite_lite.e2ee.key_backup import KeyBackup
+from dendrite_lite.media.repository import MediaRepository
+from dendrite_lite.media.thumbnailing import Thumbnailer
+from dendrite_lite.media.url_previews import UrlPreviews
 from dendrite_lite.metrics import Metrics
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.presence import Presence
@@ -186,6 +190,7 @@ ROUTES: list[Any] = [
     *push_rules_api.ROUTES,
     *notifications_api.ROUTES,
     *pushers_api.ROUTES,
+    *media_api.ROUTES,
     *sliding_sync_api.ROUTES,
 ]
 
@@ -233,6 +238,9 @@ class Services:
     notifications: Notifications
     pushers: Pushers
     push_sender: PushSender
+    media: MediaRepository
+    thumbnailer: Thumbnailer
+    url_previews: UrlPreviews
 
 
 def build_services(config: Config) -> Services:
@@ -272,6 +280,8 @@ def build_services(config: Config) -> Services:
 
     typing = TypingNotifications(notifier, joined_members)
     presence_service = Presence(db, notifier, config.presence)
+    media = MediaRepository(db, config.media, config.server_name)
+    thumbnailer = Thumbnailer(db, config.media)
     return Services(
         config=config,
         server_name=config.server_name,
@@ -328,6 +338,9 @@ def build_services(config: Config) -> Services:
         push_sender=PushSender(
             db, push_hook, GatewayClient(allow_private=config.push.allow_private_gateways)
         ),
+        media=media,
+        thumbnailer=thumbnailer,
+        url_previews=UrlPreviews(db, config.url_previews, media, thumbnailer),
     )
 
 
@@ -346,6 +359,7 @@ def build_app(config: Config, services: Services | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         services.db.open()
         services.event_creator.signing_key = await services.db.write(load_signing_key)
+        await services.media.recover()
         background = [
             asyncio.create_task(_flush_last_seen_forever(services.devices)),
             asyncio.create_task(services.presence.run_expiry()),

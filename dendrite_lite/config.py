@@ -6,6 +6,7 @@ that a typo in a key never silently falls back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
@@ -101,6 +102,47 @@ class PushConfig(_Section):
     allow_private_gateways: bool = False
 
 
+class MediaConfig(_Section):
+    """[media]: the content repository (docs/media.md)."""
+
+    max_upload_size: int = 100 * 1024 * 1024
+    # Total bytes one user's uploads may take; 0: no quota.
+    max_bytes_per_user: int = 0
+    # Media IDs reserved by /create and not yet uploaded, per user, and how long each lasts.
+    max_pending_uploads: int = 10
+    unused_expires_after_ms: int = 24 * 3600 * 1000
+    # Most a download may wait for an async upload to arrive (the client's timeout_ms).
+    max_wait_ms: int = 60_000
+    # Spec 1.11: media uploaded while this is true is served only by the authenticated
+    # /_matrix/client/v1/media endpoints; false serves it on the legacy ones too.
+    freeze_unauthenticated: bool = True
+    # Images larger than this (width x height, summed over frames) are not thumbnailed:
+    # a small file can decode into gigabytes (a decompression bomb).
+    max_thumbnail_pixels: int = 32_000_000
+    max_thumbnail_source_bytes: int = 20 * 1024 * 1024
+    # Thumbnail sizes other than the spec's recommended ones are made on request.
+    dynamic_thumbnails: bool = True
+
+
+class UrlPreviewConfig(_Section):
+    """[url_previews]: GET /media/preview_url; the server fetches URLs users choose."""
+
+    enabled: bool = False
+    # CIDR ranges reachable although not public (e.g. one LAN wiki), and ranges never
+    # reachable although public. Deny wins.
+    allowed_ranges: list[str] = msgspec.field(default_factory=list)
+    denied_ranges: list[str] = msgspec.field(default_factory=list)
+    allowed_ports: list[int] = msgspec.field(default_factory=lambda: [80, 443])
+    max_page_bytes: int = 2 * 1024 * 1024
+    max_image_bytes: int = 10 * 1024 * 1024
+    timeout_ms: int = 10_000
+    max_redirects: int = 5
+    cache_ttl_ms: int = 3600 * 1000
+    # Token bucket per user.
+    per_second: float = 1.0
+    burst: int = 10
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server_name: str
     listen: str = "127.0.0.1:8008"
@@ -116,6 +158,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user_directory: UserDirectoryConfig = msgspec.field(default_factory=UserDirectoryConfig)
     presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
     push: PushConfig = msgspec.field(default_factory=PushConfig)
+    media: MediaConfig = msgspec.field(default_factory=MediaConfig)
+    url_previews: UrlPreviewConfig = msgspec.field(default_factory=UrlPreviewConfig)
 
     # Set by `load`, not read from the file.
     data_dir: str = ""
@@ -176,6 +220,21 @@ def validate(config: Config) -> None:
         raise ConfigError("auth.argon2_time_cost: must be at least 1")
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("limits.max_request_body_bytes: must be at least 1024")
+    _validate_media(config)
+
+
+def _validate_media(config: Config) -> None:
+    if config.media.max_upload_size < 1:
+        raise ConfigError("media.max_upload_size: must be at least 1")
+    previews = config.url_previews
+    for key in ("allowed_ranges", "denied_ranges"):
+        for value in getattr(previews, key):
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ConfigError(f"url_previews.{key}: {value!r} is not a CIDR range") from None
+    if any(not 0 < port < 65536 for port in previews.allowed_ports):
+        raise ConfigError("url_previews.allowed_ports: ports are 1-65535")
 
 
 def parse(text: str | bytes, data_dir: str | Path) -> Config:
@@ -291,4 +350,34 @@ offline_after_ms = 90000
 # Push gateway URLs come from clients. true lets them point at loopback, private or
 # link-local addresses (a gateway on your own network); false refuses those requests.
 allow_private_gateways = false
+
+[media]
+# Largest upload in bytes, and the total one user's media may take (0: no quota).
+max_upload_size = 104857600
+max_bytes_per_user = 0
+# Async uploads (/create): reservations per user and their lifetime.
+max_pending_uploads = 10
+unused_expires_after_ms = 86400000
+max_wait_ms = 60000
+# Media uploaded while true is only served by the authenticated endpoints (spec 1.11).
+freeze_unauthenticated = true
+# Decompression-bomb limit: images with more pixels are not thumbnailed.
+max_thumbnail_pixels = 32000000
+max_thumbnail_source_bytes = 20971520
+dynamic_thumbnails = true
+
+[url_previews]
+# The server fetches URLs users paste. Loopback, private, link-local and other
+# non-public addresses are always refused unless listed in allowed_ranges.
+enabled = false
+allowed_ranges = []
+denied_ranges = []
+allowed_ports = [80, 443]
+max_page_bytes = 2097152
+max_image_bytes = 10485760
+timeout_ms = 10000
+max_redirects = 5
+cache_ttl_ms = 3600000
+per_second = 1.0
+burst = 10
 '''

@@ -1,1 +1,1 @@
-"""Content repository: uploads, downloads, thumbnails and URL previews (spec: Content repository)."""
+"""Content repository: uploads, downloads, thumbnails and URL previews."""

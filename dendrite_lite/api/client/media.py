@@ -1,0 +1,357 @@
+"""Content repository endpoints: https://spec.matrix.org/latest/client-server-api/#content-repository
+
+Authenticated media (spec 1.11, MSC3916) under /_matrix/client/v1/media; uploads and
+/create under /_matrix/media; the legacy unauthenticated download and thumbnail
+endpoints serve only media uploaded before the freeze (`[media] freeze_unauthenticated`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+from litestar import Request, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+from litestar.response import Response, Stream
+
+from dendrite_lite.api.middleware import path_value
+from dendrite_lite.auth.tokens import Requester
+from dendrite_lite.config import Config
+from dendrite_lite.errors import ErrCode, MatrixError, not_found
+from dendrite_lite.media.repository import MediaRepository, check_content_type, check_filename
+from dendrite_lite.media.thumbnailing import Thumbnailer
+from dendrite_lite.media.url_previews import UrlPreviews
+from dendrite_lite.storage.media import Media
+
+CLIENT_V1 = "/_matrix/client/v1/media"
+MEDIA_V3 = "/_matrix/media/v3"
+LEGACY = ("/_matrix/media/v3", "/_matrix/media/r0")
+
+# https://spec.matrix.org/latest/client-server-api/#serving-inline-content
+INLINE_TYPES = frozenset(
+    {
+        "text/css",
+        "text/plain",
+        "text/csv",
+        "application/json",
+        "application/ld+json",
+        "image/jpeg",
+        "image/gif",
+        "image/png",
+        "image/apng",
+        "image/webp",
+        "image/avif",
+        "video/mp4",
+        "video/webm",
+        "video/ogg",
+        "video/quicktime",
+        "audio/mp4",
+        "audio/webm",
+        "audio/aac",
+        "audio/mpeg",
+        "audio/ogg",
+        "audio/wave",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/x-pn-wav",
+        "audio/flac",
+        "audio/x-flac",
+    }
+)
+# https://spec.matrix.org/latest/client-server-api/#content-repo-security-considerations
+CSP = (
+    "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; "
+    "style-src 'unsafe-inline'; media-src 'self'; object-src 'self';"
+)
+
+
+def content_disposition(content_type: str, filename: str | None) -> str:
+    kind = "inline" if content_type.split(";")[0].strip().lower() in INLINE_TYPES else "attachment"
+    if not filename:
+        return kind
+    if all(0x20 <= ord(ch) < 0x7F and ch not in '"\\;' for ch in filename):
+        return f'{kind}; filename="{filename}"'
+    return f"{kind}; filename*=utf-8''{quote(filename, safe='')}"
+
+
+def media_headers(
+    content_type: str, filename: str | None, *, authenticated: bool
+) -> dict[str, str]:
+    return {
+        "Content-Disposition": content_disposition(content_type, filename),
+        "Content-Security-Policy": CSP,
+        "Cross-Origin-Resource-Policy": "cross-origin",
+        "X-Content-Type-Options": "nosniff",
+        # Media never changes once complete; authenticated answers stay out of shared caches.
+        "Cache-Control": (
+            "private, max-age=86400" if authenticated else "public, max-age=86400, s-maxage=86400"
+        ),
+    }
+
+
+def declared_length(request: Request[Any, Any, Any]) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid Content-Length")
+    return int(value)
+
+
+async def body_of(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except MatrixError:
+        raise
+    except Exception:
+        # Litestar raises InternalServerException when the client disconnects mid-body.
+        raise MatrixError(400, ErrCode.UNKNOWN, "The upload was cut off") from None
+
+
+# -- uploads -----------------------------------------------------------------------
+
+
+@post(f"{MEDIA_V3}/upload", status_code=200, request_max_body_size=None)
+async def upload_content(
+    request: Request[Any, Any, Any],
+    media: NamedDependency[MediaRepository],
+    thumbnailer: NamedDependency[Thumbnailer],
+    requester: NamedDependency[Requester],
+    filename: str | None = None,
+) -> dict[str, Any]:
+    """POST /_matrix/media/v3/upload"""
+    content_type = check_content_type(request.headers.get("content-type"))
+    name = check_filename(filename)
+    length = declared_length(request)
+    uri = await media.upload(requester.user_id, body_of(request), length, content_type, name)
+    await _pregenerate(media, thumbnailer, uri.media_id)
+    return {"content_uri": str(uri)}
+
+
+@put(f"{MEDIA_V3}/upload/{{origin:str}}/{{media_id:str}}", request_max_body_size=None)
+async def upload_content_to_mxc(
+    request: Request[Any, Any, Any],
+    media: NamedDependency[MediaRepository],
+    thumbnailer: NamedDependency[Thumbnailer],
+    requester: NamedDependency[Requester],
+    origin: FromPath[str],
+    media_id: FromPath[str],
+    filename: str | None = None,
+) -> dict[str, Any]:
+    """PUT /_matrix/media/v3/upload/{serverName}/{mediaId}"""
+    server_name, media_id = path_value(origin), path_value(media_id)
+    if server_name != media.server_name:
+        raise not_found("Unknown media ID")
+    content_type = check_content_type(request.headers.get("content-type"))
+    name = check_filename(filename)
+    length = declared_length(request)
+    await media.upload(
+        requester.user_id, body_of(request), length, content_type, name, media_id=media_id
+    )
+    await _pregenerate(media, thumbnailer, media_id)
+    return {}
+
+
+async def _pregenerate(media: MediaRepository, thumbnailer: Thumbnailer, media_id: str) -> None:
+    stored = await media.metadata(media.server_name, media_id, 0)
+    await thumbnailer.pregenerate(stored)
+
+
+@post("/_matrix/media/v1/create", status_code=200)
+async def create_content(
+    media: NamedDependency[MediaRepository], requester: NamedDependency[Requester]
+) -> dict[str, Any]:
+    """POST /_matrix/media/v1/create"""
+    uri, expires = await media.create(requester.user_id)
+    return {"content_uri": str(uri), "unused_expires_at": expires}
+
+
+# -- config ------------------------------------------------------------------------
+
+
+@get([f"{CLIENT_V1}/config", f"{MEDIA_V3}/config"])
+async def get_config(
+    config: NamedDependency[Config], requester: NamedDependency[Requester]
+) -> dict[str, Any]:
+    """GET /_matrix/client/v1/media/config (and the deprecated /_matrix/media/v3/config)"""
+    return {"m.upload.size": config.media.max_upload_size}
+
+
+# -- downloads ---------------------------------------------------------------------
+
+
+def _stream(
+    media: MediaRepository, stored: Media, filename: str | None, *, authenticated: bool
+) -> Stream:
+    headers = media_headers(
+        stored.content_type, filename or stored.upload_name, authenticated=authenticated
+    )
+    headers["Content-Length"] = str(stored.size)
+    return Stream(media.content(stored), media_type=stored.content_type, headers=headers)
+
+
+async def _download(
+    media: MediaRepository,
+    server_name: str,
+    media_id: str,
+    file_name: str | None,
+    timeout_ms: int | None,
+    *,
+    authenticated: bool,
+) -> Stream:
+    stored = await media.metadata(path_value(server_name), path_value(media_id), timeout_ms)
+    if not authenticated and stored.authenticated_only and media.config.freeze_unauthenticated:
+        raise not_found("Media not found")
+    return _stream(media, stored, file_name, authenticated=authenticated)
+
+
+@get(
+    [
+        f"{CLIENT_V1}/download/{{origin:str}}/{{media_id:str}}",
+        f"{CLIENT_V1}/download/{{origin:str}}/{{media_id:str}}/{{file_name:str}}",
+    ]
+)
+async def get_content(
+    media: NamedDependency[MediaRepository],
+    requester: NamedDependency[Requester],
+    origin: FromPath[str],
+    media_id: FromPath[str],
+    file_name: FromPath[str | None] = None,
+    timeout_ms: int | None = None,
+) -> Stream:
+    """GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]"""
+    name = path_value(file_name) if file_name else None
+    return await _download(media, origin, media_id, name, timeout_ms, authenticated=True)
+
+
+@get(
+    [
+        *(f"{prefix}/download/{{origin:str}}/{{media_id:str}}" for prefix in LEGACY),
+        *(
+            f"{prefix}/download/{{origin:str}}/{{media_id:str}}/{{file_name:str}}"
+            for prefix in LEGACY
+        ),
+    ]
+)
+async def get_content_legacy(
+    media: NamedDependency[MediaRepository],
+    origin: FromPath[str],
+    media_id: FromPath[str],
+    file_name: FromPath[str | None] = None,
+    timeout_ms: int | None = None,
+) -> Stream:
+    """GET /_matrix/media/v3/download/{serverName}/{mediaId}[/{fileName}] (deprecated)"""
+    name = path_value(file_name) if file_name else None
+    return await _download(media, origin, media_id, name, timeout_ms, authenticated=False)
+
+
+async def _thumbnail(
+    media: MediaRepository,
+    thumbnailer: Thumbnailer,
+    server_name: str,
+    media_id: str,
+    width: int,
+    height: int,
+    method: str,
+    animated: bool,
+    timeout_ms: int | None,
+    *,
+    authenticated: bool,
+) -> Response[bytes] | Stream:
+    if width < 1 or height < 1:
+        raise MatrixError(400, ErrCode.INVALID_PARAM, "width and height must be positive")
+    if method not in ("crop", "scale"):
+        raise MatrixError(400, ErrCode.INVALID_PARAM, "method must be crop or scale")
+    stored = await media.metadata(path_value(server_name), path_value(media_id), timeout_ms)
+    if not authenticated and stored.authenticated_only and media.config.freeze_unauthenticated:
+        raise not_found("Media not found")
+    answer = await thumbnailer.thumbnail(stored, width, height, method, animated)
+    if answer.data is None:
+        return _stream(media, stored, None, authenticated=authenticated)
+    headers = media_headers(answer.content_type, None, authenticated=authenticated)
+    return Response(answer.data, media_type=answer.content_type, headers=headers)
+
+
+@get(f"{CLIENT_V1}/thumbnail/{{origin:str}}/{{media_id:str}}")
+async def get_content_thumbnail(
+    media: NamedDependency[MediaRepository],
+    thumbnailer: NamedDependency[Thumbnailer],
+    requester: NamedDependency[Requester],
+    origin: FromPath[str],
+    media_id: FromPath[str],
+    width: int,
+    height: int,
+    method: str = "scale",
+    animated: bool = False,
+    timeout_ms: int | None = None,
+) -> Response[bytes] | Stream:
+    """GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}"""
+    return await _thumbnail(
+        media,
+        thumbnailer,
+        origin,
+        media_id,
+        width,
+        height,
+        method,
+        animated,
+        timeout_ms,
+        authenticated=True,
+    )
+
+
+@get([f"{prefix}/thumbnail/{{origin:str}}/{{media_id:str}}" for prefix in LEGACY])
+async def get_content_thumbnail_legacy(
+    media: NamedDependency[MediaRepository],
+    thumbnailer: NamedDependency[Thumbnailer],
+    origin: FromPath[str],
+    media_id: FromPath[str],
+    width: int,
+    height: int,
+    method: str = "scale",
+    animated: bool = False,
+    timeout_ms: int | None = None,
+) -> Response[bytes] | Stream:
+    """GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId} (deprecated)"""
+    return await _thumbnail(
+        media,
+        thumbnailer,
+        origin,
+        media_id,
+        width,
+        height,
+        method,
+        animated,
+        timeout_ms,
+        authenticated=False,
+    )
+
+
+# -- URL previews ------------------------------------------------------------------
+
+
+@get([f"{CLIENT_V1}/preview_url", f"{MEDIA_V3}/preview_url"])
+async def preview_url(
+    url_previews: NamedDependency[UrlPreviews],
+    requester: NamedDependency[Requester],
+    url: str,
+    ts: int | None = None,
+) -> dict[str, Any]:
+    """GET /_matrix/client/v1/media/preview_url"""
+    return await url_previews.preview(requester.user_id, url)
+
+
+ROUTES = [
+    upload_content,
+    upload_content_to_mxc,
+    create_content,
+    get_config,
+    get_content,
+    get_content_legacy,
+    get_content_thumbnail,
+    get_content_thumbnail_legacy,
+    preview_url,
+]

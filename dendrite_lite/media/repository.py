@@ -1,0 +1,355 @@
+"""The content repository: uploads (direct and async), downloads, quotas, administration.
+
+https://spec.matrix.org/latest/client-server-api/#content-repository
+
+Uploads stream: the body is written in chunks of `CHUNK_BYTES`, each its own short
+write unit into a ``zeroblob`` of the final size, so a 100 MB upload never sits whole in
+memory and never holds the single writer thread for long. The media row stays in state
+'uploading' (never served) until the last chunk is in and its hash is known; any failure
+(too long, too short, client gone) removes what was written. A body without a
+Content-Length is first spooled to a temporary file (bounded by max_upload_size), since
+the blob needs its final size up front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import secrets
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import apsw
+
+from dendrite_lite.clock import now_ms
+from dendrite_lite.config import MediaConfig
+from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
+from dendrite_lite.storage import media as store
+from dendrite_lite.storage.db import Database
+from dendrite_lite.storage.media import Media
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1024 * 1024
+SPOOL_IN_MEMORY_BYTES = 1024 * 1024
+DEFAULT_WAIT_MS = 20_000
+# https://spec.matrix.org/latest/client-server-api/#security-considerations-5: media IDs
+# are [A-Za-z0-9_-] only (no traversal through odd characters).
+MEDIA_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_CONTENT_TYPE = re.compile(r"^[\x21-\x7e]+/[\x21-\x7e]+(\s*;[\x20-\x7e]*)?$")
+
+
+class ClientGone(Exception):
+    """The request body ended early (the client disconnected)."""
+
+
+@dataclass(frozen=True)
+class MxcUri:
+    server_name: str
+    media_id: str
+
+    def __str__(self) -> str:
+        return f"mxc://{self.server_name}/{self.media_id}"
+
+
+def new_media_id() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def check_content_type(content_type: str | None) -> str:
+    if content_type is None or not content_type.strip():
+        return "application/octet-stream"
+    value = content_type.strip()
+    if len(value) > 255 or not _CONTENT_TYPE.match(value):
+        raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid Content-Type")
+    return value
+
+
+def check_filename(filename: str | None) -> str | None:
+    if filename is None or filename == "":
+        return None
+    if len(filename) > 255 or any(ord(ch) < 0x20 or ch == "\x7f" for ch in filename):
+        raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid filename")
+    return filename
+
+
+def too_large(limit: int) -> MatrixError:
+    return MatrixError(413, ErrCode.TOO_LARGE, f"Cannot upload files larger than {limit} bytes")
+
+
+class Uploaded:
+    """Wakes downloads waiting for an async upload (in-memory: waiters are too)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def event(self, media_id: str) -> asyncio.Event:
+        return self._events.setdefault(media_id, asyncio.Event())
+
+    def done(self, media_id: str) -> None:
+        event = self._events.pop(media_id, None)
+        if event is not None:
+            event.set()
+
+
+class MediaRepository:
+    def __init__(
+        self,
+        db: Database,
+        config: MediaConfig,
+        server_name: str,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.server_name = server_name
+        self.uploaded = Uploaded()
+
+    # -- uploads -------------------------------------------------------------------
+
+    async def create(self, user_id: str) -> tuple[MxcUri, int]:
+        """POST /create: reserve a media ID the user fills later with PUT."""
+        now = now_ms()
+        expires = now + self.config.unused_expires_after_ms
+        media_id = new_media_id()
+        limit = self.config.max_pending_uploads
+
+        def reserve(conn: apsw.Connection) -> int:
+            store.delete_expired_pending(conn, now)
+            pending = store.count_pending(conn, user_id, now)
+            if pending < limit:
+                store.create_pending(
+                    conn, media_id, user_id, now, expires, self.config.freeze_unauthenticated
+                )
+            return pending
+
+        if await self.db.write(reserve) >= limit:
+            raise MatrixError(
+                429,
+                ErrCode.LIMIT_EXCEEDED,
+                f"At most {limit} media IDs may wait for their upload",
+                retry_after_ms=60_000,
+            )
+        return MxcUri(self.server_name, media_id), expires
+
+    async def upload(
+        self,
+        user_id: str | None,
+        body: AsyncIterator[bytes],
+        declared_length: int | None,
+        content_type: str,
+        filename: str | None,
+        *,
+        media_id: str | None = None,
+    ) -> MxcUri:
+        """Store a body as new media (or fill the pending `media_id`); returns its URI."""
+        limit = self.config.max_upload_size
+        if declared_length is not None and declared_length > limit:
+            raise too_large(limit)
+        spool: tempfile.SpooledTemporaryFile[bytes] | None = None
+        if declared_length is None:
+            spool = await _spool(body, limit)
+            declared_length = spool.tell()
+            spool.seek(0)
+            body = _chunks_of(spool)
+        try:
+            await self._check_quota(user_id, declared_length)
+            return await self._store(
+                user_id, body, declared_length, content_type, filename, media_id
+            )
+        finally:
+            if spool is not None:
+                spool.close()
+
+    async def _check_quota(self, user_id: str | None, size: int) -> None:
+        quota = self.config.max_bytes_per_user
+        if not quota or user_id is None:
+            return
+        used = await self.db.read(lambda conn: store.usage(conn, user_id))
+        if used + size > quota:
+            raise forbidden(f"Media quota exceeded ({used} of {quota} bytes used)")
+
+    async def _store(
+        self,
+        user_id: str | None,
+        body: AsyncIterator[bytes],
+        size: int,
+        content_type: str,
+        filename: str | None,
+        pending_id: str | None,
+    ) -> MxcUri:
+        media_id = pending_id or new_media_id()
+        now = now_ms()
+        frozen = self.config.freeze_unauthenticated
+
+        def begin(conn: apsw.Connection) -> None:
+            if pending_id is None:
+                store.begin_upload(
+                    conn, media_id, user_id, size, content_type, filename, now, frozen
+                )
+                return
+            existing = store.get(conn, pending_id)
+            if existing is None or (
+                existing.state == "pending"
+                and existing.unused_expires_ts is not None
+                and existing.unused_expires_ts <= now
+            ):
+                raise not_found("Unknown or expired media ID")
+            if existing.user_id != user_id:
+                raise forbidden("This media ID was created by another user")
+            if not store.claim_pending(conn, pending_id, size, content_type, filename):
+                raise MatrixError(409, ErrCode.CANNOT_OVERWRITE_MEDIA, "Media already uploaded")
+
+        await self.db.write(begin)
+        try:
+            digest = await self._write_content(media_id, body, size)
+        except BaseException:
+            await asyncio.shield(self._abort(media_id, pending_id is not None))
+            raise
+
+        def finish(conn: apsw.Connection) -> None:
+            store.finish_upload(conn, media_id, digest, None, None)
+
+        await self.db.write(finish)
+        self.uploaded.done(media_id)
+        return MxcUri(self.server_name, media_id)
+
+    async def _write_content(self, media_id: str, body: AsyncIterator[bytes], size: int) -> str:
+        sha = hashlib.sha256()
+        offset = 0
+        buffer = bytearray()
+
+        async def flush() -> None:
+            nonlocal offset
+            chunk = bytes(buffer)
+            buffer.clear()
+            at = offset
+            offset += len(chunk)
+
+            def write_chunk(conn: apsw.Connection) -> None:
+                store.write_chunk(conn, media_id, at, chunk)
+
+            await self.db.write(write_chunk)
+
+        async for part in body:
+            if not part:
+                continue
+            if offset + len(buffer) + len(part) > size:
+                raise MatrixError(
+                    400, ErrCode.INVALID_PARAM, "The body is longer than its Content-Length"
+                )
+            sha.update(part)
+            buffer += part
+            if len(buffer) >= CHUNK_BYTES:
+                await flush()
+        if buffer:
+            await flush()
+        if offset != size:
+            raise MatrixError(
+                400,
+                ErrCode.INVALID_PARAM,
+                f"The body ended after {offset} of its {size} bytes",
+            )
+        return sha.hexdigest()
+
+    async def _abort(self, media_id: str, back_to_pending: bool) -> None:
+        def abort(conn: apsw.Connection) -> None:
+            store.abort_upload(conn, media_id, back_to_pending=back_to_pending)
+
+        try:
+            await self.db.write(abort)
+        except Exception:
+            log.exception("could not remove the partial upload %s", media_id)
+
+    async def recover(self) -> None:
+        """At start: remove uploads a crash cut off."""
+        await self.db.write(store.recover_interrupted)
+
+    # -- downloads -----------------------------------------------------------------
+
+    async def metadata(
+        self, server_name: str, media_id: str, timeout_ms: int | None = None
+    ) -> Media:
+        """Complete, servable media, waiting up to `timeout_ms` for an async upload."""
+        if server_name != self.server_name or not MEDIA_ID.match(media_id):
+            # No federation yet: remote media is unknown here.
+            raise not_found("Media not found")
+        wait_ms = DEFAULT_WAIT_MS if timeout_ms is None else timeout_ms
+        if wait_ms < 0:
+            raise MatrixError(400, ErrCode.INVALID_PARAM, "timeout_ms must not be negative")
+        wait_s = min(wait_ms, self.config.max_wait_ms) / 1000
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            media = await self.db.read(lambda conn: store.get(conn, media_id))
+            if media is None or media.quarantined:
+                raise not_found("Media not found")
+            if media.state == "complete":
+                return media
+            if (
+                media.state == "pending"
+                and media.unused_expires_ts is not None
+                and media.unused_expires_ts <= now_ms()
+            ):
+                raise not_found("Media not found")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise MatrixError(
+                    504, ErrCode.NOT_YET_UPLOADED, "Content has not yet been uploaded"
+                )
+            event = self.uploaded.event(media_id)
+            try:
+                async with asyncio.timeout(remaining):
+                    await event.wait()
+            except TimeoutError:
+                pass
+
+    async def content(self, media: Media, chunk_bytes: int = CHUNK_BYTES) -> AsyncIterator[bytes]:
+        """The content in chunks, one read unit each (blob I/O; never whole in memory)."""
+        offset = 0
+        media_id = media.media_id
+        while offset < media.size:
+            at, length = offset, min(chunk_bytes, media.size - offset)
+
+            def read_chunk(conn: apsw.Connection, at: int = at, length: int = length) -> bytes:
+                return store.read_chunk(conn, media_id, at, length)
+
+            chunk = await self.db.read(read_chunk)
+            if not chunk:
+                return  # deleted while being served
+            offset += len(chunk)
+            yield chunk
+
+    # -- administration (the admin API and CLI build on these) ----------------------
+
+    async def list_user_media(self, user_id: str) -> list[Media]:
+        return await self.db.read(lambda conn: store.list_by_user(conn, user_id))
+
+    async def set_quarantined(self, media_id: str, quarantined: bool = True) -> bool:
+        return await self.db.write(lambda conn: store.set_quarantined(conn, media_id, quarantined))
+
+    async def delete(self, media_id: str) -> bool:
+        return await self.db.write(lambda conn: store.delete(conn, media_id))
+
+
+async def _spool(body: AsyncIterator[bytes], limit: int) -> tempfile.SpooledTemporaryFile[bytes]:
+    # Closed by the caller (or below on failure): it outlives this function.
+    spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+        max_size=SPOOL_IN_MEMORY_BYTES
+    )
+    try:
+        async for part in body:
+            if spool.tell() + len(part) > limit:
+                raise too_large(limit)
+            spool.write(part)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+async def _chunks_of(spool: tempfile.SpooledTemporaryFile[bytes]) -> AsyncIterator[bytes]:
+    while chunk := spool.read(CHUNK_BYTES):
+        yield chunk
