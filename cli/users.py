@@ -17,6 +17,7 @@ from dendrite_lite.errors import MatrixError
 from dendrite_lite.identifiers import local_user_id
 from dendrite_lite.storage import devices, users
 from dendrite_lite.storage.db import Database
+from dendrite_lite.threepid.addresses import canonical_email
 from dendrite_lite.types import UserId
 
 from .common import DEFAULT_DATA_DIR, DataDir, console, fail, load_config, with_database
@@ -45,26 +46,39 @@ def add(
     localpart: Annotated[str, typer.Argument(help="The user's name, e.g. alice")],
     password: Password = None,
     admin: Annotated[bool, typer.Option("--admin", help="Make the user a server admin.")] = False,
+    email: Annotated[
+        str | None,
+        typer.Option("--email", help="An email address for login and password reset."),
+    ] = None,
     data_dir: DataDir = Path(DEFAULT_DATA_DIR),
 ) -> None:
     """Create a local account.
 
-    Example: dendrite-lite user add alice --admin
+    Example: dendrite-lite user add alice --admin --email alice@example.org
     """
     config = load_config(data_dir)
     secret = _ask_password(password)
     passwords = Passwords(config.auth)
     try:
+        address = canonical_email(email) if email is not None else None
         check_password_strength(secret, passwords.min_length)
         user_id = with_database(
             config,
             lambda db: create_user(
-                db, passwords, config.server_name, localpart.lower(), secret, admin=admin
+                db,
+                passwords,
+                config.server_name,
+                localpart.lower(),
+                secret,
+                admin=admin,
+                email=address,
             ),
         )
     except MatrixError as exc:
         raise fail(exc.message) from None
     console.print(f"[green]Created[/] {user_id}{' (admin)' if admin else ''}")
+    if address is not None:
+        console.print(f"with email {address}")
 
 
 @app.command("list")

@@ -53,6 +53,7 @@ from dendrite_lite.api.client import reporting as reporting_api
 from dendrite_lite.api.client import room_upgrades as room_upgrades_api
 from dendrite_lite.api.client import sliding_sync as sliding_sync_api
 from dendrite_lite.api.client import tags as tags_api
+from dendrite_lite.api.client import threepid as threepid_api
 from dendrite_lite.api.client import timestamp_to_event as timestamp_to_event_api
 from dendrite_lite.api.client import user_directory as user_directory_api
 from dendrite_lite.api.dependencies import provide_requester
@@ -95,6 +96,12 @@ from dendrite_lite.sliding_sync.service import SlidingSync
 from dendrite_lite.storage import room_state
 from dendrite_lite.storage.db import Database, DatabaseSettings
 from dendrite_lite.sync.service import Sync
+from dendrite_lite.threepid.mailer import Mailer
+from dendrite_lite.threepid.password_reset import PasswordReset
+from dendrite_lite.threepid.queue import EmailQueue
+from dendrite_lite.threepid.service import Threepids
+from dendrite_lite.threepid.sessions import ValidationSessions
+from dendrite_lite.threepid.templates import EmailTemplates
 from dendrite_lite.to_device import ToDevice
 from dendrite_lite.user_directory import UserDirectory
 
@@ -190,6 +197,7 @@ ROUTES: list[Any] = [
     *push_rules_api.ROUTES,
     *notifications_api.ROUTES,
     *pushers_api.ROUTES,
+    *threepid_api.ROUTES,
     *media_api.ROUTES,
     *sliding_sync_api.ROUTES,
 ]
@@ -238,6 +246,10 @@ class Services:
     notifications: Notifications
     pushers: Pushers
     push_sender: PushSender
+    email_queue: EmailQueue
+    threepid_sessions: ValidationSessions
+    threepids: Threepids
+    password_reset: PasswordReset
     media: MediaRepository
     thumbnailer: Thumbnailer
     url_previews: UrlPreviews
@@ -280,6 +292,27 @@ def build_services(config: Config) -> Services:
 
     typing = TypingNotifications(notifier, joined_members)
     presence_service = Presence(db, notifier, config.presence)
+    # Email (3PID): validation sessions, the mail queue and the m.login.email.identity stage.
+    email_queue = EmailQueue(db, Mailer(config.email), config.email)
+    threepid_sessions = ValidationSessions(
+        db,
+        config.email,
+        config.server_name,
+        config.base_url,
+        EmailTemplates(config.data_dir),
+        email_queue,
+        RateLimiter(
+            config.email.request_token_per_second,
+            config.email.request_token_burst,
+            enabled=limits.enabled,
+        ),
+        RateLimiter(
+            config.email.per_address_per_second,
+            config.email.per_address_burst,
+            enabled=limits.enabled,
+        ),
+    )
+    uia.email_identity = threepid_sessions.uia_stage
     media = MediaRepository(db, config.media, config.server_name)
     thumbnailer = Thumbnailer(db, config.media)
     return Services(
@@ -292,7 +325,13 @@ def build_services(config: Config) -> Services:
         tokens=tokens,
         uia=uia,
         registration=Registration(
-            db, config.registration, config.server_name, passwords, tokens, uia
+            db,
+            config.registration,
+            config.server_name,
+            passwords,
+            tokens,
+            uia,
+            email_registration=config.email.registration,
         ),
         login=Login(
             db,
@@ -338,6 +377,12 @@ def build_services(config: Config) -> Services:
         push_sender=PushSender(
             db, push_hook, GatewayClient(allow_private=config.push.allow_private_gateways)
         ),
+        email_queue=email_queue,
+        threepid_sessions=threepid_sessions,
+        threepids=Threepids(db, threepid_sessions, account, passwords),
+        password_reset=PasswordReset(
+            db, passwords, account, uia, notifier, enabled=config.email.enabled
+        ),
         media=media,
         thumbnailer=thumbnailer,
         url_previews=UrlPreviews(db, config.url_previews, media, thumbnailer),
@@ -365,6 +410,8 @@ def build_app(config: Config, services: Services | None = None) -> Litestar:
             asyncio.create_task(services.presence.run_expiry()),
             asyncio.create_task(services.push_sender.run()),
         ]
+        if services.config.email.enabled:
+            background.append(asyncio.create_task(services.email_queue.run()))
         try:
             yield
         finally:

@@ -143,6 +143,46 @@ class UrlPreviewConfig(_Section):
     burst: int = 10
 
 
+class EmailConfig(_Section):
+    """[email]: SMTP for 3PID validation mails (registration, adding an address, password
+    reset). Email is off until `smtp_host` and `from` are set; docs/email.md."""
+
+    smtp_host: str = ""
+    smtp_port: int = 587
+    # "starttls" (port 587), "implicit" TLS (port 465) or "none" (a relay on localhost).
+    smtp_tls: Literal["none", "starttls", "implicit"] = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    # The From: header, e.g. "Home Matrix <matrix@example.org>".
+    from_address: str = msgspec.field(default="", name="from")
+    # A CA bundle (PEM) to trust besides the system's, e.g. for a self-signed relay.
+    smtp_ca_file: str = ""
+    # Seconds for connecting and for each SMTP command.
+    timeout_seconds: float = 30.0
+    # Registration with an email address: "off", "optional" or "required".
+    registration: Literal["off", "optional", "required"] = "off"
+    # How long the link in a mail works, and how long a validated address may be used.
+    token_lifetime_ms: int = 60 * 60 * 1000
+    session_lifetime_ms: int = 24 * 60 * 60 * 1000
+    # Hosts next_link may point to (the page a client asks the mail's link to open after
+    # validation). Empty: any http(s) URL.
+    next_link_hosts: list[str] = msgspec.field(default_factory=list)
+    # Failed sends are retried with exponential backoff, then given up (and the user told).
+    retry_first_delay_ms: int = 10_000
+    retry_max_delay_ms: int = 60 * 60 * 1000
+    give_up_after_ms: int = 24 * 60 * 60 * 1000
+    # requestToken rate limits (token buckets, when rate_limits.enabled): per client IP
+    # and per address, so nobody can flood an inbox.
+    request_token_per_second: float = 0.1
+    request_token_burst: int = 5
+    per_address_per_second: float = 0.005
+    per_address_burst: int = 3
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.smtp_host and self.from_address)
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server_name: str
     listen: str = "127.0.0.1:8008"
@@ -158,6 +198,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user_directory: UserDirectoryConfig = msgspec.field(default_factory=UserDirectoryConfig)
     presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
     push: PushConfig = msgspec.field(default_factory=PushConfig)
+    email: EmailConfig = msgspec.field(default_factory=EmailConfig)
     media: MediaConfig = msgspec.field(default_factory=MediaConfig)
     url_previews: UrlPreviewConfig = msgspec.field(default_factory=UrlPreviewConfig)
 
@@ -220,6 +261,7 @@ def validate(config: Config) -> None:
         raise ConfigError("auth.argon2_time_cost: must be at least 1")
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("limits.max_request_body_bytes: must be at least 1024")
+    _validate_email(config.email)
     _validate_media(config)
 
 
@@ -235,6 +277,21 @@ def _validate_media(config: Config) -> None:
                 raise ConfigError(f"url_previews.{key}: {value!r} is not a CIDR range") from None
     if any(not 0 < port < 65536 for port in previews.allowed_ports):
         raise ConfigError("url_previews.allowed_ports: ports are 1-65535")
+
+
+def _validate_email(email: EmailConfig) -> None:
+    if email.from_address and "@" not in email.from_address:
+        raise ConfigError("email.from: expected an address like matrix@example.org")
+    if email.smtp_host and not email.from_address:
+        raise ConfigError("email.from: required when email.smtp_host is set")
+    if not 0 < email.smtp_port < 65536:
+        raise ConfigError("email.smtp_port: out of range")
+    if email.registration != "off" and not email.enabled:
+        raise ConfigError("email.registration: needs email.smtp_host and email.from")
+    if email.timeout_seconds <= 0:
+        raise ConfigError("email.timeout_seconds: must be positive")
+    if min(email.token_lifetime_ms, email.session_lifetime_ms, email.retry_first_delay_ms) < 1:
+        raise ConfigError("email: lifetimes and delays must be positive")
 
 
 def parse(text: str | bytes, data_dir: str | Path) -> Config:
@@ -350,6 +407,34 @@ offline_after_ms = 90000
 # Push gateway URLs come from clients. true lets them point at loopback, private or
 # link-local addresses (a gateway on your own network); false refuses those requests.
 allow_private_gateways = false
+
+[email]
+# SMTP for email validation, registration with email and password reset (docs/email.md).
+# Email is off until smtp_host and from are set.
+smtp_host = ""
+# 587 with "starttls", 465 with "implicit", 25 with "none" (a relay on this machine).
+smtp_port = 587
+smtp_tls = "starttls"
+smtp_user = ""
+smtp_password = ""
+# The From: header, e.g. "Home Matrix <matrix@example.org>".
+from = ""
+# Extra CA bundle (PEM) to trust, e.g. for a relay with a self-signed certificate.
+smtp_ca_file = ""
+timeout_seconds = 30.0
+# Registration with an email address: "off", "optional" or "required".
+registration = "off"
+token_lifetime_ms = 3600000
+session_lifetime_ms = 86400000
+# Hosts a client's next_link may point to; empty: any http(s) URL.
+next_link_hosts = []
+retry_first_delay_ms = 10000
+retry_max_delay_ms = 3600000
+give_up_after_ms = 86400000
+request_token_per_second = 0.1
+request_token_burst = 5
+per_address_per_second = 0.005
+per_address_burst = 3
 
 [media]
 # Largest upload in bytes, and the total one user's media may take (0: no quota).

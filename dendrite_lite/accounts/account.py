@@ -20,7 +20,7 @@ from dendrite_lite.notifier import Notifier
 from dendrite_lite.rooms.membership import leave_all_rooms
 from dendrite_lite.rooms.pipeline import EventCreator, Persisted
 from dendrite_lite.signing_key import load_signing_key
-from dendrite_lite.storage import devices, e2e_keys, key_backup, profiles, users
+from dendrite_lite.storage import devices, e2e_keys, key_backup, profiles, threepid, users
 from dendrite_lite.storage.db import Database
 from dendrite_lite.types import StreamPos, UserId
 
@@ -129,6 +129,7 @@ async def deactivate_user(
         elif position is not None:
             wake = device_lists.users_to_wake(conn, [(user_id, None)])
         key_backup.delete_all(conn, user_id)
+        threepid.unbind_all(conn, user_id)  # the address may serve a new account
         if erase:
             profiles.clear(conn, user_id)
         leaver = creator or EventCreator(server_name, load_signing_key(conn))

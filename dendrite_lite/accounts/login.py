@@ -18,6 +18,7 @@ from dendrite_lite.identifiers import local_user_id
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.storage import devices, tokens, users
 from dendrite_lite.storage.db import Database
+from dendrite_lite.threepid.login import is_thirdparty_login, login_user
 from dendrite_lite.types import DeviceId, UserId
 
 PASSWORD_LOGIN = "m.login.password"
@@ -66,7 +67,10 @@ class Login:
         if login_type != PASSWORD_LOGIN:
             raise MatrixError(400, ErrCode.UNKNOWN, f"Unknown login type {login_type!r}")
         self.per_ip.check_and_spend(ip)
-        claimed = claimed_user(body)
+        if is_thirdparty_login(body):  # an email address bound to the account
+            claimed: str | None = await login_user(self.db, self.passwords, body)
+        else:
+            claimed = claimed_user(body)
         if claimed is None:
             raise MatrixError(400, ErrCode.MISSING_PARAM, "Missing identifier")
         password = body.get("password")

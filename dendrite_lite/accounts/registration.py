@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import apsw
 import msgspec
@@ -18,7 +18,9 @@ from dendrite_lite.config import RegistrationConfig
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden
 from dendrite_lite.identifiers import check_new_localpart, user_id
 from dendrite_lite.storage import devices, profiles, registration_tokens, users
+from dendrite_lite.storage import threepid as threepid_store
 from dendrite_lite.storage.db import Database
+from dendrite_lite.threepid.sessions import ValidatedAddress, bind_validated
 from dendrite_lite.types import DeviceId, UserId
 
 
@@ -59,9 +61,11 @@ class Registration:
         passwords: Passwords,
         tokens: TokenService,
         uia: UserInteractiveAuth,
+        email_registration: Literal["off", "optional", "required"] = "off",
     ) -> None:
         self.db = db
         self.config = config
+        self.email_registration = email_registration
         self.server_name = server_name
         self.passwords = passwords
         self.tokens = tokens
@@ -69,6 +73,18 @@ class Registration:
 
     @property
     def flows(self) -> list[list[str]]:
+        flows = self._flows_without_email()
+        if self.email_registration == "off":
+            return flows
+        # [email] registration: the email stage in place of dummy ("required"), or a flow
+        # with it beside each flow without it ("optional").
+        with_email = [
+            [s for s in flow if s != uia_stages.DUMMY] + [uia_stages.EMAIL_IDENTITY]
+            for flow in flows
+        ]
+        return with_email if self.email_registration == "required" else flows + with_email
+
+    def _flows_without_email(self) -> list[list[str]]:
         if self.config.require_token:
             # Synapse's shape (token, then dummy): clients such as matrix-nio rely on it,
             # and any client that follows the flows generically completes it too.
@@ -112,6 +128,7 @@ class Registration:
             request,
             guest=False,
             token=outcome.data.get("registration_token"),
+            threepid=outcome.data.get("threepid"),
         )
 
     async def _create(
@@ -122,6 +139,7 @@ class Registration:
         *,
         guest: bool,
         token: str | None,
+        threepid: dict[str, Any] | None = None,
     ) -> Registered:
         device_id = DeviceId(request.device_id) if request.device_id else new_device_id()
         localpart = uid[1:].split(":", 1)[0]
@@ -136,6 +154,8 @@ class Registration:
                 raise MatrixError(400, ErrCode.USER_IN_USE, "User ID already taken")
             users.insert(conn, uid, password_hash, now, is_guest=guest)
             profiles.set_field(conn, uid, "displayname", _json_string(localpart))
+            if threepid is not None:  # the m.login.email.identity stage's address
+                bind_validated(conn, uid, ValidatedAddress.from_json(threepid), now)
             if request.inhibit_login:
                 return Registered(uid, None, None)
             devices.upsert(conn, uid, device_id, request.initial_device_display_name, now)
@@ -153,8 +173,13 @@ async def create_user(
     password: str | None,
     *,
     admin: bool = False,
+    email: str | None = None,
 ) -> UserId:
-    """Create an account outside of /register (the CLI and the admin API)."""
+    """Create an account outside of /register (the CLI and the admin API).
+
+    `email` (canonical, see threepid/addresses.py) is bound as given: the operator
+    vouches for it.
+    """
     check_new_localpart(localpart, server_name)
     uid = user_id(localpart, server_name)
     password_hash = await passwords.hash(password) if password else None
@@ -162,8 +187,13 @@ async def create_user(
     def create_account(conn: apsw.Connection) -> None:
         if users.exists(conn, uid):
             raise MatrixError(400, ErrCode.USER_IN_USE, f"{uid} already exists")
-        users.insert(conn, uid, password_hash, now_ms(), is_admin=admin)
+        now = now_ms()
+        if email is not None and threepid_store.owner(conn, "email", email) is not None:
+            raise MatrixError(400, ErrCode.THREEPID_IN_USE, f"{email} is already in use")
+        users.insert(conn, uid, password_hash, now, is_admin=admin)
         profiles.set_field(conn, uid, "displayname", _json_string(localpart))
+        if email is not None:
+            threepid_store.bind(conn, uid, "email", email, now, now)
 
     await db.write(create_account)
     return uid

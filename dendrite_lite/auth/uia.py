@@ -12,7 +12,7 @@ for one operation cannot authorise another, and they are single use.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from dendrite_lite.types import UserId
 DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
+EMAIL_IDENTITY = "m.login.email.identity"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class UserInteractiveAuth:
         self.server_name = server_name
         self.session_lifetime_ms = session_lifetime_ms
         self.failed_password_limiter = failed_password_limiter
+        # m.login.email.identity, checked by threepid/sessions.py (given the endpoint's
+        # URI, which says what the address must have been validated for).
+        self.email_identity: (
+            Callable[[Mapping[str, Any], str], Awaitable[dict[str, Any]]] | None
+        ) = None
 
     async def authenticate(
         self,
@@ -106,7 +112,10 @@ class UserInteractiveAuth:
                 )
             assert auth is not None
             try:
-                result = await self._run_stage(stage, auth, user_id)
+                if stage == EMAIL_IDENTITY and self.email_identity is not None:
+                    result = await self.email_identity(auth, uri)
+                else:
+                    result = await self._run_stage(stage, auth, user_id)
             except MatrixError as exc:
                 raise UIARequired(
                     _body(flows, params, session_id, completed), exc.errcode, exc.message
