@@ -16,16 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apsw
-import msgspec
 
 from dendrite_lite.clock import now_ms
 from dendrite_lite.filters import RoomEventFilter
 from dendrite_lite.rooms import client_format
 from dendrite_lite.rooms.aggregations import serve_events
 from dendrite_lite.rooms.reading import make_token
-from dendrite_lite.rooms.visibility import VisibilityChecker, viewer
+from dendrite_lite.rooms.visibility import Viewer, VisibilityChecker, viewer
+from dendrite_lite.sliding_sync import room_cache
 from dendrite_lite.sliding_sync.connections import SentRoom
 from dendrite_lite.sliding_sync.required_state import MEMBER, RoomConfig
+from dendrite_lite.sliding_sync.room_cache import RoomCache, RoomSnapshot
 from dendrite_lite.storage import events, notifications, room_state
 from dendrite_lite.storage import sliding_sync as store
 from dendrite_lite.storage.events import EventRow
@@ -51,6 +52,7 @@ class RoomContext:
     base: int | None  # the stream position of the request's pos (None: no pos)
     direct: set[str]
     ignored: frozenset[str]
+    cache: RoomCache
     now_ts: int = field(default_factory=now_ms)
     _unread: dict[str, tuple[int, int]] | None = None
 
@@ -123,9 +125,8 @@ class _State:
         return self.members
 
 
-def _load_state(ctx: RoomContext, room_id: str, joined: bool, upto: int) -> _State:
-    if joined:
-        return _State(store.non_member_state(ctx.conn, room_id), None)
+def _load_state(ctx: RoomContext, room_id: str, upto: int) -> _State:
+    """The state as of the user's leave."""
     group = sync_rooms.group_at(ctx.conn, room_id, upto)
     full = {} if group is None else room_state.state_at(ctx.conn, group)
     return _State(
@@ -145,14 +146,21 @@ def _joined(
         sent is not None and not whole and config.timeline_limit > sent.config.timeline_limit
     )
     expanded_state = sent is not None and not whole and config.expands(sent.config)
+    latest = store.latest_stream_pos(conn, room_id, upto)
     if (
         sent is not None
         and not (whole or expanded_timeline or expanded_state)
-        and store.latest_stream_pos(conn, room_id, upto) <= sent.stream_pos
+        and latest <= sent.stream_pos
     ):
         return None
     since = None if sent is None or whole else sent.stream_pos
-    checker = VisibilityChecker(conn, viewer(conn, ctx.user_id, room_id))
+    checker: VisibilityChecker
+    if joined:
+        # Joined: no viewer lookups, and no state lookups for events after the join.
+        checker = _JoinedChecker(conn, Viewer(ctx.user_id, "join", None, ever_joined=True))
+        checker.joined_at = row.changed_at
+    else:
+        checker = VisibilityChecker(conn, viewer(conn, ctx.user_id, room_id))
     tl = sync_rooms.timeline(
         conn,
         room_id,
@@ -162,7 +170,8 @@ def _joined(
         checker,
         ctx.ignored,
     )
-    state = _load_state(ctx, room_id, joined, upto)
+    snapshot = ctx.cache.get(conn, room_id, latest) if joined else None
+    state = _State(snapshot.non_member, None) if snapshot else _load_state(ctx, room_id, upto)
     changed = set() if since is None else store.state_changes(conn, room_id, since, upto)
     known = frozenset() if sent is None or whole else sent.members
     wanted = _wanted_state(
@@ -171,14 +180,17 @@ def _joined(
     sent_members = {k for t, k in wanted if t == MEMBER}
     # A gappy timeline makes lazy-loading clients drop their members (MSC4186).
     members = frozenset(sent_members if tl.limited and not whole else known | sent_members)
-    state_rows = events.get_by_nids(conn, wanted.values())
+    cached = snapshot.rows if snapshot is not None else {}
+    state_rows = events.get_by_nids(conn, [nid for nid in wanted.values() if nid not in cached])
+    state_rows.update((nid, cached[nid]) for nid in wanted.values() if nid in cached)
     result: dict[str, Any] = {}
     if whole:
         result["initial"] = True
     result["membership"] = row.membership
     result["bump_stamp"] = row.bump_stamp
     if whole or expanded_state or any(t in META_TYPES for t, _ in changed):
-        _meta(ctx, room_id, state, result, whole, changed)
+        meta = snapshot or room_cache.build(conn, room_id, latest)
+        _meta(ctx, room_id, meta, result, whole, changed)
     result["required_state"] = [
         client_format.serve(r, now=ctx.now_ts)
         for r in sorted(state_rows.values(), key=lambda r: r.stream_pos)
@@ -262,60 +274,39 @@ def _wanted_state(
     return wanted
 
 
-def _content(conn: apsw.Connection, nid: int | None) -> dict[str, Any]:
-    if nid is None:
-        return {}
-    row = events.get_by_nids(conn, [nid]).get(nid)
-    if row is None:
-        return {}
-    content = client_format.decode(row).get("content")
-    return content if isinstance(content, dict) else {}
-
-
 def _meta(
     ctx: RoomContext,
     room_id: str,
-    state: _State,
+    meta: RoomSnapshot,
     result: dict[str, Any],
     whole: bool,
     changed: set[tuple[str, str]],
 ) -> None:
     """name, avatar, heroes, is_dm and the member counts."""
-    conn = ctx.conn
-    name = _content(conn, state.non_member.get(NAME)).get("name")
-    avatar = _content(conn, state.non_member.get(AVATAR)).get("url")
-    counts = room_state.member_counts(conn, room_id)
-    joined, invited = counts.get("join", 0), counts.get("invite", 0)
-    if isinstance(avatar, str) and avatar:
-        result["avatar"] = avatar
+    if meta.avatar is not None:
+        result["avatar"] = meta.avatar
     elif not whole and AVATAR in changed:
         result["avatar"] = None  # removed
-    if isinstance(name, str) and name:
-        result["name"] = name
+    if meta.name is not None:
+        result["name"] = meta.name
     else:
-        heroes = _heroes(conn, room_id, ctx.user_id)
+        heroes = meta.heroes(ctx.user_id)
         result["heroes"] = heroes
-        alias = _content(conn, state.non_member.get(ALIAS)).get("alias")
-        if not (isinstance(alias, str) and alias):
-            result["name"] = computed_name(heroes, joined + invited)
+        if meta.alias is None:
+            result["name"] = computed_name(heroes, meta.joined + meta.invited)
     if room_id in ctx.direct:
         result["is_dm"] = True
-    result["joined_count"] = joined
-    result["invited_count"] = invited
+    result["joined_count"] = meta.joined
+    result["invited_count"] = meta.invited
 
 
-def _heroes(conn: apsw.Connection, room_id: str, user_id: str) -> list[dict[str, str]]:
-    heroes: list[dict[str, str]] = []
-    for member, client in store.heroes(conn, room_id, user_id, HEROES):
-        hero = {"user_id": member}
-        content = msgspec.json.decode(client).get("content")
-        if isinstance(content, dict):
-            if isinstance(content.get("displayname"), str):
-                hero["displayname"] = content["displayname"]
-            if isinstance(content.get("avatar_url"), str):
-                hero["avatar_url"] = content["avatar_url"]
-        heroes.append(hero)
-    return heroes
+class _JoinedChecker(VisibilityChecker):
+    """A joined user sees every event after their join, whatever the history visibility."""
+
+    joined_at: int = 0
+
+    def can_see(self, row: EventRow) -> bool:
+        return row.stream_pos > self.joined_at or super().can_see(row)
 
 
 def computed_name(heroes: list[dict[str, str]], members: int) -> str:

@@ -42,6 +42,7 @@ from dendrite_lite.sliding_sync.connections import (
 from dendrite_lite.sliding_sync.extensions import ExtensionInput
 from dendrite_lite.sliding_sync.requests import SyncRequest
 from dendrite_lite.sliding_sync.required_state import RoomConfig
+from dendrite_lite.sliding_sync.room_cache import RoomCache
 from dendrite_lite.sliding_sync.room_lists import (
     LIVE,
     ListResult,
@@ -99,6 +100,7 @@ class SlidingSync:
         self.typing = typing
         self.presence = presence_service
         self.connections = Connections()
+        self.room_cache = RoomCache()
         self._writes: set[asyncio.Task[None]] = set()
 
     async def sync(
@@ -268,6 +270,7 @@ class SlidingSync:
             base_stream,
             facts.direct,
             frozenset(ignored_users(conn, user_id)),
+            self.room_cache,
         )
         updates: dict[str, RoomUpdate] = {}
         for room_id, config in configs.items():

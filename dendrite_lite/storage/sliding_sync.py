@@ -301,25 +301,20 @@ def state_changes(
     }
 
 
-def heroes(
-    conn: apsw.Connection, room_id: str, user_id: str, limit: int
+def first_members(
+    conn: apsw.Connection, room_id: str, memberships: tuple[str, str], limit: int
 ) -> list[tuple[str, bytes]]:
-    """(user_id, member event client JSON) of the first members by stream order: joined
-    or invited, else those who left or were banned; never the user (as /sync's m.heroes)."""
-    for memberships in (("join", "invite"), ("leave", "ban")):
-        found = [
-            (str(member), bytes(client))
-            for member, client in conn.execute(
-                "SELECT c.state_key, e.client FROM current_state AS c JOIN events AS e"
-                " ON e.event_nid = c.event_nid WHERE c.room_id = ? AND c.type = 'm.room.member'"
-                " AND c.membership IN (?, ?) AND c.state_key != ?"
-                " ORDER BY e.stream_pos LIMIT ?",
-                (room_id, *memberships, user_id, limit),
-            )
-        ]
-        if found:
-            return found
-    return []
+    """(user_id, member event client JSON) of the room's first members by stream order
+    with one of two memberships: the candidates for heroes (as /sync's m.heroes)."""
+    return [
+        (str(member), bytes(client))
+        for member, client in conn.execute(
+            "SELECT c.state_key, e.client FROM current_state AS c JOIN events AS e"
+            " ON e.event_nid = c.event_nid WHERE c.room_id = ? AND c.type = 'm.room.member'"
+            " AND c.membership IN (?, ?) ORDER BY e.stream_pos LIMIT ?",
+            (room_id, *memberships, limit),
+        )
+    ]
 
 
 def account_data_since(

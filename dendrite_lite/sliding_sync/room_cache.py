@@ -1,0 +1,143 @@
+"""Hot room data for sliding sync: each room's current non-member state, member counts,
+name, avatar, alias and hero candidates, kept in memory.
+
+Everything here changes only through an event in the room, and every event takes a new
+stream position, so an entry is valid exactly while the room's newest stream position
+is the one it was built at: one indexed lookup validates it and nothing has to be told
+of writes (the event pipeline stays untouched, and no invalidation can be forgotten).
+Entries are immutable and replaced whole, so reader threads share them without locks
+beyond the one that keeps the map's size bounded (least recently used out first).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+import msgspec
+
+from dendrite_lite.rooms import client_format
+from dendrite_lite.storage import events, room_state
+from dendrite_lite.storage import sliding_sync as store
+from dendrite_lite.storage.events import EventRow
+
+MAX_ROOMS = 4096
+HERO_CANDIDATES = 6  # 5 heroes, one spare for the user looking
+
+
+@dataclass(frozen=True)
+class Hero:
+    user_id: str
+    displayname: str | None
+    avatar_url: str | None
+
+    def as_json(self) -> dict[str, str]:
+        hero = {"user_id": self.user_id}
+        if self.displayname is not None:
+            hero["displayname"] = self.displayname
+        if self.avatar_url is not None:
+            hero["avatar_url"] = self.avatar_url
+        return hero
+
+
+@dataclass(frozen=True)
+class RoomSnapshot:
+    latest: int  # the room's newest stream position it was built at
+    non_member: dict[tuple[str, str], int]
+    rows: dict[int, EventRow]  # the non-member state events
+    joined: int
+    invited: int
+    name: str | None
+    avatar: str | None
+    alias: str | None
+    # The first joined or invited members by stream order, and those who left or were
+    # banned (heroes when nobody else is joined or invited).
+    present: tuple[Hero, ...]
+    departed: tuple[Hero, ...]
+
+    def heroes(self, user_id: str) -> list[dict[str, str]]:
+        for candidates in (self.present, self.departed):
+            found = [h.as_json() for h in candidates if h.user_id != user_id][:5]
+            if found:
+                return found
+        return []
+
+
+def _content(row: EventRow | None) -> dict[str, Any]:
+    if row is None:
+        return {}
+    content = client_format.decode(row).get("content")
+    return content if isinstance(content, dict) else {}
+
+
+def _text(content: dict[str, Any], key: str) -> str | None:
+    value = content.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def build(conn: apsw.Connection, room_id: str, latest: int) -> RoomSnapshot:
+    non_member = store.non_member_state(conn, room_id)
+    rows = events.get_by_nids(conn, non_member.values())
+
+    def content(key: tuple[str, str]) -> dict[str, Any]:
+        nid = non_member.get(key)
+        return _content(None if nid is None else rows.get(nid))
+
+    counts = room_state.member_counts(conn, room_id)
+    name = _text(content(("m.room.name", "")), "name")
+    present: tuple[Hero, ...] = ()
+    departed: tuple[Hero, ...] = ()
+    if name is None:
+        present = _heroes(conn, room_id, ("join", "invite"))
+        departed = _heroes(conn, room_id, ("leave", "ban"))
+    return RoomSnapshot(
+        latest,
+        non_member,
+        rows,
+        counts.get("join", 0),
+        counts.get("invite", 0),
+        name,
+        _text(content(("m.room.avatar", "")), "url"),
+        _text(content(("m.room.canonical_alias", "")), "alias"),
+        present,
+        departed,
+    )
+
+
+def _heroes(conn: apsw.Connection, room_id: str, memberships: tuple[str, str]) -> tuple[Hero, ...]:
+    heroes = []
+    for member, client in store.first_members(conn, room_id, memberships, HERO_CANDIDATES):
+        decoded = msgspec.json.decode(client).get("content")
+        content = decoded if isinstance(decoded, dict) else {}
+        heroes.append(Hero(member, _text(content, "displayname"), _text(content, "avatar_url")))
+    return tuple(heroes)
+
+
+class RoomCache:
+    def __init__(self, max_rooms: int = MAX_ROOMS) -> None:
+        self._rooms: OrderedDict[str, RoomSnapshot] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_rooms
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, conn: apsw.Connection, room_id: str, latest: int) -> RoomSnapshot:
+        """The room's snapshot as of its newest stream position `latest` (looked up in
+        the caller's read snapshot)."""
+        with self._lock:
+            found = self._rooms.get(room_id)
+            if found is not None and found.latest == latest:
+                self._rooms.move_to_end(room_id)
+                self.hits += 1
+                return found
+        snapshot = build(conn, room_id, latest)
+        with self._lock:
+            self.misses += 1
+            self._rooms[room_id] = snapshot
+            self._rooms.move_to_end(room_id)
+            while len(self._rooms) > self._max:
+                self._rooms.popitem(last=False)
+        return snapshot
