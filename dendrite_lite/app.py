@@ -46,12 +46,15 @@ from dendrite_lite.api.client import key_backup as key_backup_api
 from dendrite_lite.api.client import media as media_api
 from dendrite_lite.api.client import keys as keys_api
 from dendrite_lite.api.client import notifications as notifications_api
+from dendrite_lite.api.client import oauth as oauth_api
+from dendrite_lite.api.client import oauth_pages as oauth_pages_api
 from dendrite_lite.api.client import presence as presence_api
 from dendrite_lite.api.client import push_rules as push_rules_api
 from dendrite_lite.api.client import pushers as pushers_api
 from dendrite_lite.api.client import reporting as reporting_api
 from dendrite_lite.api.client import room_upgrades as room_upgrades_api
 from dendrite_lite.api.client import sliding_sync as sliding_sync_api
+from dendrite_lite.api.client import sso as sso_api
 from dendrite_lite.api.client import tags as tags_api
 from dendrite_lite.api.client import threepid as threepid_api
 from dendrite_lite.api.client import timestamp_to_event as timestamp_to_event_api
@@ -73,6 +76,7 @@ from dendrite_lite.media.thumbnailing import Thumbnailer
 from dendrite_lite.media.url_previews import UrlPreviews
 from dendrite_lite.metrics import Metrics
 from dendrite_lite.notifier import Notifier
+from dendrite_lite.oauth.server import AuthorizationServer
 from dendrite_lite.presence import Presence
 from dendrite_lite.push.evaluator import RuleCache
 from dendrite_lite.push.gateway import GatewayClient
@@ -197,6 +201,9 @@ ROUTES: list[Any] = [
     *push_rules_api.ROUTES,
     *notifications_api.ROUTES,
     *pushers_api.ROUTES,
+    *oauth_api.ROUTES,
+    *oauth_pages_api.ROUTES,
+    *sso_api.ROUTES,
     *threepid_api.ROUTES,
     *media_api.ROUTES,
     *sliding_sync_api.ROUTES,
@@ -246,6 +253,7 @@ class Services:
     notifications: Notifications
     pushers: Pushers
     push_sender: PushSender
+    oauth_server: AuthorizationServer
     email_queue: EmailQueue
     threepid_sessions: ValidationSessions
     threepids: Threepids
@@ -315,6 +323,22 @@ def build_services(config: Config) -> Services:
     uia.email_identity = threepid_sessions.uia_stage
     media = MediaRepository(db, config.media, config.server_name)
     thumbnailer = Thumbnailer(db, config.media)
+    login_service = Login(
+        db,
+        config.server_name,
+        passwords,
+        tokens,
+        RateLimiter(limits.login_per_second, limits.login_burst, enabled=limits.enabled),
+        failed_logins,
+        notifier,
+    )
+    register_limiter = RateLimiter(
+        limits.register_per_second, limits.register_burst, enabled=limits.enabled
+    )
+    oauth_server = AuthorizationServer(
+        db, config, tokens, login_service, register_limiter, notifier
+    )
+    login_service.configure_sso(oauth_server)
     return Services(
         config=config,
         server_name=config.server_name,
@@ -333,24 +357,14 @@ def build_services(config: Config) -> Services:
             uia,
             email_registration=config.email.registration,
         ),
-        login=Login(
-            db,
-            config.server_name,
-            passwords,
-            tokens,
-            RateLimiter(limits.login_per_second, limits.login_burst, enabled=limits.enabled),
-            failed_logins,
-            notifier,
-        ),
+        login=login_service,
         account=account,
         devices=Devices(db, account),
         profiles=Profiles(db, config.server_name, creator, notifier),
         account_data=AccountData(db, notifier),
         tags=Tags(db, notifier),
         user_directory=UserDirectory(db, config.user_directory),
-        register_limiter=RateLimiter(
-            limits.register_per_second, limits.register_burst, enabled=limits.enabled
-        ),
+        register_limiter=register_limiter,
         event_creator=creator,
         room_creation=RoomCreation(db, creator, notifier, config.server_name),
         membership=Membership(db, creator, notifier, config.server_name),
@@ -377,6 +391,7 @@ def build_services(config: Config) -> Services:
         push_sender=PushSender(
             db, push_hook, GatewayClient(allow_private=config.push.allow_private_gateways)
         ),
+        oauth_server=oauth_server,
         email_queue=email_queue,
         threepid_sessions=threepid_sessions,
         threepids=Threepids(db, threepid_sessions, account, passwords),

@@ -43,6 +43,20 @@ class DatabaseConfig(_Section):
     max_batch: int = 256
 
 
+class ExternalAuthConfig(_Section):
+    # auth.mode = "external": an existing matrix-authentication-service (or any OAuth 2.0
+    # server) issues the tokens; we check each by RFC 7662 introspection. Same words as
+    # Synapse's experimental_features.msc3861.
+    issuer: str = ""
+    # Empty: <issuer>/oauth2/introspect.
+    introspection_endpoint: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    account_management_url: str = ""
+    # Introspection answers are cached this long (a revoked token lives at most this).
+    cache_ms: int = 60_000
+
+
 class AuthConfig(_Section):
     # Only tokens issued together with a refresh token expire (the spec lets clients
     # that do not support refresh keep non-expiring tokens).
@@ -55,6 +69,10 @@ class AuthConfig(_Section):
     argon2_parallelism: int = 1
     password_min_length: int = 8
     uia_session_lifetime_ms: int = 15 * 60 * 1000
+    # "builtin": our own tokens (and our own OAuth 2.0 server, [oauth]); "external": tokens
+    # of the issuer in [auth.external], checked by introspection.
+    mode: Literal["builtin", "external"] = "builtin"
+    external: ExternalAuthConfig = msgspec.field(default_factory=ExternalAuthConfig)
 
 
 class RateLimitConfig(_Section):
@@ -183,6 +201,122 @@ class EmailConfig(_Section):
         return bool(self.smtp_host and self.from_address)
 
 
+class OAuthUpstreamConfig(_Section):
+    """One upstream OpenID Connect provider ([[oauth.upstream]])."""
+
+    id: str  # in URLs and links: letters, digits, "-", "_", "."
+    issuer: str  # discovery: <issuer>/.well-known/openid-configuration
+    client_id: str
+    client_secret: str = ""  # empty: a public client (PKCE only)
+    name: str = ""  # "Sign in with <name>"; empty: the id
+    scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "profile", "email"])
+    # Claims the new account takes its localpart and display name from.
+    localpart_claim: str = "preferred_username"
+    displayname_claim: str = "name"
+    email_claim: str = "email"
+    # Only subjects whose claims match every entry may sign in: {"groups" = ["family"]}.
+    allowed_claims: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    # First sign-in of a subject whose localpart names an existing account: "link" it,
+    # "refuse", or "password" (the user proves the account with its password once).
+    on_existing: Literal["link", "refuse", "password"] = "password"
+    pkce: bool = True
+    # Lets the issuer be http:// or a loopback/private address (tests, a home network).
+    allow_insecure: bool = False
+
+
+class OAuthConfig(_Section):
+    # The built-in OAuth 2.0 authorization server (the spec's OAuth 2.0 API). Element X
+    # can only create accounts through it.
+    enabled: bool = True
+    # Keep m.login.password in /login for clients that do not speak OAuth yet.
+    password_login: bool = True
+    code_lifetime_ms: int = 10 * 60 * 1000
+    browser_session_lifetime_ms: int = 7 * 24 * 3600 * 1000
+    login_token_lifetime_ms: int = 2 * 60 * 1000
+    upstream: list[OAuthUpstreamConfig] = msgspec.field(default_factory=list)
+
+
+class EmailConfig(_Section):
+    """[email]: SMTP for 3PID validation mails (registration, adding an address, password
+    reset). Email is off until `smtp_host` and `from` are set; docs/email.md."""
+
+    smtp_host: str = ""
+    smtp_port: int = 587
+    # "starttls" (port 587), "implicit" TLS (port 465) or "none" (a relay on localhost).
+    smtp_tls: Literal["none", "starttls", "implicit"] = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    # The From: header, e.g. "Home Matrix <matrix@example.org>".
+    from_address: str = msgspec.field(default="", name="from")
+    # A CA bundle (PEM) to trust besides the system's, e.g. for a self-signed relay.
+    smtp_ca_file: str = ""
+    # Seconds for connecting and for each SMTP command.
+    timeout_seconds: float = 30.0
+    # Registration with an email address: "off", "optional" or "required".
+    registration: Literal["off", "optional", "required"] = "off"
+    # How long the link in a mail works, and how long a validated address may be used.
+    token_lifetime_ms: int = 60 * 60 * 1000
+    session_lifetime_ms: int = 24 * 60 * 60 * 1000
+    # Hosts next_link may point to (the page a client asks the mail's link to open after
+    # validation). Empty: any http(s) URL.
+    next_link_hosts: list[str] = msgspec.field(default_factory=list)
+    # Failed sends are retried with exponential backoff, then given up (and the user told).
+    retry_first_delay_ms: int = 10_000
+    retry_max_delay_ms: int = 60 * 60 * 1000
+    give_up_after_ms: int = 24 * 60 * 60 * 1000
+    # requestToken rate limits (token buckets, when rate_limits.enabled): per client IP
+    # and per address, so nobody can flood an inbox.
+    request_token_per_second: float = 0.1
+    request_token_burst: int = 5
+    per_address_per_second: float = 0.005
+    per_address_burst: int = 3
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.smtp_host and self.from_address)
+
+
+class MediaConfig(_Section):
+    """[media]: the content repository (docs/media.md)."""
+
+    max_upload_size: int = 100 * 1024 * 1024
+    # Total bytes one user's uploads may take; 0: no quota.
+    max_bytes_per_user: int = 0
+    # Media IDs reserved by /create and not yet uploaded, per user, and how long each lasts.
+    max_pending_uploads: int = 10
+    unused_expires_after_ms: int = 24 * 3600 * 1000
+    # Most a download may wait for an async upload to arrive (the client's timeout_ms).
+    max_wait_ms: int = 60_000
+    # Spec 1.11: media uploaded while this is true is served only by the authenticated
+    # /_matrix/client/v1/media endpoints; false serves it on the legacy ones too.
+    freeze_unauthenticated: bool = True
+    # Images larger than this (width x height, summed over frames) are not thumbnailed:
+    # a small file can decode into gigabytes (a decompression bomb).
+    max_thumbnail_pixels: int = 32_000_000
+    max_thumbnail_source_bytes: int = 20 * 1024 * 1024
+    # Thumbnail sizes other than the spec's recommended ones are made on request.
+    dynamic_thumbnails: bool = True
+
+
+class UrlPreviewConfig(_Section):
+    """[url_previews]: GET /media/preview_url; the server fetches URLs users choose."""
+
+    enabled: bool = False
+    # CIDR ranges reachable although not public (e.g. one LAN wiki), and ranges never
+    # reachable although public. Deny wins.
+    allowed_ranges: list[str] = msgspec.field(default_factory=list)
+    denied_ranges: list[str] = msgspec.field(default_factory=list)
+    allowed_ports: list[int] = msgspec.field(default_factory=lambda: [80, 443])
+    max_page_bytes: int = 2 * 1024 * 1024
+    max_image_bytes: int = 10 * 1024 * 1024
+    timeout_ms: int = 10_000
+    max_redirects: int = 5
+    cache_ttl_ms: int = 3600 * 1000
+    # Token bucket per user.
+    per_second: float = 1.0
+    burst: int = 10
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server_name: str
     listen: str = "127.0.0.1:8008"
@@ -198,6 +332,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user_directory: UserDirectoryConfig = msgspec.field(default_factory=UserDirectoryConfig)
     presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
     push: PushConfig = msgspec.field(default_factory=PushConfig)
+    oauth: OAuthConfig = msgspec.field(default_factory=OAuthConfig)
     email: EmailConfig = msgspec.field(default_factory=EmailConfig)
     media: MediaConfig = msgspec.field(default_factory=MediaConfig)
     url_previews: UrlPreviewConfig = msgspec.field(default_factory=UrlPreviewConfig)
@@ -261,6 +396,7 @@ def validate(config: Config) -> None:
         raise ConfigError("auth.argon2_time_cost: must be at least 1")
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("limits.max_request_body_bytes: must be at least 1024")
+    _validate_oauth(config)
     _validate_email(config.email)
     _validate_media(config)
 
@@ -292,6 +428,60 @@ def _validate_email(email: EmailConfig) -> None:
         raise ConfigError("email.timeout_seconds: must be positive")
     if min(email.token_lifetime_ms, email.session_lifetime_ms, email.retry_first_delay_ms) < 1:
         raise ConfigError("email: lifetimes and delays must be positive")
+
+
+_PROVIDER_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _validate_oauth(config: Config) -> None:
+    if config.auth.mode == "external":
+        external = config.auth.external
+        if not external.issuer.startswith(("http://", "https://")):
+            raise ConfigError("auth.external.issuer: an http(s) URL is required in external mode")
+        if not external.client_id:
+            raise ConfigError("auth.external.client_id: required in external mode")
+    seen: set[str] = set()
+    for index, provider in enumerate(config.oauth.upstream):
+        where = f"oauth.upstream[{index}]"
+        if not _PROVIDER_ID.match(provider.id):
+            raise ConfigError(f"{where}.id: letters, digits, '.', '_' and '-' only")
+        if provider.id in seen:
+            raise ConfigError(f"{where}.id: {provider.id!r} is used twice")
+        seen.add(provider.id)
+        schemes = ("https://", "http://") if provider.allow_insecure else ("https://",)
+        if not provider.issuer.startswith(schemes):
+            raise ConfigError(f"{where}.issuer: must be an https:// URL")
+        if "openid" not in provider.scopes:
+            raise ConfigError(f"{where}.scopes: must include openid")
+
+
+def _validate_email(email: EmailConfig) -> None:
+    if email.from_address and "@" not in email.from_address:
+        raise ConfigError("email.from: expected an address like matrix@example.org")
+    if email.smtp_host and not email.from_address:
+        raise ConfigError("email.from: required when email.smtp_host is set")
+    if not 0 < email.smtp_port < 65536:
+        raise ConfigError("email.smtp_port: out of range")
+    if email.registration != "off" and not email.enabled:
+        raise ConfigError("email.registration: needs email.smtp_host and email.from")
+    if email.timeout_seconds <= 0:
+        raise ConfigError("email.timeout_seconds: must be positive")
+    if min(email.token_lifetime_ms, email.session_lifetime_ms, email.retry_first_delay_ms) < 1:
+        raise ConfigError("email: lifetimes and delays must be positive")
+
+
+def _validate_media(config: Config) -> None:
+    if config.media.max_upload_size < 1:
+        raise ConfigError("media.max_upload_size: must be at least 1")
+    previews = config.url_previews
+    for key in ("allowed_ranges", "denied_ranges"):
+        for value in getattr(previews, key):
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ConfigError(f"url_previews.{key}: {value!r} is not a CIDR range") from None
+    if any(not 0 < port < 65536 for port in previews.allowed_ports):
+        raise ConfigError("url_previews.allowed_ports: ports are 1-65535")
 
 
 def parse(text: str | bytes, data_dir: str | Path) -> Config:
@@ -370,6 +560,19 @@ argon2_memory_kib = 19456
 argon2_parallelism = 1
 password_min_length = 8
 uia_session_lifetime_ms = 900000
+# "builtin", or "external": an existing matrix-authentication-service issues the tokens
+# and we check them by introspection ([auth.external]).
+mode = "builtin"
+
+[auth.external]
+issuer = ""
+# Empty: <issuer>/oauth2/introspect.
+introspection_endpoint = ""
+client_id = ""
+client_secret = ""
+account_management_url = ""
+cache_ms = 60000
+
 
 [rate_limits]
 enabled = true
@@ -407,6 +610,24 @@ offline_after_ms = 90000
 # Push gateway URLs come from clients. true lets them point at loopback, private or
 # link-local addresses (a gateway on your own network); false refuses those requests.
 allow_private_gateways = false
+
+[oauth]
+# The built-in OAuth 2.0 server (login, consent and account pages under /oauth2/ and
+# /account/). Element X creates accounts only through it.
+enabled = true
+# Keep the legacy m.login.password flow for clients that do not speak OAuth yet.
+password_login = true
+code_lifetime_ms = 600000
+browser_session_lifetime_ms = 604800000
+login_token_lifetime_ms = 120000
+
+# Upstream OpenID Connect providers ("Sign in with ..."), one table each; docs/auth.md.
+# [[oauth.upstream]]
+# id = "keycloak"
+# name = "Keycloak"
+# issuer = "https://sso.example.com/realms/home"
+# client_id = "dendrite-lite"
+# client_secret = "..."
 
 [email]
 # SMTP for email validation, registration with email and password reset (docs/email.md).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import apsw
 
@@ -22,6 +22,19 @@ from dendrite_lite.threepid.login import is_thirdparty_login, login_user
 from dendrite_lite.types import DeviceId, UserId
 
 PASSWORD_LOGIN = "m.login.password"
+TOKEN_LOGIN = "m.login.token"
+
+
+class SsoLogins(Protocol):
+    """Legacy SSO through the OAuth pages (oauth/server.py): its flows and m.login.token."""
+
+    @property
+    def password_login(self) -> bool: ...
+
+    @property
+    def login_flows(self) -> list[dict[str, Any]]: ...
+
+    async def take_login_token(self, login_token: str) -> UserId | None: ...
 
 
 @dataclass(frozen=True)
@@ -49,10 +62,17 @@ class Login:
         self.per_ip = per_ip
         self.failed_per_user = failed_per_user
         self.notifier = notifier
+        self.sso: SsoLogins | None = None
+
+    def configure_sso(self, sso: SsoLogins) -> None:
+        self.sso = sso
 
     @property
     def flows(self) -> list[dict[str, Any]]:
-        return [{"type": PASSWORD_LOGIN}]
+        if self.sso is None:
+            return [{"type": PASSWORD_LOGIN}]
+        password = [{"type": PASSWORD_LOGIN}] if self.sso.password_login else []
+        return password + self.sso.login_flows
 
     async def login(
         self,
@@ -64,7 +84,18 @@ class Login:
         refresh_token: bool,
     ) -> LoggedIn:
         login_type = body.get("type")
-        if login_type != PASSWORD_LOGIN:
+        if login_type == TOKEN_LOGIN and self.sso is not None and self.sso.login_flows:
+            token = body.get("token")
+            if not isinstance(token, str) or not token:
+                raise MatrixError(400, ErrCode.MISSING_PARAM, "Missing token")
+            self.per_ip.check_and_spend(ip)
+            token_user = await self.sso.take_login_token(token)
+            if token_user is None:
+                raise MatrixError(403, ErrCode.FORBIDDEN, "Invalid or expired login token")
+            return await self._start_session(
+                token_user, device_id, device_display_name, refresh_token
+            )
+        if login_type != PASSWORD_LOGIN or (self.sso is not None and not self.sso.password_login):
             raise MatrixError(400, ErrCode.UNKNOWN, f"Unknown login type {login_type!r}")
         self.per_ip.check_and_spend(ip)
         if is_thirdparty_login(body):  # an email address bound to the account
@@ -89,6 +120,15 @@ class Login:
             raise MatrixError(403, ErrCode.USER_DEACTIVATED, "This account has been deactivated")
         if row.locked:
             raise MatrixError(401, ErrCode.USER_LOCKED, "This account has been locked")
+        return await self._start_session(uid, device_id, device_display_name, refresh_token)
+
+    async def _start_session(
+        self,
+        uid: UserId,
+        device_id: str | None,
+        device_display_name: str | None,
+        refresh_token: bool,
+    ) -> LoggedIn:
         new_device = DeviceId(device_id) if device_id else new_device_id()
 
         def create_session(conn: apsw.Connection) -> LoggedIn:

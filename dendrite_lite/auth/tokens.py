@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Protocol
 
 import apsw
 
+from dendrite_lite.auth.token_cache import AccessTokenCache
 from dendrite_lite.clock import now_ms
 from dendrite_lite.config import AuthConfig
 from dendrite_lite.errors import ErrCode, MatrixError
@@ -54,10 +56,19 @@ class IssuedTokens:
     expires_in_ms: int | None
 
 
+class ExternalTokens(Protocol):
+    """auth.mode = "external": tokens checked by introspection (oauth/external.py)."""
+
+    async def authenticate(self, token: str) -> Requester: ...
+
+
 class TokenService:
     def __init__(self, db: Database, config: AuthConfig) -> None:
         self.db = db
         self.config = config
+        self.external: ExternalTokens | None = None
+        self.cache: AccessTokenCache[tokens.AccessTokenRow] = AccessTokenCache()
+        db.add_commit_listener(self.cache.after_commit)
 
     # -- issuing (runs inside the caller's write unit) ----------------------------------
 
@@ -101,8 +112,16 @@ class TokenService:
     # -- checking ----------------------------------------------------------------------
 
     async def authenticate(self, token: str) -> Requester:
+        if self.external is not None:
+            return await self.external.authenticate(token)
         digest = token_digest(token)
-        row = await self.db.read(lambda conn: tokens.lookup_access(conn, digest))
+        row = self.cache.get(digest)
+        if row is None:
+            generation = self.cache.generation
+            row = await self.db.read(lambda conn: tokens.lookup_access(conn, digest))
+            # A pair's first use writes (confirm_rotation below): never skip that.
+            if row is not None and row.replaces_refresh_id is None:
+                self.cache.put(digest, row, generation)
         if row is None or row.deactivated:
             raise MatrixError(
                 401, ErrCode.UNKNOWN_TOKEN, "Unrecognised access token", soft_logout=False
@@ -142,20 +161,24 @@ class TokenService:
                 raise MatrixError(
                     401, ErrCode.UNKNOWN_TOKEN, "Refresh token has expired", soft_logout=False
                 )
-            # Using the new refresh token, like using the new access token, revokes the
-            # refresh token it replaced (spec: "until the new access token or refresh
-            # token is used").
-            tokens.confirm_refresh_use(conn, row.id)
-            # Tokens issued by earlier uses of this same refresh token, never used, are
-            # superseded by this answer.
-            conn.execute(
-                "DELETE FROM refresh_tokens WHERE id IN (SELECT refresh_token_id FROM access_tokens"
-                " WHERE replaces_refresh_id = ?)",
-                (row.id,),
-            )
-            conn.execute("DELETE FROM access_tokens WHERE replaces_refresh_id = ?", (row.id,))
-            return self.issue_in(
-                conn, row.user_id, row.device_id, with_refresh=True, replaces_refresh_id=row.id
-            )
+            return self.rotate_in(conn, row)
 
         return await self.db.write(rotate)
+
+    def rotate_in(self, conn: apsw.Connection, row: tokens.RefreshTokenRow) -> IssuedTokens:
+        """A new pair for a live refresh token (shared by /refresh and OAuth's token endpoint)."""
+        # Using the new refresh token, like using the new access token, revokes the
+        # refresh token it replaced (spec: "until the new access token or refresh
+        # token is used").
+        tokens.confirm_refresh_use(conn, row.id)
+        # Tokens issued by earlier uses of this same refresh token, never used, are
+        # superseded by this answer.
+        conn.execute(
+            "DELETE FROM refresh_tokens WHERE id IN (SELECT refresh_token_id FROM access_tokens"
+            " WHERE replaces_refresh_id = ?)",
+            (row.id,),
+        )
+        conn.execute("DELETE FROM access_tokens WHERE replaces_refresh_id = ?", (row.id,))
+        return self.issue_in(
+            conn, row.user_id, row.device_id, with_refresh=True, replaces_refresh_id=row.id
+        )

@@ -1,0 +1,573 @@
+"""The server's own pages for the OAuth 2.0 API: sign in, create an account
+(prompt=create), consent, and account management (sessions, password).
+
+Plain HTML forms that work without JavaScript. Every form carries a CSRF token that must
+equal the browser's dl_csrf cookie (double submit; the cookie is SameSite=Lax and
+HttpOnly), so another site cannot post them on the user's behalf.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hmac
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+
+from dendrite_lite.accounts.devices import Devices
+from dendrite_lite.api.client.oauth import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    html_page,
+    message_page,
+    query_params,
+    read_form,
+    redirect,
+    require_enabled,
+)
+from dendrite_lite.api.dependencies import client_ip
+from dendrite_lite.errors import MatrixError
+from dendrite_lite.oauth import pages
+from dendrite_lite.oauth.clients import ClientMetadata
+from dendrite_lite.oauth.errors import OAuthError
+from dendrite_lite.oauth.pages import error_box, escape
+from dendrite_lite.oauth.scopes import parse_scope
+from dendrite_lite.oauth.server import AuthorizationServer, Pending
+from dendrite_lite.oauth.strings import text
+from dendrite_lite.storage import devices as devices_store
+from dendrite_lite.storage import oauth as oauth_store
+from dendrite_lite.types import UserId
+
+AnyRequest = Request[Any, Any, Any]
+_ERROR_KEYS = {
+    "M_LIMIT_EXCEEDED": "rate_limited",
+    "M_USER_IN_USE": "user_in_use",
+    "M_INVALID_USERNAME": "invalid_username",
+    "M_WEAK_PASSWORD": "weak_password",
+}
+
+
+def _error_key(error: MatrixError) -> str:
+    return _ERROR_KEYS.get(error.errcode, error.message)
+
+
+class Browser:
+    """The CSRF token of this browser (new cookie if it has none) and who is signed in."""
+
+    def __init__(self, request: AnyRequest, user: UserId | None) -> None:
+        self.cookie_csrf = request.cookies.get(CSRF_COOKIE)
+        self.csrf = self.cookie_csrf or secrets.token_urlsafe(24)
+        self.user = user
+        self.secure = request.url.scheme == "https"
+
+    def respond(self, response: Response[Any], session: str | None = None) -> Response[Any]:
+        cookies = []
+        if self.cookie_csrf != self.csrf:
+            cookies.append(self._cookie(CSRF_COOKIE, self.csrf))
+        if session is not None:
+            cookies.append(self._cookie(SESSION_COOKIE, session, max_age=None if session else 0))
+        for cookie in cookies:
+            response.set_cookie(cookie)
+        return response
+
+    def _cookie(self, key: str, value: str, max_age: int | None = None) -> Cookie:
+        return Cookie(
+            key=key,
+            value=value,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+            max_age=max_age,
+        )
+
+
+async def _browser(request: AnyRequest, server: AuthorizationServer) -> Browser:
+    return Browser(request, await server.session_user(request.cookies.get(SESSION_COOKIE)))
+
+
+async def _checked_form(
+    request: AnyRequest, server: AuthorizationServer
+) -> tuple[Browser, dict[str, str]] | Response[Any]:
+    """The posted form once its CSRF token checks out; otherwise the answer to send."""
+    require_enabled(server)
+    try:
+        form = await read_form(request)
+    except OAuthError as error:
+        return message_page(server, error.description)
+    browser = await _browser(request, server)
+    sent = form.get("csrf", "")
+    if not browser.cookie_csrf or not hmac.compare_digest(
+        sent.encode(), browser.cookie_csrf.encode()
+    ):
+        return message_page(server, text("csrf"), status=403)
+    return browser, form
+
+
+async def _pending(server: AuthorizationServer, pending_id: str) -> Pending | None:
+    return await server.load_pending(pending_id) if pending_id else None
+
+
+def _after_sign_in(pending: Pending | None) -> str:
+    return f"/oauth2/consent?pending={pending.id}" if pending else "/account/"
+
+
+# -- sign in ---------------------------------------------------------------------------------
+
+
+def _login_page(
+    server: AuthorizationServer,
+    browser: Browser,
+    pending_id: str,
+    *,
+    error: str | None = None,
+    username: str = "",
+    status: int = 200,
+) -> Response[Any]:
+    providers = server.config.oauth.upstream
+    upstream_html = ""
+    if providers:
+        links = "".join(
+            f'<li><a class="button secondary" href="/oauth2/upstream/{escape(p.id)}'
+            f'?pending={escape(pending_id)}">{escape(text("sign_in_with", name=p.name or p.id))}'
+            "</a></li>"
+            for p in providers
+        )
+        upstream_html = f'<p>{escape(text("or"))}</p><ul class="upstream">{links}</ul>'
+    register_html = ""
+    if server.registration_open and pending_id:
+        register_html = (
+            f'<p><a href="/oauth2/register?pending={escape(pending_id)}">'
+            f"{escape(text('no_account'))}</a></p>"
+        )
+    content = pages.render(
+        "login.html",
+        "login_title",
+        server.config.server_name,
+        error_html=error_box(text(error) if error else None),
+        csrf=browser.csrf,
+        pending=pending_id,
+        username_label=text("username"),
+        password_label=text("password"),
+        username=username,
+        submit=text("sign_in"),
+        upstream_html=upstream_html,
+        register_html=register_html,
+    )
+    return browser.respond(html_page(content, status))
+
+
+@get("/oauth2/login")
+async def get_login_page(
+    request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
+) -> Response[Any]:
+    """GET /oauth2/login"""
+    require_enabled(oauth_server)
+    pending_id = _param(request, "pending")
+    browser = await _browser(request, oauth_server)
+    pending = await _pending(oauth_server, pending_id)
+    if pending_id and pending is None:
+        return message_page(oauth_server, text("expired_request"))
+    return _login_page(oauth_server, browser, pending_id if pending else "")
+
+
+@post("/oauth2/login", status_code=200)
+async def post_login_page(
+    request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
+) -> Response[Any]:
+    """POST /oauth2/login"""
+    checked = await _checked_form(request, oauth_server)
+    if isinstance(checked, Response):
+        return checked
+    browser, form = checked
+    pending_id = form.get("pending", "")
+    pending = await _pending(oauth_server, pending_id)
+    if pending_id and pending is None:
+        return message_page(oauth_server, text("expired_request"))
+    username = form.get("username", "")
+    try:
+        uid = await oauth_server.check_password(
+            username, form.get("password", ""), client_ip(request)
+        )
+    except MatrixError as error:
+        return _login_page(
+            oauth_server,
+            browser,
+            pending_id,
+            error=_error_key(error),
+            username=username,
+            status=error.status,
+        )
+    session = await oauth_server.sign_in(uid)
+    return browser.respond(redirect(_after_sign_in(pending)), session)
+
+
+# -- create an account (prompt=create) ----------------------------------------------------------
+
+
+def _register_page(
+    server: AuthorizationServer,
+    browser: Browser,
+    pending_id: str,
+    *,
+    error: str | None = None,
+    username: str = "",
+    status: int = 200,
+) -> Response[Any]:
+    content = pages.render(
+        "register.html",
+        "register_title",
+        server.config.server_name,
+        error_html=error_box(text(error) if error else None),
+        csrf=browser.csrf,
+        pending=pending_id,
+        username_label=text("username"),
+        password_label=text("password"),
+        password2_label=text("password2"),
+        username=username,
+        submit=text("create_account"),
+        have_account=text("have_account"),
+    )
+    return browser.respond(html_page(content, status))
+
+
+@get("/oauth2/register")
+async def get_register_page(
+    request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
+) -> Response[Any]:
+    """GET /oauth2/register"""
+    require_enabled(oauth_server)
+    browser = await _browser(request, oauth_server)
+    pending = await _pending(oauth_server, _param(request, "pending"))
+    if pending is None:
+        return message_page(oauth_server, text("expired_request"))
+    if not oauth_server.registration_open:
+        return _login_page(oauth_server, browser, pending.id, error="registration_closed")
+    return _register_page(oauth_server, browser, pending.id)
+
+
+@post("/oauth2/register", status_code=200)
+async def post_register_page(
+    request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
+) -> Response[Any]:
+    """POST /oauth2/register"""
+    checked = await _checked_form(request, oauth_server)
+    if isinstance(checked, Response):
+        return checked
+    browser, form = checked
+    pending = await _pending(oauth_server, form.get("pending", ""))
+    if pending is None:
+        return message_page(oauth_server, text("expired_request"))
+    if not oauth_server.registration_open:
+        return message_page(oauth_server, text("registration_closed"), status=403)
+    username = form.get("username", "")
+    password = form.get("password", "")
+    if password != form.get("password2"):
+        return _register_page(
+            oauth_server,
+            browser,
+            pending.id,
+            error="passwords_differ",
+            username=username,
+            status=400,
+        )
+    try:
+        oauth_server.register_limiter.check_and_spend(client_ip(request))
+        uid = await oauth_server.create_account(username, password)
+    except MatrixError as error:
+        return _register_page(
+            oauth_server,
+            browser,
+            pending.id,
+            error=_error_key(error),
+            username=username,
+            status=error.status,
+        )
+    session = await oauth_server.sign_in(uid)
+    return browser.respond(redirect(_after_sign_in(pending)), session)
+
+
+# -- consent ---------------------------------------------------------------------------------
+
+
+def _client_html(client: ClientMetadata) -> tuple[str, str]:
+    logo = (
+        f'<img src="{escape(client.logo_uri)}" alt="" width="48" height="48">'
+        if client.logo_uri
+        else ""
+    )
+    links = [(client.client_uri, text("client_site"))]
+    if client.tos_uri:
+        links.append((client.tos_uri, text("tos")))
+    if client.policy_uri:
+        links.append((client.policy_uri, text("policy")))
+    links_html = " · ".join(
+        f'<a href="{escape(uri)}" rel="noopener noreferrer" target="_blank">{escape(label)}</a>'
+        for uri, label in links
+    )
+    return logo, f"<p>{links_html}</p>"
+
+
+@get("/oauth2/consent")
+async def get_consent_page(
+    request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
+) -> Response[Any]:
+    """GET /oauth2/consent"""
+    require_enabled(oauth_server)
+    browser = await _browser(request, oauth_server)
+    pending = await _pending(oauth_server, _param(request, "pending"))
+    if pending is None:
+        return message_page(oauth_server, text("expired_request"))
+    if browser.user is None:
+        return redirect(f"/oauth2/login?pending={pending.id}")
+    return await _consent_page(oauth_server, browser, pending, browser.user)
+
+
+async def _consent_page(
+    server: AuthorizationServer, browser: Browser, pending: Pending, user: UserId
+) -> Response[Any]:
+    values: dict[str, str] = {"csrf": browser.csrf, "pending": pending.id}
+    if pending.kind == "sso":
+        host = urlsplit(pending.params["redirect_url"]).hostname or pending.params["redirect_url"]
+        values.update(
+            logo_html="",
+            client_name=host,
+            client_host="",
+            links_html="",
+            scope_html="",
+            question=text("sso_question", host=host, user=user),
+        )
+    else:
+        client = await server.get_client(pending.params["client_id"])
+        if client is None:
+            return message_page(server, text("unknown_client"))
+        logo_html, links_html = _client_html(client)
+        device = parse_scope(pending.params.get("scope")).device_id
+        name = client.client_name or urlsplit(client.client_uri).hostname or client.client_id
+        values.update(
+            logo_html=logo_html,
+            client_name=name,
+            client_host=urlsplit(client.client_uri).hostname or "",
+            links_html=links_html,
+            scope_html=f"<li>{escape(text('scope_api'))}</li>"
+            f"<li>{escape(text('scope_device', device=device))}</li>",
+            question=text("question", client=name, user=user),
+        )
+    content = pages.render(
+        "consent.html",
+        "consent_title",
+        server.config.server_name,
+        signed_in_as=text("signed_in_as", user=user),
+        allow=text("allow"),
+        deny=text("deny"),
+        **values,
+    )
+    return browser.respond(html_page(content))
+
+
+@post("/oauth2/consent", status_code=200)
+async def post_consent_page(
+    request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
+) -> Response[Any]:
+    """POST /oauth2/consent: allow sends the code (or login token) to the client."""
+    checked = await _checked_form(request, oauth_server)
+    if isinstance(checked, Response):
+        return checked
+    browser, form = checked
+    pending = await _pending(oauth_server, form.get("pending", ""))
+    if pending is None:
+        return message_page(oauth_server, text("expired_request"))
+    if browser.user is None:
+        return redirect(f"/oauth2/login?pending={pending.id}")
+    action = form.get("action")
+    if pending.kind == "sso":
+        if action != "allow":
+            await oauth_server.drop_pending(pending)
+            return message_page(oauth_server, text("signed_out"), kind="notice", status=200)
+        return redirect(await oauth_server.sso_approve(pending, browser.user))
+    if action == "allow":
+        return redirect(await oauth_server.approve(pending, browser.user))
+    return redirect(await oauth_server.deny(pending))
+
+
+# -- account management ------------------------------------------------------------------------
+
+
+def _param(request: AnyRequest, key: str) -> str:
+    try:
+        return query_params(request).get(key, "")
+    except OAuthError:
+        return ""
+
+
+async def _account_page(
+    request: AnyRequest,
+    server: AuthorizationServer,
+    devices: Devices,
+    browser: Browser,
+    user: UserId,
+    *,
+    notice: str | None = None,
+    password_error: str | None = None,
+    status: int = 200,
+) -> Response[Any]:
+    def read(conn: Any) -> tuple[list[devices_store.DeviceRow], dict[str, bytes]]:
+        return devices_store.list_for_user(conn, user), oauth_store.session_clients_of_user(
+            conn, user
+        )
+
+    rows, clients = await server.db.read(read)
+    items = []
+    for seen in rows:
+        name = seen.display_name or ""
+        if seen.device_id in clients:
+            metadata = msgspec.json.decode(clients[seen.device_id], type=ClientMetadata)
+            name = name or metadata.client_name or urlsplit(metadata.client_uri).hostname or ""
+        when = (
+            text("last_seen", when=_format_ts(seen.last_seen_ts), ip=seen.last_seen_ip or "?")
+            if seen.last_seen_ts
+            else text("never_seen")
+        )
+        items.append(
+            f'<li id="device-{escape(seen.device_id)}"><strong>{escape(name or seen.device_id)}'
+            f'</strong> <span class="muted">{escape(seen.device_id)}</span><br>'
+            f'<span class="muted">{escape(when)}</span>'
+            '<form class="inline" method="post" action="/account/devices/delete">'
+            f'<input type="hidden" name="csrf" value="{escape(browser.csrf)}">'
+            f'<input type="hidden" name="device_id" value="{escape(seen.device_id)}">'
+            f' <button type="submit" class="secondary" aria-label="{escape(text("sign_out"))}'
+            f' {escape(seen.device_id)}">{escape(text("sign_out"))}</button></form></li>'
+        )
+    content = pages.render(
+        "account.html",
+        "account_title",
+        server.config.server_name,
+        notice_html=f'<p class="notice" role="status">{escape(notice)}</p>' if notice else "",
+        signed_in_as=text("signed_in_as", user=user),
+        devices_heading=text("devices"),
+        devices_html="\n".join(items),
+        password_heading=text("change_password_heading"),
+        password_error_html=error_box(text(password_error) if password_error else None),
+        csrf=browser.csrf,
+        current_password=text("current_password"),
+        new_password=text("new_password"),
+        change_password=text("change_password"),
+        sign_out_browser=text("sign_out_browser"),
+    )
+    return browser.respond(html_page(content, status))
+
+
+def _format_ts(ts: int | None) -> str:
+    if ts is None:
+        return ""
+    moment = datetime.datetime.fromtimestamp(ts / 1000, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@get(["/account", "/account/"])
+async def get_account_page(
+    request: AnyRequest,
+    oauth_server: NamedDependency[AuthorizationServer],
+    devices: NamedDependency[Devices],
+) -> Response[Any]:
+    """GET /account/ (account_management_uri; ?action=... lands on the same page)"""
+    require_enabled(oauth_server)
+    browser = await _browser(request, oauth_server)
+    if browser.user is None:
+        return redirect("/oauth2/login")
+    return await _account_page(request, oauth_server, devices, browser, browser.user)
+
+
+@post("/account/devices/delete", status_code=200)
+async def post_delete_device(
+    request: AnyRequest,
+    oauth_server: NamedDependency[AuthorizationServer],
+    devices: NamedDependency[Devices],
+) -> Response[Any]:
+    """POST /account/devices/delete: sign a session out."""
+    checked = await _checked_form(request, oauth_server)
+    if isinstance(checked, Response):
+        return checked
+    browser, form = checked
+    if browser.user is None:
+        return redirect("/oauth2/login")
+    device_id = form.get("device_id", "")
+    if not await oauth_server.end_device(browser.user, device_id):
+        return message_page(oauth_server, text("not_found"), status=404)
+    return await _account_page(
+        request,
+        oauth_server,
+        devices,
+        browser,
+        browser.user,
+        notice=text("signed_out_device", device=device_id),
+    )
+
+
+@post("/account/password", status_code=200)
+async def post_change_password(
+    request: AnyRequest,
+    oauth_server: NamedDependency[AuthorizationServer],
+    devices: NamedDependency[Devices],
+) -> Response[Any]:
+    """POST /account/password"""
+    checked = await _checked_form(request, oauth_server)
+    if isinstance(checked, Response):
+        return checked
+    browser, form = checked
+    user = browser.user
+    if user is None:
+        return redirect("/oauth2/login")
+    try:
+        await oauth_server.check_password(user, form.get("current", ""), client_ip(request))
+        await oauth_server.set_password(user, form.get("new", ""))
+    except MatrixError as error:
+        key = "wrong_password" if error.message == "invalid_credentials" else _error_key(error)
+        return await _account_page(
+            request, oauth_server, devices, browser, user, password_error=key, status=error.status
+        )
+    return await _account_page(
+        request, oauth_server, devices, browser, user, notice=text("password_changed")
+    )
+
+
+@post("/account/logout", status_code=200)
+async def post_account_logout(
+    request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
+) -> Response[Any]:
+    """POST /account/logout: this browser's session ends (the devices stay)."""
+    checked = await _checked_form(request, oauth_server)
+    if isinstance(checked, Response):
+        return checked
+    browser, _form = checked
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        await oauth_server.sign_out(cookie)
+    answer = message_page(
+        oauth_server,
+        text("signed_out"),
+        kind="notice",
+        status=200,
+        title_key="done_title",
+        link=("/account/", text("sign_in")),
+    )
+    return browser.respond(answer, "")
+
+
+ROUTES = [
+    get_login_page,
+    post_login_page,
+    get_register_page,
+    post_register_page,
+    get_consent_page,
+    post_consent_page,
+    get_account_page,
+    post_delete_device,
+    post_change_password,
+    post_account_logout,
+]
