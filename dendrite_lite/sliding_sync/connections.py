@@ -138,11 +138,15 @@ def from_stored(stored: StoredPosition) -> Position:
     )
 
 
-def to_stored(room_id: str, sent: SentRoom) -> StoredRoom:
+def to_stored(room_id: str, sent: SentRoom, encoded: dict[RoomConfig, bytes]) -> StoredRoom:
+    """`encoded`: configs already encoded (the rooms of a list share one)."""
+    config = encoded.get(sent.config)
+    if config is None:
+        config = encoded[sent.config] = encode_config(sent.config)
     return StoredRoom(
         room_id,
         sent.stream_pos,
         sent.membership,
-        encode_config(sent.config),
+        config,
         msgspec.json.encode(sorted(sent.members)),
     )

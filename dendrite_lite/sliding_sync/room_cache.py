@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import apsw
@@ -26,6 +26,8 @@ from dendrite_lite.storage.events import EventRow
 
 MAX_ROOMS = 4096
 HERO_CANDIDATES = 6  # 5 heroes, one spare for the user looking
+# The newest events kept per room: room lists ask for 1 (Element X) to a few.
+TAIL = 5
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,11 @@ class RoomSnapshot:
     # banned (heroes when nobody else is joined or invited).
     present: tuple[Hero, ...]
     departed: tuple[Hero, ...]
+    # The newest events, oldest first (at most TAIL; fewer: the room has no more).
+    tail: tuple[EventRow, ...]
+    # Member events looked up so far: user -> (event_nid, row); None: not a member.
+    # Filled by readers as they go (one dict assignment, atomic under the GIL).
+    members: dict[str, tuple[int, EventRow] | None] = field(default_factory=dict)
 
     def heroes(self, user_id: str) -> list[dict[str, str]]:
         for candidates in (self.present, self.departed):
@@ -104,6 +111,11 @@ def build(conn: apsw.Connection, room_id: str, latest: int) -> RoomSnapshot:
         _text(content(("m.room.canonical_alias", "")), "alias"),
         present,
         departed,
+        tuple(
+            reversed(
+                events.room_timeline(conn, room_id, before=latest + 1, limit=TAIL, backwards=True)
+            )
+        ),
     )
 
 

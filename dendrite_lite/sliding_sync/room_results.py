@@ -108,11 +108,27 @@ class _State:
 
     non_member: dict[tuple[str, str], int]
     members: dict[str, int] | None  # None: current members, looked up one by one
+    snapshot: RoomSnapshot | None = None
 
     def member(self, conn: apsw.Connection, room_id: str, user_id: str) -> int | None:
         if self.members is not None:
             return self.members.get(user_id)
-        return room_state.current_entry(conn, room_id, MEMBER, user_id)
+        if self.snapshot is None:
+            return room_state.current_entry(conn, room_id, MEMBER, user_id)
+        known = self.snapshot.members
+        if user_id not in known:
+            nid = room_state.current_entry(conn, room_id, MEMBER, user_id)
+            row = None if nid is None else events.get_by_nids(conn, [nid]).get(nid)
+            known[user_id] = None if nid is None or row is None else (nid, row)
+        found = known[user_id]
+        return None if found is None else found[0]
+
+    def cached_rows(self) -> dict[int, EventRow]:
+        if self.snapshot is None:
+            return {}
+        rows = dict(self.snapshot.rows)
+        rows.update(found for found in self.snapshot.members.values() if found is not None)
+        return rows
 
     def get(self, conn: apsw.Connection, room_id: str, key: tuple[str, str]) -> int | None:
         if key[0] == MEMBER:
@@ -161,17 +177,22 @@ def _joined(
         checker.joined_at = row.changed_at
     else:
         checker = VisibilityChecker(conn, viewer(conn, ctx.user_id, room_id))
-    tl = sync_rooms.timeline(
-        conn,
-        room_id,
-        None if expanded_timeline else since,
-        upto,
-        RoomEventFilter(limit=config.timeline_limit),
-        checker,
-        ctx.ignored,
-    )
     snapshot = ctx.cache.get(conn, room_id, latest) if joined else None
-    state = _State(snapshot.non_member, None) if snapshot else _load_state(ctx, room_id, upto)
+    after = None if expanded_timeline else since
+    tl = _tail_timeline(ctx, snapshot, after, config.timeline_limit, row.changed_at)
+    if tl is None:
+        tl = sync_rooms.timeline(
+            conn,
+            room_id,
+            after,
+            upto,
+            RoomEventFilter(limit=config.timeline_limit),
+            checker,
+            ctx.ignored,
+        )
+    state = (
+        _State(snapshot.non_member, None, snapshot) if snapshot else _load_state(ctx, room_id, upto)
+    )
     changed = set() if since is None else store.state_changes(conn, room_id, since, upto)
     known = frozenset() if sent is None or whole else sent.members
     wanted = _wanted_state(
@@ -180,7 +201,7 @@ def _joined(
     sent_members = {k for t, k in wanted if t == MEMBER}
     # A gappy timeline makes lazy-loading clients drop their members (MSC4186).
     members = frozenset(sent_members if tl.limited and not whole else known | sent_members)
-    cached = snapshot.rows if snapshot is not None else {}
+    cached = state.cached_rows()
     state_rows = events.get_by_nids(conn, [nid for nid in wanted.values() if nid not in cached])
     state_rows.update((nid, cached[nid]) for nid in wanted.values() if nid in cached)
     result: dict[str, Any] = {}
@@ -298,6 +319,23 @@ def _meta(
         result["is_dm"] = True
     result["joined_count"] = meta.joined
     result["invited_count"] = meta.invited
+
+
+def _tail_timeline(
+    ctx: RoomContext, snapshot: RoomSnapshot | None, after: int | None, limit: int, joined_at: int
+) -> sync_rooms.Timeline | None:
+    """The newest events of a room sent whole, from the hot data when it can answer:
+    the user is joined, the events are after their join (so visible), no ignored user
+    sent one, and the room's tail is long enough to tell whether older events exist."""
+    if snapshot is None or after is not None:
+        return None
+    tail = snapshot.tail
+    if limit > len(tail) and len(tail) == room_cache.TAIL:
+        return None
+    picked = list(tail[-limit:]) if limit else []
+    if any(r.stream_pos <= joined_at or r.sender in ctx.ignored for r in picked):
+        return None
+    return sync_rooms.Timeline(picked, len(tail) > limit, [])
 
 
 class _JoinedChecker(VisibilityChecker):

@@ -188,7 +188,10 @@ class SlidingSync:
         connection.positions[pos_nid] = position
         conn_nid = connection.conn_nid
         user_id, device_id, conn_id = key
-        stored_rooms = [to_stored(room_id, u.sent) for room_id, u in computed.rooms.items()]
+        encoded: dict[RoomConfig, bytes] = {}
+        stored_rooms = [
+            to_stored(room_id, u.sent, encoded) for room_id, u in computed.rooms.items()
+        ]
         encoded_lists = encode_lists(lists)
         confirmed = None if base is None else base.pos_nid
         created = now_ms()
