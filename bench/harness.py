@@ -236,13 +236,15 @@ class Profiler:
         self.popen, self.out = popen, out
 
     @classmethod
-    def start(cls, pid: int, out_dir: str | Path, phase: str, exe: str | None = None) -> Profiler:
+    def start(
+        cls, pid: int, out_dir: str | Path, phase: str, exe: str | None = None, rate: int = 100
+    ) -> Profiler:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / (re.sub(r"[^A-Za-z0-9]+", "_", phase).strip("_") + ".txt")
         exe = exe or shutil.which("py-spy") or str(REPO / ".venv/bin/py-spy")
         cmd = [exe, "record", "--pid", str(pid), "--format", "raw", "--nolineno"]
-        cmd += ["--threads", "--gil", "--nonblocking", "--rate", "100", "--output", str(out)]
+        cmd += ["--threads", "--gil", "--nonblocking", "--rate", str(rate), "--output", str(out)]
         popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(0.3)  # let it attach before the phase starts
         if popen.poll() is not None:
@@ -774,7 +776,8 @@ class Meter:
         self.profiler: Profiler | None = None
         a = b.args
         if getattr(a, "py_spy", None) and b.target.kind == "dendrite":
-            self.profiler = Profiler.start(b.target.pid, a.py_spy, name, a.py_spy_exe)
+            rate = getattr(a, "py_spy_rate", 100)
+            self.profiler = Profiler.start(b.target.pid, a.py_spy, name, a.py_spy_exe, rate)
         self.p0 = self.proc.read()
         self.h0 = host_cpu()
         self.c0 = time.process_time()
@@ -1085,6 +1088,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--py-spy", metavar="DIR", help="profile dendrite-lite per phase into DIR")
     p.add_argument("--py-spy-exe", help="the py-spy executable (default: PATH, then .venv/bin)")
+    p.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples per second (100)")
 
 
 Workload = Callable[[Bench], Awaitable[dict[str, Any]]]

@@ -74,3 +74,13 @@ class TypingNotifications:
         if serial > self.serial:
             return True
         return self._changed_at.get(room_id, 0) > serial
+
+    def rooms_changed_since(self, serial: int) -> set[str] | None:
+        """Rooms whose typing set changed after `serial`; None: any may have (a restart).
+
+        Lets an incremental sync look only at those rooms instead of asking every room.
+        Called from reader threads: copy the items first (the loop may add a room).
+        """
+        if serial > self.serial:
+            return None
+        return {room_id for room_id, at in list(self._changed_at.items()) if at > serial}

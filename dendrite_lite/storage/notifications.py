@@ -158,6 +158,21 @@ def unread_by_room(conn: apsw.Connection, user_id: str) -> dict[str, tuple[int, 
     }
 
 
+def unread_in_rooms(
+    conn: apsw.Connection, user_id: str, room_ids: Iterable[str]
+) -> dict[str, tuple[int, int]]:
+    """unread_by_room for just these rooms (an incremental sync serves few)."""
+    return {
+        str(room_id): (int(count), int(highlights))
+        for room_id, count, highlights in conn.execute(
+            "SELECT room_id, sum(notifications), sum(highlights) FROM push_counts"
+            " WHERE user_id = ? AND room_id IN (SELECT value FROM json_each(?))"
+            " GROUP BY room_id",
+            (user_id, msgspec.json.encode(sorted(set(room_ids)))),
+        )
+    }
+
+
 def total_unread(conn: apsw.Connection, user_id: str) -> int:
     for (total,) in conn.execute(
         "SELECT coalesce(sum(notifications), 0) FROM push_counts WHERE user_id = ?", (user_id,)

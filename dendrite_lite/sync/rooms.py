@@ -78,6 +78,7 @@ class TypingView:
     since_serial: int | None  # None: send every room's current typers
     typing_in: Callable[[str], list[str]]
     changed_since: Callable[[str, int], bool]
+    rooms_changed_since: Callable[[int], set[str] | None]
 
 
 @dataclass
@@ -91,12 +92,19 @@ class Context:
     account_data: list[tuple[str, str, bytes]]
     _all_account_data: list[tuple[str, str, bytes]] | None = field(default=None, init=False)
     _unread: dict[str, tuple[int, int]] | None = field(default=None, init=False)
+    # The rooms this sync serves, when it knows them to be few (incremental).
+    served_rooms: list[str] | None = field(default=None, init=False)
 
     def unread_notifications(self, room_id: str) -> dict[str, int]:
         """The room's unread counts (push/hook.py keeps them in the send path), read
-        once per sync for every room."""
+        once per sync for every room served."""
         if self._unread is None:
-            self._unread = notifications.unread_by_room(self.conn, self.window.user_id)
+            if self.served_rooms is not None:
+                self._unread = notifications.unread_in_rooms(
+                    self.conn, self.window.user_id, self.served_rooms
+                )
+            else:
+                self._unread = notifications.unread_by_room(self.conn, self.window.user_id)
         count, highlights = self._unread.get(room_id, (0, 0))
         return {"highlight_count": highlights, "notification_count": count}
 
@@ -593,20 +601,70 @@ def _ephemeral(
     return found
 
 
+def _rooms_with_events(conn: apsw.Connection, since: int, upto: int) -> set[str]:
+    return {
+        str(room_id)
+        for (room_id,) in conn.execute(
+            "SELECT DISTINCT room_id FROM events WHERE stream_pos > ? AND stream_pos <= ?",
+            (since, upto),
+        )
+    }
+
+
+def _candidate_rooms(ctx: Context, event_rooms: set[str]) -> set[str] | None:
+    """Rooms that may have anything new for an incremental sync; None: every room.
+
+    New events, receipts, room account data and typing changes in the window are all
+    the reasons a room the client already has can appear; the rooms of a user who sits
+    in hundreds of quiet rooms then cost nothing.
+    """
+    conn, window = ctx.conn, ctx.window
+    assert window.since is not None
+    serial = ctx.typing.since_serial
+    typing = None if serial is None else ctx.typing.rooms_changed_since(serial)
+    if typing is None:
+        return None
+    candidates = typing | event_rooms
+    candidates.update(receipts.rooms_changed(conn, window.since, window.now))
+    candidates.update(room_id for room_id, _type, _content in ctx.account_data if room_id)
+    return candidates
+
+
+def _memberships(ctx: Context, candidates: set[str] | None) -> list[tuple[str, str, int, int]]:
+    """(room_id, membership, event_nid, changed_at) of the rooms this sync looks at:
+    all of them, or those whose membership changed in the window plus the candidates."""
+    conn, window = ctx.conn, ctx.window
+    rf = window.filter.room
+    if candidates is None:
+        rows = conn.execute(
+            "SELECT room_id, membership, event_nid, stream_pos FROM user_rooms"
+            " WHERE user_id = ? AND forgotten = 0",
+            (window.user_id,),
+        )
+    else:
+        rows = conn.execute(
+            "SELECT room_id, membership, event_nid, stream_pos FROM user_rooms"
+            " WHERE user_id = ? AND forgotten = 0"
+            " AND (stream_pos > ? OR room_id IN (SELECT value FROM json_each(?)))",
+            (window.user_id, window.since, msgspec.json.encode(sorted(candidates))),
+        )
+    return [
+        (str(room_id), str(membership), int(event_nid), int(changed_at))
+        for room_id, membership, event_nid, changed_at in rows
+        if room_id not in rf.not_rooms and (rf.rooms is None or room_id in rf.rooms)
+    ]
+
+
 def rooms_section(ctx: Context) -> dict[str, dict[str, Any]]:
     conn, window = ctx.conn, ctx.window
     rf = window.filter.room
     sections: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
     since = window.since
-    memberships = [
-        (str(room_id), str(membership), int(event_nid), int(changed_at))
-        for room_id, membership, event_nid, changed_at in conn.execute(
-            "SELECT room_id, membership, event_nid, stream_pos FROM user_rooms"
-            " WHERE user_id = ? AND forgotten = 0",
-            (window.user_id,),
-        )
-        if room_id not in rf.not_rooms and (rf.rooms is None or room_id in rf.rooms)
-    ]
+    incremental = since is not None and not window.full_state
+    event_rooms = (
+        _rooms_with_events(conn, since, window.now) if since is not None and incremental else set()
+    )
+    memberships = _memberships(ctx, _candidate_rooms(ctx, event_rooms) if incremental else None)
     continued: list[str] = []
     new: list[str] = []
     for room_id, membership, _nid, changed_at in memberships:
@@ -621,18 +679,14 @@ def rooms_section(ctx: Context) -> dict[str, dict[str, Any]]:
             new.append(room_id)
     ephemeral = _ephemeral(ctx, continued, new)
     active: set[str] | None = None
-    if since is not None and not window.full_state:
+    if incremental:
         # Rooms with anything new; the others need no look at all.
-        active = {
-            str(room_id)
-            for (room_id,) in conn.execute(
-                "SELECT DISTINCT room_id FROM events WHERE stream_pos > ? AND stream_pos <= ?",
-                (since, window.now),
-            )
-        }
+        active = set(event_rooms)
         active.update(room_id for room_id, _type, _content in ctx.account_data if room_id)
         active.update(ephemeral)
     new_set = set(new)
+    if active is not None:
+        ctx.served_rooms = [r for r in continued if r in active] + new
     for room_id in continued:
         if active is not None and room_id not in active:
             continue

@@ -145,6 +145,7 @@ class Sync:
                 None if token is None or full_state else token.typing,
                 self.typing.typing_in,
                 self.typing.changed_since,
+                self.typing.rooms_changed_since,
             ),
             changed_data,
         )

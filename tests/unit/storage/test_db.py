@@ -107,3 +107,27 @@ def test_pragmas(tmp_path: Path) -> None:
     conn = apsw.Connection(str(tmp_path / "x.db"))
     assert conn.pragma("journal_mode") == "wal"
     conn.close()
+
+
+async def test_checkpoints_run_off_the_writer(tmp_path: Path) -> None:
+    """Pages reach the database file through the checkpointer thread, not the commits."""
+    database = Database(tmp_path / "cp.db", DatabaseSettings(checkpoint_pages=20))
+    database.open()
+    try:
+        main_file = tmp_path / "cp.db"
+
+        def fill(conn: apsw.Connection) -> None:
+            conn.execute("CREATE TABLE IF NOT EXISTS filler (b BLOB) STRICT")
+            conn.execute("INSERT INTO filler VALUES (?)", (b"x" * 8000,))
+
+        await database.write(fill)
+        before = main_file.stat().st_size
+        for _ in range(60):
+            await database.write(fill)
+        for _ in range(100):
+            if main_file.stat().st_size > before + 200_000:
+                break
+            await asyncio.sleep(0.02)
+        assert main_file.stat().st_size > before + 200_000
+    finally:
+        database.close()

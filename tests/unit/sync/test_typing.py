@@ -31,6 +31,13 @@ async def test_changes_bump_the_serial_and_wake_members() -> None:
     assert typing.typing_in("!r") == [] and typing.changed_since("!r", serial)
     # A token from before a restart (a larger serial) sees every room as changed.
     assert typing.changed_since("!other", typing.serial + 5)
+    # The rooms an incremental sync must look at: just the changed ones, or all.
+    typing.set_typing("!s", "@a:hs", True, 10_000)
+    assert typing.rooms_changed_since(0) == {"!r", "!s"}
+    assert typing.rooms_changed_since(serial) == {"!r", "!s"}
+    assert typing.rooms_changed_since(typing.serial - 1) == {"!s"}
+    assert typing.rooms_changed_since(typing.serial) == set()
+    assert typing.rooms_changed_since(typing.serial + 5) is None
 
 
 async def test_expiry() -> None:
