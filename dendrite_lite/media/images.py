@@ -141,7 +141,7 @@ def _transform(
     frame: Image.Image, size: tuple[int, int], crop: tuple[int, int, int, int] | None
 ) -> Image.Image:
     if frame.size != size:
-        frame = frame.resize(size, Image.Resampling.LANCZOS)
+        frame = frame.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
     if crop is not None:
         frame = frame.crop(crop)
     return frame
@@ -152,19 +152,50 @@ def thumbnail(
 ) -> Thumbnail | None:
     """A thumbnail for the box, or None when the original should be served as it is."""
     info = probe(data, max_pixels)
-    keep_animation = animated and info.animated
-    plan = target_size(info.width, info.height, box_w, box_h, method)
-    if plan is None and (keep_animation or not info.animated):
-        return None
-    size, crop = plan if plan is not None else ((info.width, info.height), None)
+    if animated and info.animated:
+        plan = target_size(info.width, info.height, box_w, box_h, method)
+        if plan is None:
+            return None
+        image = _open(data)
+        try:
+            with image:
+                return _animated(image, info, *plan)
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise NotAnImage(f"cannot decode the image: {exc}") from None
+    return still_thumbnails(data, [(box_w, box_h, method)], max_pixels, info)[0]
+
+
+def still_thumbnails(
+    data: bytes,
+    boxes: list[tuple[int, int, str]],
+    max_pixels: int,
+    info: ImageInfo | None = None,
+) -> list[Thumbnail | None]:
+    """Still thumbnails for several boxes from ONE decode (None: serve the original).
+
+    A JPEG is decoded at the smallest DCT scale that still covers the largest box
+    (Pillow's draft mode): a 12-megapixel photo need not be decoded whole for 800x600.
+    """
+    info = info or probe(data, max_pixels)
+    plans = [target_size(info.width, info.height, w, h, method) for w, h, method in boxes]
+    if info.animated:
+        # A still of an animation is never the original (which would move).
+        plans = [p if p is not None else ((info.width, info.height), None) for p in plans]
+    if all(p is None for p in plans):
+        return [None] * len(boxes)
     image = _open(data)
     try:
         with image:
-            if keep_animation:
-                return _animated(image, info, size, crop)
+            if info.format == "JPEG":
+                need_w = max(p[0][0] for p in plans if p is not None)
+                need_h = max(p[0][1] for p in plans if p is not None)
+                if (info.width, info.height) != image.size:  # EXIF turns it by 90 degrees
+                    need_w, need_h = need_h, need_w
+                image.draft("RGB", (need_w, need_h))
             image.seek(0)
             frame = ImageOps.exif_transpose(image)
-            return _static(frame, info, size, crop)
+            frame.load()
+            return [None if p is None else _static(frame, info, *p) for p in plans]
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise NotAnImage(f"cannot decode the image: {exc}") from None
 

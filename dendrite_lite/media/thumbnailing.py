@@ -72,9 +72,10 @@ class Thumbnailer:
 
         def make_all() -> tuple[images.ImageInfo, list[tuple[store.Thumbnail, bytes]]]:
             info = images.probe(data, max_pixels)
+            boxes = list(images.RECOMMENDED_SIZES)
+            thumbs = images.still_thumbnails(data, boxes, max_pixels, info)
             made: list[tuple[store.Thumbnail, bytes]] = []
-            for width, height, method in images.RECOMMENDED_SIZES:
-                thumb = images.thumbnail(data, width, height, method, False, max_pixels)
+            for (width, height, method), thumb in zip(boxes, thumbs, strict=True):
                 if thumb is not None:
                     key = store.Thumbnail(width, height, method, False, thumb.content_type, 0)
                     made.append((key, thumb.data))

@@ -145,7 +145,7 @@ def _content_rowid(conn: apsw.Connection, media_id: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-def write_chunk(conn: apsw.Connection, media_id: str, offset: int, data: bytes) -> None:
+def write_chunk(conn: apsw.Connection, media_id: str, offset: int, data: bytes | bytearray) -> None:
     rowid = _content_rowid(conn, media_id)
     if rowid is None:
         raise LookupError(f"no content row for {media_id}")
