@@ -253,16 +253,16 @@ async def _thumbnail(
     thumbnailer: Thumbnailer,
     server_name: str,
     media_id: str,
-    width: int,
-    height: int,
+    width_param: str | None,
+    height_param: str | None,
     method: str,
     animated: bool,
     timeout_ms: int | None,
     *,
     authenticated: bool,
 ) -> Response[bytes] | Stream:
-    if width < 1 or height < 1:
-        raise MatrixError(400, ErrCode.INVALID_PARAM, "width and height must be positive")
+    width = _dimension("width", width_param)
+    height = _dimension("height", height_param)
     if method not in ("crop", "scale"):
         raise MatrixError(400, ErrCode.INVALID_PARAM, "method must be crop or scale")
     stored = await media.metadata(path_value(server_name), path_value(media_id), timeout_ms)
@@ -275,6 +275,16 @@ async def _thumbnail(
     return Response(answer.data, media_type=answer.content_type, headers=headers)
 
 
+def _dimension(name: str, value: str | None) -> int:
+    """Query parameters parsed here rather than by Litestar: authentication (401) comes
+    before parameter errors (400)."""
+    if value is None:
+        raise MatrixError(400, ErrCode.MISSING_PARAM, f"Missing parameter {name}")
+    if not value.isdigit() or not 0 < int(value) <= 100_000:
+        raise MatrixError(400, ErrCode.INVALID_PARAM, f"{name} must be a positive integer")
+    return int(value)
+
+
 @get(f"{CLIENT_V1}/thumbnail/{{origin:str}}/{{media_id:str}}")
 async def get_content_thumbnail(
     media: NamedDependency[MediaRepository],
@@ -282,8 +292,8 @@ async def get_content_thumbnail(
     requester: NamedDependency[Requester],
     origin: FromPath[str],
     media_id: FromPath[str],
-    width: int,
-    height: int,
+    width: str | None = None,
+    height: str | None = None,
     method: str = "scale",
     animated: bool = False,
     timeout_ms: int | None = None,
@@ -309,8 +319,8 @@ async def get_content_thumbnail_legacy(
     thumbnailer: NamedDependency[Thumbnailer],
     origin: FromPath[str],
     media_id: FromPath[str],
-    width: int,
-    height: int,
+    width: str | None = None,
+    height: str | None = None,
     method: str = "scale",
     animated: bool = False,
     timeout_ms: int | None = None,
@@ -337,10 +347,12 @@ async def get_content_thumbnail_legacy(
 async def preview_url(
     url_previews: NamedDependency[UrlPreviews],
     requester: NamedDependency[Requester],
-    url: str,
-    ts: int | None = None,
+    url: str | None = None,
+    ts: str | None = None,
 ) -> dict[str, Any]:
     """GET /_matrix/client/v1/media/preview_url"""
+    if url is None:
+        raise MatrixError(400, ErrCode.MISSING_PARAM, "Missing parameter url")
     return await url_previews.preview(requester.user_id, url)
 
 
