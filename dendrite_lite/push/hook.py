@@ -91,6 +91,14 @@ class PushHook:
         self.users_with_pushers: set[str] = set()
         # Set by the sender: called (on the writer thread) with users to push for.
         self.wake_sender: Callable[[set[str]], None] | None = None
+        # Set by the sender: called (on the event loop) with a user whose unread count
+        # went down because they read, for a counts-only push (the app's badge).
+        self.badge_sender: Callable[[str], None] | None = None
+
+    def read_by(self, user_id: str) -> None:
+        """The user's receipt lowered their counts: update the badge on their phones."""
+        if user_id in self.users_with_pushers and self.badge_sender is not None:
+            self.badge_sender(user_id)
 
     def on_event(self, conn: apsw.Connection, pushed: PushEvent) -> list[str] | None:
         """Evaluate and record; returns the room's joined members (local and remote),

@@ -14,7 +14,10 @@ time), each pusher's notifications in order:
   a notification still failing after a day is given up, as Synapse does, so that a
   gateway fixed later does not get a flood of stale notifications;
 - a pushkey the gateway names in `rejected` loses its pusher ("Homeservers must cease
-  sending notification requests for these pushkeys and remove the associated pushers").
+  sending notification requests for these pushkeys and remove the associated pushers");
+- when a user reads (a receipt lowers their counts), each of their pushers gets a
+  notification with only `counts`, so the app's badge goes down on every phone, as
+  Synapse does; best effort: not retried, not kept across a restart.
 
 A slow or broken gateway only delays its own pushers: nothing here runs on the writer
 thread or holds up a request.
@@ -91,6 +94,8 @@ class PushSender:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._dirty: set[str] = set()
+        self._badges: set[str] = set()
+        self._badge_tasks: set[asyncio.Task[None]] = set()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._again: set[int] = set()
         # pusher id -> (when to try again (monotonic), current delay, user ID)
@@ -111,6 +116,11 @@ class PushSender:
         self._dirty |= user_ids
         self._wake.set()
 
+    def badge(self, user_id: str) -> None:
+        """On the event loop: `user_id` read something; send their new unread count."""
+        self._badges.add(user_id)
+        self._wake.set()
+
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -123,6 +133,7 @@ class PushSender:
 
         await self.db.write(load_users)
         self.hook.wake_sender = self.poke_from_writer
+        self.hook.badge_sender = self.badge
         full_scan = True
         last_scan = last_prune = time.monotonic()
         try:
@@ -133,6 +144,11 @@ class PushSender:
                 if now - last_scan >= FULL_SCAN_S:
                     full_scan = True
                 users, self._dirty = self._dirty, set()
+                if self._badges:
+                    badges, self._badges = self._badges, set()
+                    task = asyncio.create_task(self._send_badges(badges))
+                    self._badge_tasks.add(task)
+                    task.add_done_callback(self._badge_tasks.discard)
                 for pusher_id, (due, _delay, user_id) in list(self._backoff.items()):
                     if due <= now and pusher_id not in self._tasks:
                         users.add(user_id)
@@ -149,7 +165,8 @@ class PushSender:
                     await self._prune()
         finally:
             self.hook.wake_sender = None
-            tasks = list(self._tasks.values())
+            self.hook.badge_sender = None
+            tasks = [*self._tasks.values(), *self._badge_tasks]
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -162,7 +179,7 @@ class PushSender:
         for pusher_id, (due, _delay, _user) in self._backoff.items():
             if pusher_id not in self._tasks:  # a retry under way sets its own next time
                 wake_at = min(wake_at, due)
-        if self._dirty:
+        if self._dirty or self._badges:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(0.0, wake_at - now))
@@ -203,6 +220,22 @@ class PushSender:
                 pass
         except Exception:
             log.exception("pruning old notifications failed")
+
+    # -- badges ---------------------------------------------------------------------------
+
+    async def _send_badges(self, user_ids: set[str]) -> None:
+        try:
+            pushers, unread = await self.db.read(functools.partial(_load_badges, user_ids=user_ids))
+            for pusher in pushers:
+                url = pusher.data.get("url")
+                if not isinstance(url, str):
+                    continue
+                body = msgspec.json.encode(badge_payload(pusher, unread.get(pusher.user_id, 0)))
+                result = await self._post(pusher, url, body)
+                if result == "rejected":
+                    await self._remove(pusher)
+        except Exception:
+            log.exception("push sender: badge update failed")
 
     # -- one pusher -------------------------------------------------------------------------
 
@@ -298,6 +331,9 @@ class PushSender:
         if not isinstance(url, str):
             return "failed"
         body = msgspec.json.encode(payload(pusher, notification, batch))
+        return await self._post(pusher, url, body)
+
+    async def _post(self, pusher: PusherRow, url: str, body: bytes) -> str:
         try:
             response = await self.client.post_json(url, body)
         except GatewayError as exc:
@@ -323,6 +359,35 @@ def _record_failure(
         " WHERE id = ?",
         (position, failing_since, pusher_id),
     )
+
+
+def _load_badges(
+    conn: apsw.Connection, user_ids: set[str]
+) -> tuple[list[PusherRow], dict[str, int]]:
+    pushers = store.for_users(conn, user_ids)
+    unread = {user_id: notification_store.total_unread(conn, user_id) for user_id in user_ids}
+    return pushers, unread
+
+
+def _device(pusher: PusherRow, tweaks: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "app_id": pusher.app_id,
+        "pushkey": pusher.pushkey,
+        "pushkey_ts": pusher.pushkey_ts // 1000,
+        "data": {k: v for k, v in pusher.data.items() if k != "url"},
+        "tweaks": tweaks,
+    }
+
+
+def badge_payload(pusher: PusherRow, unread: int) -> dict[str, Any]:
+    """A notification with only the counts: the app updates its badge, shows nothing."""
+    return {
+        "notification": {
+            "counts": {"unread": unread},
+            "prio": "low",
+            "devices": [_device(pusher, {})],
+        }
+    }
 
 
 def _load_batch(conn: apsw.Connection, pusher_id: int, after: int) -> _Batch:
@@ -368,21 +433,12 @@ def payload(pusher: PusherRow, notification: NotificationRow, batch: _Batch) -> 
     event = notification.event
     tweaks = Outcome.of(msgspec.json.decode(notification.actions)).tweaks
     high = event.type == "m.room.encrypted" or bool(tweaks.get("highlight") or tweaks.get("sound"))
-    data = {k: v for k, v in pusher.data.items() if k != "url"}
     body: dict[str, Any] = {
         "event_id": event.event_id,
         "room_id": notification.room_id,
         "counts": {"unread": batch.unread} if batch.unread else {},
         "prio": "high" if high else "low",
-        "devices": [
-            {
-                "app_id": pusher.app_id,
-                "pushkey": pusher.pushkey,
-                "pushkey_ts": pusher.pushkey_ts // 1000,
-                "data": data,
-                "tweaks": tweaks,
-            }
-        ],
+        "devices": [_device(pusher, tweaks)],
     }
     if pusher.data.get("format") == "event_id_only":
         return {"notification": body}

@@ -16,6 +16,7 @@ from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.push.counts import mark_read
+from dendrite_lite.push.hook import PushHook
 from dendrite_lite.storage import account_data, receipts, room_state, rooms, streams
 from dendrite_lite.storage.db import Database
 from dendrite_lite.storage.receipts import ReceiptRow
@@ -27,9 +28,10 @@ RECEIPT_TYPES = frozenset({READ, READ_PRIVATE, FULLY_READ})
 
 
 class Receipts:
-    def __init__(self, db: Database, notifier: Notifier) -> None:
+    def __init__(self, db: Database, notifier: Notifier, push_hook: PushHook | None = None) -> None:
         self.db = db
         self.notifier = notifier
+        self.push_hook = push_hook
 
     async def send_receipt(
         self,
@@ -54,7 +56,7 @@ class Receipts:
         """Receipts and the fully-read marker, in one write (POST /read_markers too)."""
         user_id = requester.user_id
 
-        def store(conn: apsw.Connection) -> tuple[int, list[str]]:
+        def store(conn: apsw.Connection) -> tuple[int, list[str], bool]:
             membership = rooms.membership_of(conn, user_id, room_id)
             if membership is None or membership[0] != "join":
                 raise forbidden(f"{user_id} is not in room {room_id}")
@@ -66,7 +68,7 @@ class Receipts:
                 positions[event_id] = found
             position = streams.next_position(conn)
             now = now_ms()
-            public = False
+            public = read = False
             for receipt_type, event_id in markers.items():
                 if receipt_type == FULLY_READ:
                     content = msgspec.json.encode({"event_id": event_id})
@@ -76,15 +78,18 @@ class Receipts:
                         conn, room_id, user_id, receipt_type, thread_id, event_id, now, position
                     )
                     # The user's own receipt clears their notifications up to the event.
-                    mark_read(conn, user_id, room_id, thread_id, positions[event_id])
+                    if mark_read(conn, user_id, room_id, thread_id, positions[event_id]):
+                        read = True
                     public = public or receipt_type == READ
             notify: list[str] = [user_id]
             if public:
                 notify = room_state.members(conn, room_id)
-            return position, notify
+            return position, notify, read
 
-        position, notify = await self.db.write(store)
+        position, notify, read = await self.db.write(store)
         self.notifier.notify(notify, position)
+        if read and self.push_hook is not None:
+            self.push_hook.read_by(user_id)
 
 
 def receipt_event(rows: list[ReceiptRow], viewer: str) -> dict[str, Any] | None:

@@ -297,12 +297,20 @@ def test_full_format_payload_and_counts(push_http: httpx.Client, gateway: Gatewa
     assert pushes[1].notification["counts"] == {"unread": 2}
     assert pushes[1].notification["prio"] == "low"
     assert pushes[1].notification["devices"][0]["tweaks"] == {}
-    # Reading clears the count the next push carries.
+    # Reading sends a counts-only push (the app's badge goes to zero on every phone)...
     bob.call("POST", f"/rooms/{q(room)}/receipt/m.read/{q(second)}", json={})
+    badge = gateway.wait_for(3)[2].notification
+    assert set(badge) == {"counts", "prio", "devices"}
+    assert (badge["counts"], badge["prio"]) == ({"unread": 0}, "low")
+    assert badge["devices"][0]["pushkey"] == "key-1"
+    assert badge["devices"][0]["data"] == {"custom": {"k": "v"}}
+    # ...and clears the count the next push carries.
     third_event = third.send(room, message("hi"))
-    pushes = gateway.wait_for(3)
-    assert pushes[2].notification["event_id"] == third_event
-    assert pushes[2].notification["counts"] == {"unread": 1}
+    pushes = gateway.wait_for(4)
+    assert pushes[3].notification["event_id"] == third_event
+    assert pushes[3].notification["counts"] == {"unread": 1}
+    # Reading what was already read changes nothing: no badge push.
+    bob.call("POST", f"/rooms/{q(room)}/receipt/m.read/{q(second)}", json={})
     # Bob's own messages, notices and edits are never pushed to him.
     bob.send(room, message("mine"))
     alice.send(room, message("bot", msgtype="m.notice"))
