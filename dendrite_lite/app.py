@@ -201,12 +201,12 @@ ROUTES: list[Any] = [
     *push_rules_api.ROUTES,
     *notifications_api.ROUTES,
     *pushers_api.ROUTES,
+    *sliding_sync_api.ROUTES,
+    *media_api.ROUTES,
+    *threepid_api.ROUTES,
     *oauth_api.ROUTES,
     *oauth_pages_api.ROUTES,
     *sso_api.ROUTES,
-    *threepid_api.ROUTES,
-    *media_api.ROUTES,
-    *sliding_sync_api.ROUTES,
 ]
 
 
@@ -253,14 +253,14 @@ class Services:
     notifications: Notifications
     pushers: Pushers
     push_sender: PushSender
-    oauth_server: AuthorizationServer
+    media: MediaRepository
+    thumbnailer: Thumbnailer
+    url_previews: UrlPreviews
     email_queue: EmailQueue
     threepid_sessions: ValidationSessions
     threepids: Threepids
     password_reset: PasswordReset
-    media: MediaRepository
-    thumbnailer: Thumbnailer
-    url_previews: UrlPreviews
+    oauth_server: AuthorizationServer
 
 
 def build_services(config: Config) -> Services:
@@ -300,6 +300,8 @@ def build_services(config: Config) -> Services:
 
     typing = TypingNotifications(notifier, joined_members)
     presence_service = Presence(db, notifier, config.presence)
+    media = MediaRepository(db, config.media, config.server_name)
+    thumbnailer = Thumbnailer(db, config.media)
     # Email (3PID): validation sessions, the mail queue and the m.login.email.identity stage.
     email_queue = EmailQueue(db, Mailer(config.email), config.email)
     threepid_sessions = ValidationSessions(
@@ -321,8 +323,6 @@ def build_services(config: Config) -> Services:
         ),
     )
     uia.email_identity = threepid_sessions.uia_stage
-    media = MediaRepository(db, config.media, config.server_name)
-    thumbnailer = Thumbnailer(db, config.media)
     login_service = Login(
         db,
         config.server_name,
@@ -379,7 +379,7 @@ def build_services(config: Config) -> Services:
         sliding_sync=SlidingSync(db, notifier, typing, presence_service),
         presence=presence_service,
         typing_notifications=typing,
-        receipts=Receipts(db, notifier),
+        receipts=Receipts(db, notifier, push_hook),
         to_device=ToDevice(db, notifier, config.server_name),
         e2e_keys=DeviceKeys(db, notifier, config.server_name),
         cross_signing=CrossSigning(db, notifier, account),
@@ -391,16 +391,16 @@ def build_services(config: Config) -> Services:
         push_sender=PushSender(
             db, push_hook, GatewayClient(allow_private=config.push.allow_private_gateways)
         ),
-        oauth_server=oauth_server,
+        media=media,
+        thumbnailer=thumbnailer,
+        url_previews=UrlPreviews(db, config.url_previews, media, thumbnailer),
         email_queue=email_queue,
         threepid_sessions=threepid_sessions,
         threepids=Threepids(db, threepid_sessions, account, passwords),
         password_reset=PasswordReset(
             db, passwords, account, uia, notifier, enabled=config.email.enabled
         ),
-        media=media,
-        thumbnailer=thumbnailer,
-        url_previews=UrlPreviews(db, config.url_previews, media, thumbnailer),
+        oauth_server=oauth_server,
     )
 
 
