@@ -70,6 +70,10 @@ GUEST_ENDPOINTS = frozenset(
         ("POST", f"{_V3}/keys/upload"),
         ("POST", f"{_V3}/keys/query"),
         ("POST", f"{_V3}/keys/claim"),
+        # Spec 1.12: guests may fetch media (pictures in the rooms they can read).
+        ("GET", "/_matrix/client/v1/media/download/{origin}/{media_id}"),
+        ("GET", "/_matrix/client/v1/media/download/{origin}/{media_id}/{file_name}"),
+        ("GET", "/_matrix/client/v1/media/thumbnail/{origin}/{media_id}"),
     }
 )
 _GUEST_PROFILE = f"{_V3}/profile/{{user_id}}/{{key_name}}"

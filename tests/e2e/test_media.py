@@ -441,3 +441,21 @@ def test_quarantine_and_deletion_through_the_cli(server_factory: ServerFactory) 
         expect(http.get(f"{V1}/download/{second}", headers=user.headers), 404, "M_NOT_FOUND")
         missing = server.cli("media", "delete", "nope", check=False)
         assert missing.returncode != 0
+
+
+def test_guests_may_download_but_not_upload(server_factory: ServerFactory) -> None:
+    server = server_factory({"registration": {"allow_guests": True}})
+    with server.client() as http:
+        user = register_user(http)
+        mxc = upload(http, user, png(200, 200), "image/png", "p.png")
+        body = expect(
+            http.post("/_matrix/client/v3/register", params={"kind": "guest"}, json={}), 200
+        )
+        guest = {"Authorization": f"Bearer {body['access_token']}"}
+        assert http.get(f"{V1}/download/{mxc}", headers=guest).status_code == 200
+        assert http.get(f"{V1}/download/{mxc}/name.png", headers=guest).status_code == 200
+        thumb = http.get(f"{V1}/thumbnail/{mxc}", params={"width": 32, "height": 32}, headers=guest)
+        assert thumb.status_code == 200
+        expect(
+            http.post(f"{V3}/upload", content=b"x", headers=guest), 403, "M_GUEST_ACCESS_FORBIDDEN"
+        )
