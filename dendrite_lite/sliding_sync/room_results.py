@@ -53,6 +53,11 @@ class RoomContext:
     direct: set[str]
     ignored: frozenset[str]
     cache: RoomCache
+    # Each room's newest stream position, read for all rooms at once where needed.
+    latest: dict[str, int] = field(default_factory=dict)
+    # Rooms that had no event after the pos's position, among those the pos checked
+    # (the rooms in its lists' windows): nothing to look up for them.
+    quiet: frozenset[str] = frozenset()
     now_ts: int = field(default_factory=now_ms)
     _unread: dict[str, tuple[int, int]] | None = None
 
@@ -106,7 +111,7 @@ def _invited(
 class _State:
     """The room's state as the user may see it: now, or as of their leave."""
 
-    non_member: dict[tuple[str, str], int]
+    non_member: dict[tuple[str, str], int] | None  # None: current state, looked up by key
     members: dict[str, int] | None  # None: current members, looked up one by one
     snapshot: RoomSnapshot | None = None
 
@@ -133,6 +138,8 @@ class _State:
     def get(self, conn: apsw.Connection, room_id: str, key: tuple[str, str]) -> int | None:
         if key[0] == MEMBER:
             return self.member(conn, room_id, key[1])
+        if self.non_member is None:
+            return room_state.current_entry(conn, room_id, *key)
         return self.non_member.get(key)
 
     def all_members(self, conn: apsw.Connection, room_id: str) -> dict[str, int]:
@@ -162,12 +169,13 @@ def _joined(
         sent is not None and not whole and config.timeline_limit > sent.config.timeline_limit
     )
     expanded_state = sent is not None and not whole and config.expands(sent.config)
-    latest = store.latest_stream_pos(conn, room_id, upto)
-    if (
-        sent is not None
-        and not (whole or expanded_timeline or expanded_state)
-        and latest <= sent.stream_pos
-    ):
+    unchanged_config = sent is not None and not (whole or expanded_timeline or expanded_state)
+    if unchanged_config and room_id in ctx.quiet:
+        return None
+    latest = ctx.latest.get(room_id) if joined else None
+    if latest is None:
+        latest = store.latest_stream_pos(conn, room_id, upto)
+    if unchanged_config and sent is not None and latest <= sent.stream_pos:
         return None
     since = None if sent is None or whole else sent.stream_pos
     checker: VisibilityChecker
@@ -177,7 +185,11 @@ def _joined(
         checker.joined_at = row.changed_at
     else:
         checker = VisibilityChecker(conn, viewer(conn, ctx.user_id, room_id))
-    snapshot = ctx.cache.get(conn, room_id, latest) if joined else None
+    changed = set() if since is None else store.state_changes(conn, room_id, since, upto)
+    meta_changed = any(t in META_TYPES for t, _ in changed)
+    # A delta of messages needs none of the room's hot data (its rebuild costs more).
+    needs_snapshot = since is None or expanded_timeline or expanded_state or meta_changed
+    snapshot = ctx.cache.get(conn, room_id, latest) if joined and needs_snapshot else None
     after = None if expanded_timeline else since
     tl = _tail_timeline(ctx, snapshot, after, config.timeline_limit, row.changed_at)
     if tl is None:
@@ -190,10 +202,12 @@ def _joined(
             checker,
             ctx.ignored,
         )
-    state = (
-        _State(snapshot.non_member, None, snapshot) if snapshot else _load_state(ctx, room_id, upto)
-    )
-    changed = set() if since is None else store.state_changes(conn, room_id, since, upto)
+    if snapshot is not None:
+        state = _State(snapshot.non_member, None, snapshot)
+    elif joined:
+        state = _State(None, None)
+    else:
+        state = _load_state(ctx, room_id, upto)
     known = frozenset() if sent is None or whole else sent.members
     wanted = _wanted_state(
         ctx, room_id, config, sent, state, tl.rows, changed, whole, known, tl.limited
@@ -209,7 +223,7 @@ def _joined(
         result["initial"] = True
     result["membership"] = row.membership
     result["bump_stamp"] = row.bump_stamp
-    if whole or expanded_state or any(t in META_TYPES for t, _ in changed):
+    if whole or expanded_state or meta_changed:
         meta = snapshot or room_cache.build(conn, room_id, latest)
         _meta(ctx, room_id, meta, result, whole, changed)
     result["required_state"] = [
@@ -257,6 +271,7 @@ def _wanted_state(
             wanted[key] = nid
 
     def everything(previous: RoomConfig | None) -> None:
+        assert state.non_member is not None  # a whole room or a new config: all of it read
         for key, nid in state.non_member.items():
             if config.matches(*key) and (previous is None or not previous.matches(*key)):
                 wanted[key] = nid

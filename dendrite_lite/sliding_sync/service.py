@@ -58,6 +58,9 @@ from dendrite_lite.storage.db import Database
 log = logging.getLogger(__name__)
 
 MAX_TIMEOUT_MS = 5 * 60 * 1000
+# Up to this many stream positions since the pos, one query finds the rooms with events
+# (beyond it, each room is looked up by itself).
+QUIET_WINDOW = 5000
 
 
 @dataclass
@@ -265,6 +268,11 @@ class SlidingSync:
             subscribed.append(room_id)
             known: RoomConfig | None = configs.get(room_id)
             configs[room_id] = config if known is None else known.combine(config)
+        quiet: frozenset[str] = frozenset()
+        if base is not None and base_stream is not None and now - base_stream <= QUIET_WINDOW:
+            checked = {room_id for _, ids in base.lists.values() for room_id in ids}
+            active = store.rooms_with_events(conn, base_stream, now)
+            quiet = frozenset(checked - active)
         ctx = RoomContext(
             conn,
             user_id,
@@ -274,6 +282,16 @@ class SlidingSync:
             facts.direct,
             frozenset(ignored_users(conn, user_id)),
             self.room_cache,
+            store.latest_stream_positions(
+                conn,
+                [
+                    room_id
+                    for room_id in configs
+                    if room_id not in quiet and by_id[room_id].membership == "join"
+                ],
+                now,
+            ),
+            quiet,
         )
         updates: dict[str, RoomUpdate] = {}
         for room_id, config in configs.items():

@@ -265,6 +265,35 @@ def latest_stream_pos(conn: apsw.Connection, room_id: str, upto: int) -> int:
     return 0 if row is None or row[0] is None else int(row[0])
 
 
+def latest_stream_positions(
+    conn: apsw.Connection, room_ids: Iterable[str], upto: int
+) -> dict[str, int]:
+    """Each room's newest stream position up to `upto`, in one statement (one index
+    probe per room)."""
+    wanted = list(room_ids)
+    if not wanted:
+        return {}
+    return {
+        str(room_id): int(position)
+        for room_id, position in conn.execute(
+            "SELECT value, (SELECT max(stream_pos) FROM events WHERE room_id = value"
+            " AND stream_pos <= ?) FROM json_each(?)",
+            (upto, msgspec.json.encode(wanted)),
+        )
+        if position is not None
+    }
+
+
+def rooms_with_events(conn: apsw.Connection, after: int, upto: int) -> set[str]:
+    return {
+        str(room_id)
+        for (room_id,) in conn.execute(
+            "SELECT DISTINCT room_id FROM events WHERE stream_pos > ? AND stream_pos <= ?",
+            (after, upto),
+        )
+    }
+
+
 def non_member_state(conn: apsw.Connection, room_id: str) -> dict[tuple[str, str], int]:
     return {
         (str(t), str(k)): int(nid)
