@@ -11,8 +11,11 @@ TEST_STAMP := $(VENV)/.installed-test
 # The E2EE client test (tests/e2e/test_js_e2ee.py) runs matrix-js-sdk under Node 20.14+.
 JS_DIR := tests/e2e_js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
+# The real OpenID provider of the upstream-provider tests (npm oidc-provider).
+OIDC_DIR := tests/oidc_provider
+OIDC_STAMP := $(OIDC_DIR)/node_modules/.installed
 
-.PHONY: run test lint format typecheck bench clean
+.PHONY: run test lint format typecheck bench clean chromium
 
 # The server alone (what a Raspberry Pi needs); the test tools come on top for make test.
 $(STAMP): pyproject.toml
@@ -29,12 +32,21 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(JS_STAMP)
 
+$(OIDC_STAMP): $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(OIDC_STAMP)
+
+# The OAuth pages' browser tests drive Debian's chromium through Playwright (never
+# `playwright install`: its browser download does not work everywhere).
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
 run: $(STAMP)
 	test -f $(DATA)/config.toml || $(BIN)/dendrite-lite init --data-dir $(DATA) \
 		--server-name localhost --listen 127.0.0.1:8008 --open-registration
 	$(BIN)/dendrite-lite run --data-dir $(DATA)
 
-test: $(TEST_STAMP) $(JS_STAMP)
+test: $(TEST_STAMP) $(JS_STAMP) $(OIDC_STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	rm -f .coverage .coverage.*
@@ -53,4 +65,4 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/bench_foundation.py
 
 clean:
-	rm -rf $(VENV) $(JS_DIR)/node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(JS_DIR)/node_modules $(OIDC_DIR)/node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

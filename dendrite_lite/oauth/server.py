@@ -16,7 +16,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import apsw
@@ -40,6 +40,9 @@ from dendrite_lite.oauth.scopes import parse_scope
 from dendrite_lite.storage import devices, oauth, profiles, tokens, users
 from dendrite_lite.storage.db import Database
 from dendrite_lite.types import DeviceId, UserId
+
+if TYPE_CHECKING:
+    from dendrite_lite.oauth.upstream import UpstreamProviders
 
 AUTHORIZE_PATH = "/oauth2/authorize"
 TOKEN_PATH = "/oauth2/token"
@@ -108,6 +111,7 @@ class AuthorizationServer:
         self.notifier = notifier
         self.base = config.base_url
         self.external: ExternalAuth | None = None
+        self._upstream: UpstreamProviders | None = None
         if config.auth.mode == "external":
             self.external = ExternalAuth(db, config.auth.external, config.server_name)
             tokens.external = self.external
@@ -258,6 +262,25 @@ class AuthorizationServer:
         if "state" in params:
             answer["state"] = params["state"]
         return with_params(params["redirect_uri"], answer, params.get("response_mode", "query"))
+
+    async def update_pending(self, pending: Pending | None, **params: str) -> Pending:
+        """The pending request with more params (a new "account" one if it expired)."""
+        if pending is None:
+            pending_id = await self.save_pending("account", params)
+            return Pending(pending_id, "account", params)
+        merged = {**pending.params, **params}
+        encoded = msgspec.json.encode(merged)
+        await self.db.write(lambda conn: oauth.set_pending_params(conn, pending.id, encoded))
+        return Pending(pending.id, pending.kind, merged)
+
+    @property
+    def upstream(self) -> UpstreamProviders:
+        """Upstream OpenID Connect providers; built (and authlib's JOSE loaded) on first use."""
+        if self._upstream is None:
+            from dendrite_lite.oauth.upstream import UpstreamProviders
+
+            self._upstream = UpstreamProviders(self)
+        return self._upstream
 
     async def drop_pending(self, pending: Pending) -> None:
         await self.db.write(lambda conn: oauth.delete_pending(conn, pending.id))

@@ -134,6 +134,10 @@ def get_pending(conn: apsw.Connection, pending_id: str, since_ts: int) -> tuple[
     return None
 
 
+def set_pending_params(conn: apsw.Connection, pending_id: str, params: bytes) -> None:
+    conn.execute("UPDATE oauth_pending SET params = ? WHERE id = ?", (params, pending_id))
+
+
 def delete_pending(conn: apsw.Connection, pending_id: str) -> None:
     conn.execute("DELETE FROM oauth_pending WHERE id = ?", (pending_id,))
 

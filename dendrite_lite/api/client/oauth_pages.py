@@ -114,7 +114,9 @@ async def _pending(server: AuthorizationServer, pending_id: str) -> Pending | No
 
 
 def _after_sign_in(pending: Pending | None) -> str:
-    return f"/oauth2/consent?pending={pending.id}" if pending else "/account/"
+    if pending is None or pending.kind == "account":
+        return "/account/"
+    return f"/oauth2/consent?pending={pending.id}"
 
 
 # -- sign in ---------------------------------------------------------------------------------
@@ -126,6 +128,7 @@ def _login_page(
     pending_id: str,
     *,
     error: str | None = None,
+    message: str | None = None,
     username: str = "",
     status: int = 200,
 ) -> Response[Any]:
@@ -149,7 +152,7 @@ def _login_page(
         "login.html",
         "login_title",
         server.config.server_name,
-        error_html=error_box(text(error) if error else None),
+        error_html=error_box(message or (text(error) if error else None)),
         csrf=browser.csrf,
         pending=pending_id,
         username_label=text("username"),
@@ -203,8 +206,77 @@ async def post_login_page(
             username=username,
             status=error.status,
         )
+    if pending is not None and "upstream_link" in pending.params:
+        # Signing in with the password confirms the link an upstream sign-in asked for.
+        provider_id, subject, link_user = pending.params["upstream_link"].split("\n")
+        if link_user == uid:
+            await oauth_server.upstream.link(provider_id, subject, uid)
     session = await oauth_server.sign_in(uid)
     return browser.respond(redirect(_after_sign_in(pending)), session)
+
+
+# -- upstream providers ("Sign in with X") --------------------------------------------------------
+
+
+@get("/oauth2/upstream/callback")
+async def upstream_callback(
+    request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
+) -> Response[Any]:
+    """GET /oauth2/upstream/callback: back from the provider."""
+    from dendrite_lite.oauth.upstream import UpstreamError
+
+    require_enabled(oauth_server)
+    browser = await _browser(request, oauth_server)
+    try:
+        result = await oauth_server.upstream.callback(query_params(request))
+    except (UpstreamError, OAuthError) as error:
+        reason = error.reason if isinstance(error, UpstreamError) else error.description
+        return browser.respond(message_page(oauth_server, _upstream_message(reason)))
+    if result.user is None:
+        provider = result.pending.params["upstream_link"].split("\n")[0] if result.pending else ""
+        name = oauth_server.upstream.providers[provider].name or provider
+        notice = text("upstream_existing", user=result.confirm_localpart or "", name=name)
+        pending_id = result.pending.id if result.pending else ""
+        return _login_page(
+            oauth_server,
+            browser,
+            pending_id,
+            message=notice,
+            username=result.confirm_localpart or "",
+        )
+    session = await oauth_server.sign_in(result.user)
+    return browser.respond(redirect(_after_sign_in(result.pending)), session)
+
+
+def _upstream_message(reason: str) -> str:
+    if reason in ("not_allowed", "existing_account", "deactivated"):
+        keys = {"not_allowed": "upstream_not_allowed", "deactivated": "deactivated"}
+        return text(keys.get(reason, "user_in_use"), name="")
+    return text("upstream_failed", name="", reason=reason)
+
+
+@get("/oauth2/upstream/{provider_id:str}")
+async def upstream_start(
+    request: AnyRequest,
+    oauth_server: NamedDependency[AuthorizationServer],
+    provider_id: str,
+) -> Response[Any]:
+    """GET /oauth2/upstream/{provider_id}: off to the provider's sign-in."""
+    from dendrite_lite.oauth.upstream import UpstreamError
+
+    require_enabled(oauth_server)
+    browser = await _browser(request, oauth_server)
+    pending_id = _param(request, "pending")
+    pending = await _pending(oauth_server, pending_id)
+    if pending_id and pending is None:
+        return message_page(oauth_server, text("expired_request"))
+    if provider_id not in oauth_server.upstream.providers:
+        return message_page(oauth_server, text("not_found"), status=404)
+    try:
+        url = await oauth_server.upstream.start(provider_id, pending)
+    except UpstreamError as error:
+        return message_page(oauth_server, _upstream_message(error.reason), status=502)
+    return browser.respond(redirect(url))
 
 
 # -- create an account (prompt=create) ----------------------------------------------------------
@@ -560,6 +632,8 @@ async def post_account_logout(
 
 
 ROUTES = [
+    upstream_callback,
+    upstream_start,
     get_login_page,
     post_login_page,
     get_register_page,
