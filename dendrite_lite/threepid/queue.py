@@ -47,20 +47,26 @@ class EmailQueue:
 
     async def run(self) -> None:
         while True:
+            _raise_if_cancelled()
             self._wake.clear()
             try:
                 wait = await self.send_due()
             except Exception:
                 log.exception("email queue: sending failed unexpectedly")
                 wait = ERROR_WAIT_S
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            # that arrives as the wake-up does, and shutdown would then hang.
+            _raise_if_cancelled()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def send_due(self) -> float:
         """Send every mail that is due; returns seconds until the next one is."""
         while True:
             batch = await self.db.read(_due_now)
             for mail in batch:
+                _raise_if_cancelled()
                 await self._send_one(mail)
             if len(batch) < BATCH:
                 break
@@ -115,6 +121,14 @@ class EmailQueue:
                 error,
                 delay / 1000,
             )
+
+
+def _raise_if_cancelled() -> None:
+    """A cancel that an inner asyncio.wait_for swallowed (aiosmtplib uses it; Python 3.11's
+    can lose a cancellation that races its result) still stops the queue promptly."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _due_now(conn: apsw.Connection) -> list[QueuedEmail]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime
 import email
 import email.policy
+import gc
 import ipaddress
 import re
 import ssl
 import threading
+import warnings
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -125,6 +127,11 @@ class SMTPSink:
 
     def stop(self) -> None:
         self.controller.stop()
+        # aiosmtpd leaves an implicit-TLS server transport for the garbage collector;
+        # collect it here, where its ResourceWarning is known and harmless.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
     def wait_for(self, address: str, timeout: float = 20.0, skip: int = 0) -> Received:
         """The (skip+1)-th mail to `address`, waiting for it to arrive."""
