@@ -24,7 +24,8 @@ on --client-cpu, all on 127.0.0.1):
                sequential, p50/p95.
 
 Synapse gets `max_upload_size: 200M` (its default is 50M) and keeps its media in files
-under its data directory; dendrite-lite keeps it inside homeserver.db.
+under its data directory (no fsync); dendrite-lite keeps it inside homeserver.db
+(synchronous=FULL: every 4 MiB chunk is committed and fsynced, then checkpointed).
 """
 
 from __future__ import annotations
@@ -344,6 +345,11 @@ def rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+# What a 100 MB transfer may add to the heap: SQLite's page cache (16 MiB), two 4 MiB
+# chunks and the copies made of them on the way; nothing that grows with the file.
+GOAL_ANON_GROWTH_MIB = 48
+
+
 def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
     d = r["servers"].get("dendrite", {})
     if "upload" not in d:
@@ -352,9 +358,10 @@ def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
     size = d["shape"]["size_mb"]
     return [
         {
-            "goal": f"a {size} MB transfer is never whole in memory (anon RSS +< {size // 4} MiB)",
+            "goal": f"a {size} MB transfer is never whole in memory"
+            f" (anon RSS growth < {GOAL_ANON_GROWTH_MIB} MiB)",
             "value": f"{growth} MiB",
-            "met": growth < size / 4,
+            "met": growth < GOAL_ANON_GROWTH_MIB,
         }
     ]
 

@@ -3,12 +3,12 @@
 https://spec.matrix.org/latest/client-server-api/#content-repository
 
 Uploads stream: the body is written in chunks of `CHUNK_BYTES`, each its own short
-write unit into a ``zeroblob`` of the final size, so a 100 MB upload never sits whole in
-memory and never holds the single writer thread for long. The media row stays in state
-'uploading' (never served) until the last chunk is in and its hash is known; any failure
-(too long, too short, client gone) removes what was written. A body without a
-Content-Length is first spooled to a temporary file (bounded by max_upload_size), since
-the blob needs its final size up front.
+write unit (a chunk row), so a 100 MB upload never sits whole in memory and never holds
+the single writer thread for long; the next chunk is received while the previous one is
+written. The media row stays in state 'uploading' (never served) until the last chunk is
+in and its hash is known; any failure (too long, too short, over quota, client gone)
+removes what was written. Limits are checked against Content-Length before reading and
+against the bytes as they arrive (a chunked body has no Content-Length).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import hashlib
 import logging
 import re
 import secrets
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -36,7 +35,6 @@ log = logging.getLogger(__name__)
 # Larger chunks mean fewer commits (upload) and read hops (download): 4 MiB doubles
 # download speed over 1 MiB for ~10 MiB more memory per transfer (bench_media.py).
 CHUNK_BYTES = 4 * 1024 * 1024
-SPOOL_IN_MEMORY_BYTES = 1024 * 1024
 DEFAULT_WAIT_MS = 20_000
 # https://spec.matrix.org/latest/client-server-api/#security-considerations-5: media IDs
 # are [A-Za-z0-9_-] only (no traversal through odd characters).
@@ -76,6 +74,11 @@ def check_filename(filename: str | None) -> str | None:
     if len(filename) > 255 or any(ord(ch) < 0x20 or ch == "\x7f" for ch in filename):
         raise MatrixError(400, ErrCode.INVALID_PARAM, "Invalid filename")
     return filename
+
+
+def quota_exceeded() -> MatrixError:
+    # https://spec.matrix.org/latest/client-server-api/#security-considerations-5
+    return forbidden("Media quota exceeded")
 
 
 def too_large(limit: int) -> MatrixError:
@@ -150,49 +153,52 @@ class MediaRepository:
         limit = self.config.max_upload_size
         if declared_length is not None and declared_length > limit:
             raise too_large(limit)
-        spool: tempfile.SpooledTemporaryFile[bytes] | None = None
-        if declared_length is None:
-            spool = await _spool(body, limit)
-            declared_length = spool.tell()
-            spool.seek(0)
-            body = _chunks_of(spool)
+        allowance = await self._quota_left(user_id)
+        if declared_length is not None and declared_length > allowance:
+            raise quota_exceeded()
+        media_id, pending = media_id or new_media_id(), media_id is not None
+        await self._begin(user_id, media_id, pending, declared_length or 0, content_type, filename)
         try:
-            await self._check_quota(user_id, declared_length)
-            return await self._store(
-                user_id, body, declared_length, content_type, filename, media_id
+            size, digest = await self._write_content(
+                media_id, body, declared_length, min(limit, allowance)
             )
-        finally:
-            if spool is not None:
-                spool.close()
 
-    async def _check_quota(self, user_id: str | None, size: int) -> None:
+            def finish(conn: apsw.Connection) -> None:
+                store.finish_upload(conn, media_id, digest, size)
+
+            await self.db.write(finish)
+        except BaseException:
+            await asyncio.shield(self._abort(media_id, pending))
+            raise
+        self.uploaded.done(media_id)
+        return MxcUri(self.server_name, media_id)
+
+    async def _quota_left(self, user_id: str | None) -> int:
         quota = self.config.max_bytes_per_user
         if not quota or user_id is None:
-            return
+            return self.config.max_upload_size
         used = await self.db.read(lambda conn: store.usage(conn, user_id))
-        if used + size > quota:
-            raise forbidden(f"Media quota exceeded ({used} of {quota} bytes used)")
+        return max(0, quota - used)
 
-    async def _store(
+    async def _begin(
         self,
         user_id: str | None,
-        body: AsyncIterator[bytes],
+        media_id: str,
+        pending: bool,
         size: int,
         content_type: str,
         filename: str | None,
-        pending_id: str | None,
-    ) -> MxcUri:
-        media_id = pending_id or new_media_id()
+    ) -> None:
         now = now_ms()
         frozen = self.config.freeze_unauthenticated
 
         def begin(conn: apsw.Connection) -> None:
-            if pending_id is None:
+            if not pending:
                 store.begin_upload(
                     conn, media_id, user_id, size, content_type, filename, now, frozen
                 )
                 return
-            existing = store.get(conn, pending_id)
+            existing = store.get(conn, media_id)
             if existing is None or (
                 existing.state == "pending"
                 and existing.unused_expires_ts is not None
@@ -201,54 +207,63 @@ class MediaRepository:
                 raise not_found("Unknown or expired media ID")
             if existing.user_id != user_id:
                 raise forbidden("This media ID was created by another user")
-            if not store.claim_pending(conn, pending_id, size, content_type, filename):
+            if not store.claim_pending(conn, media_id, size, content_type, filename):
                 raise MatrixError(409, ErrCode.CANNOT_OVERWRITE_MEDIA, "Media already uploaded")
 
         await self.db.write(begin)
-        try:
-            digest = await self._write_content(media_id, body, size)
-        except BaseException:
-            await asyncio.shield(self._abort(media_id, pending_id is not None))
-            raise
 
-        def finish(conn: apsw.Connection) -> None:
-            store.finish_upload(conn, media_id, digest, None, None)
-
-        await self.db.write(finish)
-        self.uploaded.done(media_id)
-        return MxcUri(self.server_name, media_id)
-
-    async def _write_content(self, media_id: str, body: AsyncIterator[bytes], size: int) -> str:
+    async def _write_content(
+        self, media_id: str, body: AsyncIterator[bytes], declared: int | None, limit: int
+    ) -> tuple[int, str]:
+        """Write the body chunk by chunk; the next chunk is received while the previous
+        one is being written (at most one write in flight: two chunks in memory).
+        Returns the size and the SHA-256."""
         sha = hashlib.sha256()
-        offset = 0
+        size = seq = 0
         buffer = bytearray()
-        async for part in _then_end(body):
-            if part:
-                if offset + len(buffer) + len(part) > size:
-                    raise MatrixError(
-                        400, ErrCode.INVALID_PARAM, "The body is longer than its Content-Length"
-                    )
-                sha.update(part)
-                buffer += part
-            if buffer and (len(buffer) >= CHUNK_BYTES or part is None):
-                # The buffer itself goes to the writer thread (no copy); a new one
-                # collects the next chunk meanwhile.
-                chunk, buffer, at = buffer, bytearray(), offset
-                offset += len(chunk)
+        in_flight: asyncio.Future[None] | None = None
+        try:
+            async for part in _then_end(body):
+                if part:
+                    size += len(part)
+                    if declared is not None and size > declared:
+                        raise MatrixError(
+                            400, ErrCode.INVALID_PARAM, "The body is longer than its Content-Length"
+                        )
+                    if size > limit:
+                        raise (
+                            too_large(limit)
+                            if size > self.config.max_upload_size
+                            else (quota_exceeded())
+                        )
+                    sha.update(part)
+                    buffer += part
+                if buffer and (len(buffer) >= CHUNK_BYTES or part is None):
+                    # The buffer itself goes to the writer thread (no copy); a new one
+                    # collects the next chunk meanwhile.
+                    chunk, buffer = buffer, bytearray()
 
-                def write_chunk(
-                    conn: apsw.Connection, chunk: bytearray = chunk, at: int = at
-                ) -> None:
-                    store.write_chunk(conn, media_id, at, chunk)
+                    def write_chunk(
+                        conn: apsw.Connection, chunk: bytearray = chunk, seq: int = seq
+                    ) -> None:
+                        store.write_chunk(conn, media_id, seq, chunk)
 
-                await self.db.write(write_chunk)
-        if offset != size:
+                    seq += 1
+                    if in_flight is not None:
+                        await in_flight
+                    in_flight = asyncio.ensure_future(self.db.write(write_chunk))
+            if in_flight is not None:
+                await in_flight
+                in_flight = None
+        finally:
+            if in_flight is not None:
+                # Let a write already queued finish before the caller removes the rows.
+                await asyncio.gather(in_flight, return_exceptions=True)
+        if declared is not None and size != declared:
             raise MatrixError(
-                400,
-                ErrCode.INVALID_PARAM,
-                f"The body ended after {offset} of its {size} bytes",
+                400, ErrCode.INVALID_PARAM, f"The body ended after {size} of its {declared} bytes"
             )
-        return sha.hexdigest()
+        return size, sha.hexdigest()
 
     async def _abort(self, media_id: str, back_to_pending: bool) -> None:
         def abort(conn: apsw.Connection) -> None:
@@ -302,20 +317,20 @@ class MediaRepository:
             except TimeoutError:
                 pass
 
-    async def content(self, media: Media, chunk_bytes: int = CHUNK_BYTES) -> AsyncIterator[bytes]:
-        """The content in chunks, one read unit each (blob I/O; never whole in memory)."""
-        offset = 0
+    async def content(self, media: Media) -> AsyncIterator[bytes]:
+        """The content chunk by chunk, one read unit each (never whole in memory)."""
         media_id = media.media_id
-        while offset < media.size:
-            at, length = offset, min(chunk_bytes, media.size - offset)
+        sent = seq = 0
+        while sent < media.size:
 
-            def read_chunk(conn: apsw.Connection, at: int = at, length: int = length) -> bytes:
-                return store.read_chunk(conn, media_id, at, length)
+            def read_chunk(conn: apsw.Connection, seq: int = seq) -> bytes | None:
+                return store.read_chunk(conn, media_id, seq)
 
             chunk = await self.db.read(read_chunk)
-            if not chunk:
+            if chunk is None:
                 return  # deleted while being served
-            offset += len(chunk)
+            sent += len(chunk)
+            seq += 1
             yield chunk
 
     # -- administration (the admin API and CLI build on these) ----------------------
@@ -330,29 +345,8 @@ class MediaRepository:
         return await self.db.write(lambda conn: store.delete(conn, media_id))
 
 
-async def _spool(body: AsyncIterator[bytes], limit: int) -> tempfile.SpooledTemporaryFile[bytes]:
-    # Closed by the caller (or below on failure): it outlives this function.
-    spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
-        max_size=SPOOL_IN_MEMORY_BYTES
-    )
-    try:
-        async for part in body:
-            if spool.tell() + len(part) > limit:
-                raise too_large(limit)
-            spool.write(part)
-    except BaseException:
-        spool.close()
-        raise
-    return spool
-
-
 async def _then_end(body: AsyncIterator[bytes]) -> AsyncIterator[bytes | None]:
     """The body's parts, then None (so the last chunk is flushed in the same loop)."""
     async for part in body:
         yield part
     yield None
-
-
-async def _chunks_of(spool: tempfile.SpooledTemporaryFile[bytes]) -> AsyncIterator[bytes]:
-    while chunk := spool.read(CHUNK_BYTES):
-        yield chunk

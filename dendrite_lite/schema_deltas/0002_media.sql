@@ -25,10 +25,13 @@ CREATE TABLE media (
 CREATE INDEX media_by_user ON media (user_id, created_ts);
 CREATE INDEX media_pending ON media (state, unused_expires_ts) WHERE state != 'complete';
 
--- The content, written with incremental blob I/O into a zeroblob of the final size.
+-- The content in chunks of up to 4 MiB, in order. One blob preallocated with zeroblob()
+-- would be written twice (zeros, then data): chunk rows measured twice as fast.
 CREATE TABLE media_content (
-    media_id TEXT PRIMARY KEY REFERENCES media (media_id) ON DELETE CASCADE,
-    data     BLOB NOT NULL
+    media_id TEXT NOT NULL REFERENCES media (media_id) ON DELETE CASCADE,
+    seq      INTEGER NOT NULL,
+    data     BLOB NOT NULL,
+    PRIMARY KEY (media_id, seq)
 ) STRICT;
 
 -- Thumbnails: the spec's recommended sizes made at upload, others made on request.

@@ -1,8 +1,8 @@
 """Media repository storage: metadata, blobs (incremental blob I/O), thumbnails, previews.
 
-Content is written into a ``zeroblob`` of the final size, one chunk per write unit, so
-a large upload never sits whole in memory and never holds the writer thread for long;
-it is read back the same way, one chunk per read unit.
+Content is stored as chunk rows (``media_content``, up to 4 MiB each), one chunk per
+write unit, so a large upload never sits whole in memory and never holds the writer
+thread for long; it is read back one chunk per read unit with incremental blob I/O.
 """
 
 from __future__ import annotations
@@ -108,14 +108,12 @@ def begin_upload(
     created_ts: int,
     authenticated_only: bool,
 ) -> None:
-    """A new media row in state 'uploading' with a zeroed blob of the final size."""
+    """A new media row in state 'uploading'; `size` is the announced length (0 if none),
+    counted against the quota while the upload runs."""
     conn.execute(
         "INSERT INTO media (media_id, user_id, state, content_type, upload_name, size,"
         " created_ts, authenticated_only) VALUES (?, ?, 'uploading', ?, ?, ?, ?, ?)",
         (media_id, user_id, content_type, upload_name, size, created_ts, int(authenticated_only)),
-    )
-    conn.execute(
-        "INSERT INTO media_content (media_id, data) VALUES (?, zeroblob(?))", (media_id, size)
     )
 
 
@@ -132,53 +130,43 @@ def claim_pending(
         " WHERE media_id = ? AND state = 'pending'",
         (content_type, upload_name, size, media_id),
     )
-    if conn.changes() == 0:
-        return False
+    return conn.changes() > 0
+
+
+def write_chunk(conn: apsw.Connection, media_id: str, seq: int, data: bytes | bytearray) -> None:
     conn.execute(
-        "INSERT INTO media_content (media_id, data) VALUES (?, zeroblob(?))", (media_id, size)
+        "INSERT INTO media_content (media_id, seq, data) VALUES (?, ?, ?)",
+        (media_id, seq, data),
     )
-    return True
 
 
-def _content_rowid(conn: apsw.Connection, media_id: str) -> int | None:
-    row = conn.execute("SELECT rowid FROM media_content WHERE media_id = ?", (media_id,)).fetchone()
-    return None if row is None else int(row[0])
-
-
-def write_chunk(conn: apsw.Connection, media_id: str, offset: int, data: bytes | bytearray) -> None:
-    rowid = _content_rowid(conn, media_id)
-    if rowid is None:
-        raise LookupError(f"no content row for {media_id}")
-    with conn.blob_open("main", "media_content", "data", rowid, True) as blob:
-        blob.seek(offset)
-        blob.write(data)
-
-
-def read_chunk(conn: apsw.Connection, media_id: str, offset: int, length: int) -> bytes:
-    rowid = _content_rowid(conn, media_id)
-    if rowid is None:
-        return b""
-    blob = conn.blob_open("main", "media_content", "data", rowid, False)
+def read_chunk(conn: apsw.Connection, media_id: str, seq: int) -> bytes | None:
+    """Chunk `seq`, read through incremental blob I/O; None past the last one."""
+    row = conn.execute(
+        "SELECT rowid FROM media_content WHERE media_id = ? AND seq = ?", (media_id, seq)
+    ).fetchone()
+    if row is None:
+        return None
+    blob = conn.blob_open("main", "media_content", "data", int(row[0]), False)
     try:
-        blob.seek(offset)
-        return bytes(blob.read(length))
+        return bytes(blob.read())
     finally:
         blob.close()
 
 
 def read_all(conn: apsw.Connection, media_id: str) -> bytes | None:
     """Whole content; only for media small enough to thumbnail."""
-    row = conn.execute("SELECT data FROM media_content WHERE media_id = ?", (media_id,)).fetchone()
-    return None if row is None else bytes(row[0])
+    rows = conn.execute(
+        "SELECT data FROM media_content WHERE media_id = ? ORDER BY seq", (media_id,)
+    ).fetchall()
+    return b"".join(bytes(row[0]) for row in rows)  # type: ignore[arg-type]
 
 
-def finish_upload(
-    conn: apsw.Connection, media_id: str, sha256: str, width: int | None, height: int | None
-) -> None:
+def finish_upload(conn: apsw.Connection, media_id: str, sha256: str, size: int) -> None:
     conn.execute(
-        "UPDATE media SET state = 'complete', sha256 = ?, width = ?, height = ?,"
-        " unused_expires_ts = NULL WHERE media_id = ? AND state = 'uploading'",
-        (sha256, width, height, media_id),
+        "UPDATE media SET state = 'complete', sha256 = ?, size = ?, unused_expires_ts = NULL"
+        " WHERE media_id = ? AND state = 'uploading'",
+        (sha256, size, media_id),
     )
 
 
