@@ -27,7 +27,7 @@ from dendrite_lite.sliding_sync import room_cache
 from dendrite_lite.sliding_sync.connections import SentRoom
 from dendrite_lite.sliding_sync.required_state import MEMBER, RoomConfig
 from dendrite_lite.sliding_sync.room_cache import RoomCache, RoomSnapshot
-from dendrite_lite.storage import events, notifications, room_state
+from dendrite_lite.storage import events, room_state
 from dendrite_lite.storage import sliding_sync as store
 from dendrite_lite.storage.events import EventRow
 from dendrite_lite.storage.sliding_sync import ListedRoom
@@ -59,11 +59,13 @@ class RoomContext:
     # (the rooms in its lists' windows): nothing to look up for them.
     quiet: frozenset[str] = frozenset()
     now_ts: int = field(default_factory=now_ms)
+    # The rooms this response may send (their unread counts are read together).
+    candidates: list[str] = field(default_factory=list)
     _unread: dict[str, tuple[int, int]] | None = None
 
     def unread(self, room_id: str) -> tuple[int, int]:
         if self._unread is None:
-            self._unread = notifications.unread_by_room(self.conn, self.user_id)
+            self._unread = store.unread_counts(self.conn, self.user_id, self.candidates)
         return self._unread.get(room_id, (0, 0))
 
 

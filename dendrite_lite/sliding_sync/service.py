@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +56,7 @@ from dendrite_lite.sliding_sync.room_results import RoomContext, RoomUpdate
 from dendrite_lite.storage import sliding_sync as store
 from dendrite_lite.storage import streams, to_device
 from dendrite_lite.storage.db import Database
+from dendrite_lite.storage.sliding_sync import ListedRoom
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ MAX_TIMEOUT_MS = 5 * 60 * 1000
 # Up to this many stream positions since the pos, one query finds the rooms with events
 # (beyond it, each room is looked up by itself).
 QUIET_WINDOW = 5000
+MAX_CACHED_ROOM_LISTS = 1024
 
 
 @dataclass
@@ -104,6 +108,8 @@ class SlidingSync:
         self.presence = presence_service
         self.connections = Connections()
         self.room_cache = RoomCache()
+        self._room_lists: OrderedDict[str, tuple[tuple[int, ...], list[ListedRoom]]] = OrderedDict()
+        self._room_lists_lock = threading.Lock()
         self._writes: set[asyncio.Task[None]] = set()
 
     async def sync(
@@ -227,6 +233,21 @@ class SlidingSync:
 
     # -- on a reader thread --------------------------------------------------------------
 
+    def _room_list(self, conn: apsw.Connection, user_id: str) -> list[ListedRoom]:
+        """The user's room list by recency, kept in memory while it does not change
+        (one aggregate over the user's rows tells)."""
+        version = store.room_list_version(conn, user_id)
+        cached = self._room_lists.get(user_id)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        rows = store.room_list(conn, user_id)
+        with self._room_lists_lock:
+            self._room_lists[user_id] = (version, rows)
+            self._room_lists.move_to_end(user_id)
+            while len(self._room_lists) > MAX_CACHED_ROOM_LISTS:
+                self._room_lists.popitem(last=False)
+        return rows
+
     def _compute(
         self,
         conn: apsw.Connection,
@@ -251,7 +272,7 @@ class SlidingSync:
         now = streams.current_position(conn)
         base_stream = None if base is None else min(base.stream_pos, now)
         sent_rooms = {} if base is None else base.rooms
-        rows = store.room_list(conn, user_id)
+        rows = self._room_list(conn, user_id)
         facts = RoomFacts(conn, user_id)
         list_results, configs, in_lists = compute_lists(
             request.lists, server_list(rows, sent_rooms), facts
@@ -292,6 +313,7 @@ class SlidingSync:
                 now,
             ),
             quiet,
+            candidates=[room_id for room_id in configs if room_id not in quiet],
         )
         updates: dict[str, RoomUpdate] = {}
         for room_id, config in configs.items():

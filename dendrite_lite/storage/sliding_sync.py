@@ -195,6 +195,35 @@ def room_list(conn: apsw.Connection, user_id: str) -> list[ListedRoom]:
     ]
 
 
+def unread_counts(
+    conn: apsw.Connection, user_id: str, room_ids: Iterable[str]
+) -> dict[str, tuple[int, int]]:
+    """room_id -> (notifications, highlights) over all its threads, for these rooms."""
+    return {
+        str(room_id): (int(count), int(highlights))
+        for room_id, count, highlights in conn.execute(
+            "SELECT room_id, sum(notifications), sum(highlights) FROM push_counts"
+            " WHERE room_id IN (SELECT value FROM json_each(?)) AND user_id = ?"
+            " GROUP BY room_id",
+            (msgspec.json.encode(list(room_ids)), user_id),
+        )
+    }
+
+
+def room_list_version(conn: apsw.Connection, user_id: str) -> tuple[int, ...]:
+    """What changes whenever the user's room list does: a bump or a membership change
+    takes a new, greater stream position; a new membership event a greater event_nid;
+    forgetting flips a flag; rooms come and go."""
+    row = conn.execute(
+        "SELECT count(*), coalesce(max(bump_stamp), 0), coalesce(max(stream_pos), 0),"
+        " coalesce(max(event_nid), 0), coalesce(sum(forgotten), 0)"
+        " FROM user_rooms WHERE user_id = ?",
+        (user_id,),
+    ).fetchone()
+    assert row is not None
+    return tuple(int(v) for v in row)
+
+
 def encrypted_rooms(conn: apsw.Connection, user_id: str) -> set[str]:
     return {
         str(room_id)
