@@ -43,8 +43,8 @@ from dendrite_lite.api.client import (
 from dendrite_lite.api.client import dehydrated_devices as dehydrated_devices_api
 from dendrite_lite.api.client import directory as directory_api
 from dendrite_lite.api.client import key_backup as key_backup_api
-from dendrite_lite.api.client import media as media_api
 from dendrite_lite.api.client import keys as keys_api
+from dendrite_lite.api.client import media as media_api
 from dendrite_lite.api.client import notifications as notifications_api
 from dendrite_lite.api.client import oauth as oauth_api
 from dendrite_lite.api.client import oauth_pages as oauth_pages_api
@@ -56,6 +56,7 @@ from dendrite_lite.api.client import room_upgrades as room_upgrades_api
 from dendrite_lite.api.client import sliding_sync as sliding_sync_api
 from dendrite_lite.api.client import sso as sso_api
 from dendrite_lite.api.client import tags as tags_api
+from dendrite_lite.api.client import threads as threads_api
 from dendrite_lite.api.client import threepid as threepid_api
 from dendrite_lite.api.client import timestamp_to_event as timestamp_to_event_api
 from dendrite_lite.api.client import user_directory as user_directory_api
@@ -92,6 +93,7 @@ from dendrite_lite.rooms.receipts import Receipts
 from dendrite_lite.rooms.relations import Relations
 from dendrite_lite.rooms.reports import Reports
 from dendrite_lite.rooms.sending import Sending
+from dendrite_lite.rooms.threads import Threads
 from dendrite_lite.rooms.timestamps import TimestampLookup
 from dendrite_lite.rooms.typing_notifications import TypingNotifications
 from dendrite_lite.rooms.upgrades import RoomUpgrades
@@ -186,6 +188,7 @@ ROUTES: list[Any] = [
     relations.get_relating_events,
     relations.get_relating_events_with_rel_type,
     relations.get_relating_events_with_rel_type_and_event_type,
+    *threads_api.ROUTES,
     filter.define_filter,
     filter.get_filter,
     sync.sync,
@@ -239,6 +242,7 @@ class Services:
     reports: Reports
     timestamps: TimestampLookup
     relations: Relations
+    threads: Threads
     sync_service: Sync
     sliding_sync: SlidingSync
     typing_notifications: TypingNotifications
@@ -375,6 +379,7 @@ def build_services(config: Config) -> Services:
         reports=Reports(db),
         timestamps=TimestampLookup(db),
         relations=Relations(db),
+        threads=Threads(db),
         sync_service=Sync(db, notifier, typing, presence_service),
         sliding_sync=SlidingSync(db, notifier, typing, presence_service),
         presence=presence_service,

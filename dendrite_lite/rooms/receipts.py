@@ -16,9 +16,10 @@ from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.push.counts import mark_read
-from dendrite_lite.push.hook import PushHook
-from dendrite_lite.storage import account_data, receipts, room_state, rooms, streams
+from dendrite_lite.push.hook import THREAD, THREAD_HOPS, PushHook
+from dendrite_lite.storage import account_data, receipts, relations, room_state, rooms, streams
 from dendrite_lite.storage.db import Database
+from dendrite_lite.storage.notifications import MAIN
 from dendrite_lite.storage.receipts import ReceiptRow
 
 READ = "m.read"
@@ -61,11 +62,13 @@ class Receipts:
             if membership is None or membership[0] != "join":
                 raise forbidden(f"{user_id} is not in room {room_id}")
             positions: dict[str, int] = {}
-            for event_id in markers.values():
+            for receipt_type, event_id in markers.items():
                 found = receipts.stream_pos_of_event(conn, room_id, event_id)
                 if found is None:
                     raise not_found(f"Event {event_id} not found in room")
                 positions[event_id] = found
+                if thread_id and receipt_type != FULLY_READ:
+                    _check_in_thread(conn, room_id, event_id, thread_id)
             position = streams.next_position(conn)
             now = now_ms()
             public = read = False
@@ -90,6 +93,32 @@ class Receipts:
         self.notifier.notify(notify, position)
         if read and self.push_hook is not None:
             self.push_hook.read_by(user_id)
+
+
+def _check_in_thread(conn: apsw.Connection, room_id: str, event_id: str, thread_id: str) -> None:
+    """A threaded receipt must be on an event of that thread (the root counts as in
+    its own thread too); spec: 400 M_INVALID_PARAM when "the event_id is not related
+    to the thread_id"."""
+    actual = thread_of_event(conn, room_id, event_id)
+    if thread_id == actual or (thread_id != MAIN and thread_id == event_id):
+        return
+    raise MatrixError(400, ErrCode.INVALID_PARAM, f"Event {event_id} is not in thread {thread_id}")
+
+
+def thread_of_event(conn: apsw.Connection, room_id: str, event_id: str) -> str:
+    """The thread of a stored event: its root's ID or 'main' (spec: an event is in a
+    thread if it or a parent, at most THREAD_HOPS relations up, is an m.thread reply)."""
+    target: str | None = event_id
+    for _ in range(THREAD_HOPS + 1):
+        if target is None:
+            break
+        parent = relations.parent_of(conn, room_id, target)
+        if parent is None:
+            break
+        if parent[1] == THREAD:
+            return parent[0]
+        target = parent[0]
+    return MAIN
 
 
 def receipt_event(rows: list[ReceiptRow], viewer: str) -> dict[str, Any] | None:

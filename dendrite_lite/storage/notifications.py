@@ -146,30 +146,40 @@ def recount(conn: apsw.Connection, user_id: str, room_id: str) -> None:
     )
 
 
+ThreadCounts = dict[
+    str, tuple[int, int]
+]  # thread ('main' or a root) -> (notifications, highlights)
+
+
+def unread_by_thread(
+    conn: apsw.Connection, user_id: str, room_ids: Iterable[str] | None = None
+) -> dict[str, ThreadCounts]:
+    """room_id -> thread -> counts, of the threads with anything unread; every room of the
+    user, or just `room_ids` (an incremental sync serves few)."""
+    if room_ids is None:
+        rows = conn.execute(
+            "SELECT room_id, thread_id, notifications, highlights FROM push_counts"
+            " WHERE user_id = ? AND (notifications > 0 OR highlights > 0)",
+            (user_id,),
+        )
+    else:
+        rows = conn.execute(
+            "SELECT room_id, thread_id, notifications, highlights FROM push_counts"
+            " WHERE user_id = ? AND room_id IN (SELECT value FROM json_each(?))"
+            " AND (notifications > 0 OR highlights > 0)",
+            (user_id, msgspec.json.encode(sorted(set(room_ids)))),
+        )
+    found: dict[str, ThreadCounts] = {}
+    for room_id, thread_id, count, highlights in rows:
+        found.setdefault(str(room_id), {})[str(thread_id)] = (int(count), int(highlights))
+    return found
+
+
 def unread_by_room(conn: apsw.Connection, user_id: str) -> dict[str, tuple[int, int]]:
     """room_id -> (notification_count, highlight_count), over all the room's threads."""
     return {
-        str(room_id): (int(count), int(highlights))
-        for room_id, count, highlights in conn.execute(
-            "SELECT room_id, sum(notifications), sum(highlights) FROM push_counts"
-            " WHERE user_id = ? GROUP BY room_id",
-            (user_id,),
-        )
-    }
-
-
-def unread_in_rooms(
-    conn: apsw.Connection, user_id: str, room_ids: Iterable[str]
-) -> dict[str, tuple[int, int]]:
-    """unread_by_room for just these rooms (an incremental sync serves few)."""
-    return {
-        str(room_id): (int(count), int(highlights))
-        for room_id, count, highlights in conn.execute(
-            "SELECT room_id, sum(notifications), sum(highlights) FROM push_counts"
-            " WHERE user_id = ? AND room_id IN (SELECT value FROM json_each(?))"
-            " GROUP BY room_id",
-            (user_id, msgspec.json.encode(sorted(set(room_ids)))),
-        )
+        room_id: (sum(n for n, _ in threads.values()), sum(h for _, h in threads.values()))
+        for room_id, threads in unread_by_thread(conn, user_id).items()
     }
 
 

@@ -187,6 +187,18 @@ def relation_of(conn: apsw.Connection, event_id: str) -> Relation | None:
     return None
 
 
+def parent_of(conn: apsw.Connection, room_id: str, event_id: str) -> tuple[str, str] | None:
+    """(relates_to, rel_type) of a stored event of the room, None if it relates to nothing."""
+    for relates_to, rel_type in conn.execute(
+        "SELECT relates_to, rel_type FROM events WHERE event_id = ? AND room_id = ?",
+        (event_id, room_id),
+    ):
+        if relates_to is None or rel_type is None:
+            return None
+        return str(relates_to), str(rel_type)
+    return None
+
+
 def annotations_by(
     conn: apsw.Connection, room_id: str, parent_id: str, sender: str, event_type: str
 ) -> list[bytes]:

@@ -21,7 +21,7 @@ import msgspec
 
 from dendrite_lite.filters import Filter, RoomEventFilter, matches, type_allowed
 from dendrite_lite.rooms import client_format
-from dendrite_lite.rooms.aggregations import serve_events
+from dendrite_lite.rooms.aggregations import filter_related, serve_events
 from dendrite_lite.rooms.reading import make_token
 from dendrite_lite.rooms.receipts import receipt_event
 from dendrite_lite.rooms.visibility import VisibilityChecker, viewer
@@ -91,22 +91,40 @@ class Context:
     # (room_id, type, content) of the account data changed in the window
     account_data: list[tuple[str, str, bytes]]
     _all_account_data: list[tuple[str, str, bytes]] | None = field(default=None, init=False)
-    _unread: dict[str, tuple[int, int]] | None = field(default=None, init=False)
+    _unread: dict[str, notifications.ThreadCounts] | None = field(default=None, init=False)
     # The rooms this sync serves, when it knows them to be few (incremental).
     served_rooms: list[str] | None = field(default=None, init=False)
 
-    def unread_notifications(self, room_id: str) -> dict[str, int]:
-        """The room's unread counts (push/hook.py keeps them in the send path), read
-        once per sync for every room served."""
+    def _counts(self, room_id: str) -> notifications.ThreadCounts:
+        """The room's unread counts per thread (push/hook.py keeps them in the send
+        path), read once per sync for every room served."""
         if self._unread is None:
-            if self.served_rooms is not None:
-                self._unread = notifications.unread_in_rooms(
-                    self.conn, self.window.user_id, self.served_rooms
-                )
-            else:
-                self._unread = notifications.unread_by_room(self.conn, self.window.user_id)
-        count, highlights = self._unread.get(room_id, (0, 0))
-        return {"highlight_count": highlights, "notification_count": count}
+            self._unread = notifications.unread_by_thread(
+                self.conn, self.window.user_id, self.served_rooms
+            )
+        return self._unread.get(room_id, {})
+
+    def unread_notifications(self, room_id: str) -> dict[str, Any]:
+        """`unread_notifications`, and with the timeline filter's
+        `unread_thread_notifications` (MSC3773) the main timeline's counts there and each
+        thread's in `unread_thread_notifications`."""
+        counts = self._counts(room_id)
+        if not self.window.filter.room.timeline.unread_thread_notifications:
+            return {
+                "unread_notifications": {
+                    "highlight_count": sum(h for _, h in counts.values()),
+                    "notification_count": sum(n for n, _ in counts.values()),
+                }
+            }
+        main_n, main_h = counts.get(notifications.MAIN, (0, 0))
+        return {
+            "unread_notifications": {"highlight_count": main_h, "notification_count": main_n},
+            "unread_thread_notifications": {
+                thread: {"highlight_count": h, "notification_count": n}
+                for thread, (n, h) in sorted(counts.items())
+                if thread != notifications.MAIN
+            },
+        }
 
     def room_account_data(self, room_id: str, everything: bool) -> list[msgspec.Raw]:
         af = self.window.filter.room.account_data
@@ -142,6 +160,14 @@ class Timeline:
     skipped: list[EventRow]
 
 
+def _related(conn: apsw.Connection, f: RoomEventFilter, rows: list[EventRow]) -> set[str] | None:
+    """The rows passing `related_by_senders`/`related_by_rel_types` (None: no such filter)."""
+    if not f.related_by_senders and not f.related_by_rel_types:
+        return None
+    kept = filter_related(conn, rows, f.related_by_senders, f.related_by_rel_types)
+    return {row.event_id for row in kept}
+
+
 def timeline(
     conn: apsw.Connection,
     room_id: str,
@@ -169,6 +195,7 @@ def timeline(
         )
         if not batch:
             break
+        related = _related(conn, f, batch)
         for row in batch:
             scanned += 1
             cursor = row.stream_pos - 1
@@ -176,7 +203,7 @@ def timeline(
                 continue
             if row.state_key is None and row.sender in ignored:
                 continue
-            if not matches(f, row):
+            if not matches(f, row) or (related is not None and row.event_id not in related):
                 if row.state_key is not None:
                     skipped.append(row)
                 continue
@@ -436,7 +463,7 @@ def joined_room(
         "account_data": {"events": room_account_data},
         "ephemeral": {"events": ephemeral},
         "summary": room_summary,
-        "unread_notifications": ctx.unread_notifications(room_id),
+        **ctx.unread_notifications(room_id),
     }
 
 

@@ -31,6 +31,12 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     "uk.tcpip.msc4133.stable": True,
     # Dehydrated devices (MSC3814), which Element uses to receive keys while offline.
     "org.matrix.msc3814": True,
+    # Threads (MSC3440, in the spec since v1.4): matrix-js-sdk turns on server-side
+    # threads (/threads, thread filters) only when it sees this.
+    "org.matrix.msc3440.stable": True,
+    # Threaded read receipts (MSC3771) and per-thread notification counts (MSC3773).
+    "org.matrix.msc3771": True,
+    "org.matrix.msc3773": True,
     # Simplified sliding sync (MSC4186): Element X refuses a server without it.
     "org.matrix.simplified_msc3575": True,
 }
