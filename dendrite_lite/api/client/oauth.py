@@ -77,8 +77,10 @@ def html_page(content: str, status: int = 200) -> Response[Any]:
     headers = {
         **NO_STORE,
         "X-Frame-Options": "DENY",
+        # No form-action: Chrome applies it to the redirect after the consent form, and a
+        # native client's private-use scheme matches no source expression.
         "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src https:;"
-        " form-action 'self' *; frame-ancestors 'none'",
+        " frame-ancestors 'none'",
         "Referrer-Policy": "no-referrer",
     }
     return Response(
