@@ -26,17 +26,15 @@ from tests.e2e.test_email_registration import (
     new_address,
     request_token,
 )
-from tests.unit.threepid.smtp_sink import SMTPSink
+from tests.unit.threepid.smtp_sink import SMTPSink, shared_sink
 
 CONFIG = AsyncClientConfig(max_limit_exceeded=0, max_timeouts=0, request_timeout=30)
 NEW_PASSWORD = "a brand new passphrase"
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[SMTPSink]:
-    smtp = SMTPSink().start()
-    yield smtp
-    smtp.stop()
+def sink() -> SMTPSink:
+    return shared_sink()
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,14 @@ import pytest
 from tests.e2e.conftest import ServerFactory
 from tests.e2e.harness import Server
 from tests.e2e.matrix import CS, PASSWORD, bearer, expect, unique
-from tests.unit.threepid.smtp_sink import SMTPSink
+from tests.unit.threepid.smtp_sink import SMTPSink, shared_sink
 
 EMAIL_STAGE = "m.login.email.identity"
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[SMTPSink]:
-    smtp = SMTPSink().start()
-    yield smtp
-    smtp.stop()
+def sink() -> SMTPSink:
+    return shared_sink()
 
 
 def email_overrides(sink: SMTPSink, **extra: Any) -> dict[str, dict[str, Any]]:

@@ -19,16 +19,14 @@ from tests.e2e.conftest import ServerFactory
 from tests.e2e.harness import Server
 from tests.e2e.matrix import CS, expect, register_user
 from tests.e2e.test_email_registration import email_overrides, new_address, request_token
-from tests.unit.threepid.smtp_sink import SMTPSink
+from tests.unit.threepid.smtp_sink import SMTPSink, shared_sink
 
 SUBMIT = "/_dendrite/client/email/submit_token"
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[SMTPSink]:
-    smtp = SMTPSink().start()
-    yield smtp
-    smtp.stop()
+def sink() -> SMTPSink:
+    return shared_sink()
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ certificate made here with `cryptography`) and implicit TLS, optionally with AUT
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import email
 import email.policy
@@ -147,6 +148,19 @@ class SMTPSink:
     def count(self, address: str) -> int:
         with self.cond:
             return sum(1 for r in self.received if address in r.recipients)
+
+
+_shared: SMTPSink | None = None
+
+
+def shared_sink() -> SMTPSink:
+    """One plain SMTP server for the whole test run: test servers configured with it are
+    equal, so the server factory shares them between modules."""
+    global _shared
+    if _shared is None:
+        _shared = SMTPSink().start()
+        atexit.register(_shared.stop)
+    return _shared
 
 
 def make_self_signed(directory: Path) -> tuple[Path, Path]:
