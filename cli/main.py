@@ -30,6 +30,7 @@ from .common import (
     with_database,
 )
 from .media import app as media_app
+from .oidc import app as oidc_app
 from .email import app as email_app
 from .registration_tokens import app as registration_tokens_app
 from .users import app as users_app
@@ -43,6 +44,7 @@ app = typer.Typer(
 )
 app.add_typer(users_app, name="user")
 app.add_typer(registration_tokens_app, name="registration-token")
+app.add_typer(oidc_app, name="oidc")
 app.add_typer(email_app, name="email")
 app.add_typer(media_app, name="media")
 app.command("backup")(backup)

@@ -132,6 +132,35 @@ def localpart_from(value: Any) -> str | None:
     return cleaned or None
 
 
+async def _get_json(url: str) -> dict[str, Any]:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=_TIMEOUT_S) as client:
+            response = await client.get(url, headers={"Accept": "application/json"})
+        document = response.json()
+    except (httpx.HTTPError, ValueError):
+        raise UpstreamError("the provider is unreachable") from None
+    if response.status_code != 200 or not isinstance(document, dict):
+        raise UpstreamError(f"the provider answered {response.status_code}")
+    return document
+
+
+async def fetch_discovery(provider: OAuthUpstreamConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The provider's discovery document (its issuer checked) and its JWKS."""
+    issuer = provider.issuer.rstrip("/")
+    metadata = await _get_json(issuer + "/.well-known/openid-configuration")
+    if str(metadata.get("issuer", "")).rstrip("/") != issuer:
+        raise UpstreamError("the discovery document names another issuer")
+    for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+        if not isinstance(metadata.get(key), str):
+            raise UpstreamError(f"the discovery document lacks {key}")
+    jwks = await _get_json(metadata["jwks_uri"])
+    if not isinstance(jwks.get("keys"), list):
+        raise UpstreamError("the JWKS has no keys")
+    return metadata, jwks
+
+
 class UpstreamProviders:
     def __init__(self, server: AuthorizationServer) -> None:
         self.server = server
@@ -143,19 +172,6 @@ class UpstreamProviders:
     def callback_url(self) -> str:
         return self.server.base + CALLBACK_PATH
 
-    async def _get_json(self, url: str) -> dict[str, Any]:
-        import httpx
-
-        try:
-            async with httpx.AsyncClient(timeout=_TIMEOUT_S) as client:
-                response = await client.get(url, headers={"Accept": "application/json"})
-            document = response.json()
-        except (httpx.HTTPError, ValueError):
-            raise UpstreamError("the provider is unreachable") from None
-        if response.status_code != 200 or not isinstance(document, dict):
-            raise UpstreamError(f"the provider answered {response.status_code}")
-        return document
-
     async def discover(
         self, provider: OAuthUpstreamConfig, *, refresh: bool = False
     ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -163,14 +179,7 @@ class UpstreamProviders:
         cached = self._discovery.get(provider.id)
         if cached is not None and not refresh and cached[0] > time.monotonic():
             return cached[1], cached[2]
-        issuer = provider.issuer.rstrip("/")
-        metadata = await self._get_json(issuer + "/.well-known/openid-configuration")
-        if str(metadata.get("issuer", "")).rstrip("/") != issuer:
-            raise UpstreamError("the discovery document names another issuer")
-        for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-            if not isinstance(metadata.get(key), str):
-                raise UpstreamError(f"the discovery document lacks {key}")
-        jwks = await self._get_json(metadata["jwks_uri"])
+        metadata, jwks = await fetch_discovery(provider)
         self._discovery[provider.id] = (time.monotonic() + DISCOVERY_TTL_S, metadata, jwks)
         return metadata, jwks
 
