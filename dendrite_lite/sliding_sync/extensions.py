@@ -9,6 +9,7 @@ subscriptions (`*`: all of them).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -171,8 +172,14 @@ def _account_data(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
             by_room.setdefault(room_id, []).append(account_data_event(type_, content))
     if base is None and not has_push_rules:
         # A user who never changed a push rule has the defaults; clients expect them.
-        global_events.insert(0, account_data_event(PUSH_RULES, default_account_data(inp.user_id)))
+        global_events.insert(0, _default_push_rules(inp.user_id))
     return {"global": global_events, "rooms": by_room}
+
+
+@functools.lru_cache(maxsize=256)
+def _default_push_rules(user_id: str) -> msgspec.Raw:
+    """The server's default rules as account data (built once per user, not per request)."""
+    return account_data_event(PUSH_RULES, default_account_data(user_id))
 
 
 def _receipts(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import apsw
 import msgspec
 
 from dendrite_lite.rooms import client_format
+from dendrite_lite.sliding_sync.required_state import RoomConfig
 from dendrite_lite.storage import events, room_state
 from dendrite_lite.storage import sliding_sync as store
 from dendrite_lite.storage.events import EventRow
@@ -64,6 +65,30 @@ class RoomSnapshot:
     # Member events looked up so far: user -> (event_nid, row); None: not a member.
     # Filled by readers as they go (one dict assignment, atomic under the GIL).
     members: dict[str, tuple[int, EventRow] | None] = field(default_factory=dict)
+    # The non-member state each room config asks for (room lists share one config).
+    matched: dict[RoomConfig, dict[tuple[str, str], int]] = field(default_factory=dict)
+    # Served state events, split around `age` (the one part that changes with time).
+    served: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+
+    def matching(self, config: RoomConfig) -> dict[tuple[str, str], int]:
+        found = self.matched.get(config)
+        if found is None:
+            found = {k: nid for k, nid in self.non_member.items() if config.matches(*k)}
+            self.matched[config] = found
+        return found
+
+    def serve(self, row: EventRow, now_ts: int) -> msgspec.Raw:
+        """A state event as client_format.serve(row, now=now_ts) serves it."""
+        parts = self.served.get(row.event_nid)
+        if parts is None:
+            fixed = row.unsigned[1:-1]
+            parts = (
+                row.client[:-1] + b',"unsigned":{"age":',
+                (b"," + fixed if fixed else b"") + b"}}",
+            )
+            self.served[row.event_nid] = parts
+        age = str(now_ts - row.origin_server_ts).encode()
+        return msgspec.Raw(parts[0] + age + parts[1])
 
     def heroes(self, user_id: str) -> list[dict[str, str]]:
         for candidates in (self.present, self.departed):

@@ -10,6 +10,7 @@ tags, encryption, room types, spaces) are read only when a list asks for them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,14 +33,14 @@ class RoomFacts:
 
     conn: apsw.Connection
     user_id: str
-    _direct: set[str] | None = None
+    _direct: frozenset[str] | None = None
     _encrypted: set[str] | None = None
     _types: dict[str, str | None] | None = None
     _tags: dict[str, set[str]] | None = None
     _spaces: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
 
     @property
-    def direct(self) -> set[str]:
+    def direct(self) -> frozenset[str]:
         if self._direct is None:
             self._direct = direct_rooms(
                 account_data.get(self.conn, self.user_id, account_data.GLOBAL, "m.direct")
@@ -79,20 +80,21 @@ class RoomFacts:
         return row is not None
 
 
-def direct_rooms(content: bytes | None) -> set[str]:
-    """Room IDs named in m.direct ({user_id: [room_id, ...]})."""
+@functools.lru_cache(maxsize=256)
+def direct_rooms(content: bytes | None) -> frozenset[str]:
+    """Room IDs named in m.direct ({user_id: [room_id, ...]}); decoded once per content."""
     if content is None:
-        return set()
+        return frozenset()
     try:
         value: Any = msgspec.json.decode(content)
     except msgspec.DecodeError:
-        return set()
+        return frozenset()
     found: set[str] = set()
     if isinstance(value, dict):
         for rooms in value.values():
             if isinstance(rooms, list):
                 found.update(r for r in rooms if isinstance(r, str))
-    return found
+    return frozenset(found)
 
 
 def server_list(rows: list[ListedRoom], previously_sent: Mapping[str, object]) -> list[ListedRoom]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apsw
+import msgspec
 
 from dendrite_lite.clock import now_ms
 from dendrite_lite.filters import RoomEventFilter
@@ -50,7 +51,7 @@ class RoomContext:
     device_id: str
     now: int  # the stream position the response covers
     base: int | None  # the stream position of the request's pos (None: no pos)
-    direct: set[str]
+    direct: frozenset[str]
     ignored: frozenset[str]
     cache: RoomCache
     # Each room's newest stream position, read for all rooms at once where needed.
@@ -74,6 +75,8 @@ class RoomUpdate:
     result: dict[str, Any]
     sent: SentRoom
     initial: bool
+    timeline_rows: list[EventRow] = field(default_factory=list)
+    checker: VisibilityChecker | None = None
 
 
 def build(
@@ -228,13 +231,11 @@ def _joined(
     if whole or expanded_state or meta_changed:
         meta = snapshot or room_cache.build(conn, room_id, latest)
         _meta(ctx, room_id, meta, result, whole, changed)
+    serve_state = snapshot.serve if snapshot is not None else _serve_state
     result["required_state"] = [
-        client_format.serve(r, now=ctx.now_ts)
-        for r in sorted(state_rows.values(), key=lambda r: r.stream_pos)
+        serve_state(r, ctx.now_ts) for r in sorted(state_rows.values(), key=lambda r: r.stream_pos)
     ]
-    result["timeline"] = serve_events(
-        conn, tl.rows, user_id=ctx.user_id, device=(ctx.user_id, ctx.device_id), checker=checker
-    )
+    result["timeline"] = []  # served for all rooms at once: serve_timelines
     if expanded_timeline:
         result["unstable_expanded_timeline"] = True
     result["limited"] = tl.limited
@@ -246,7 +247,32 @@ def _joined(
     result["notification_count"] = count
     result["highlight_count"] = highlights
     result["unread_notifications"] = {"notification_count": count, "highlight_count": highlights}
-    return RoomUpdate(result, SentRoom(upto, row.membership, config, members), whole)
+    return RoomUpdate(
+        result, SentRoom(upto, row.membership, config, members), whole, tl.rows, checker
+    )
+
+
+def _serve_state(row: EventRow, now_ts: int) -> msgspec.Raw:
+    return client_format.serve(row, now=now_ts)
+
+
+def serve_timelines(ctx: RoomContext, updates: dict[str, RoomUpdate]) -> None:
+    """Fill in every room's timeline. Bundled aggregations are looked for once for all
+    rooms; only rooms with an event that has children pay for bundling them."""
+    parents = [r.event_id for u in updates.values() for r in u.timeline_rows]
+    with_children = store.parents_with_children(ctx.conn, parents)
+    device = (ctx.user_id, ctx.device_id)
+    for update in updates.values():
+        rows = update.timeline_rows
+        if not rows:
+            continue
+        if any(r.event_id in with_children for r in rows):
+            served = serve_events(
+                ctx.conn, rows, user_id=ctx.user_id, device=device, checker=update.checker
+            )
+        else:
+            served = [client_format.serve(r, requester_device=device, now=ctx.now_ts) for r in rows]
+        update.result["timeline"] = served
 
 
 def _wanted_state(
@@ -274,9 +300,12 @@ def _wanted_state(
 
     def everything(previous: RoomConfig | None) -> None:
         assert state.non_member is not None  # a whole room or a new config: all of it read
-        for key, nid in state.non_member.items():
-            if config.matches(*key) and (previous is None or not previous.matches(*key)):
-                wanted[key] = nid
+        if previous is None and state.snapshot is not None:
+            wanted.update(state.snapshot.matching(config))
+        else:
+            for key, nid in state.non_member.items():
+                if config.matches(*key) and (previous is None or not previous.matches(*key)):
+                    wanted[key] = nid
         if config.all_members():
             for member, nid in state.all_members(conn, room_id).items():
                 key = (MEMBER, member)

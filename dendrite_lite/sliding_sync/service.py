@@ -320,6 +320,7 @@ class SlidingSync:
             update = room_results.build(ctx, by_id[room_id], config, sent_rooms.get(room_id))
             if update is not None:
                 updates[room_id] = update
+        room_results.serve_timelines(ctx, updates)
         ext = extensions.compute(
             request,
             ExtensionInput(

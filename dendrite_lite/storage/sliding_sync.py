@@ -313,6 +313,20 @@ def latest_stream_positions(
     }
 
 
+def parents_with_children(conn: apsw.Connection, event_ids: list[str]) -> set[str]:
+    """Which of these events have relations pointing at them (index events_relations)."""
+    if not event_ids:
+        return set()
+    return {
+        str(parent)
+        for (parent,) in conn.execute(
+            "SELECT DISTINCT relates_to FROM events"
+            " WHERE relates_to IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode(event_ids),),
+        )
+    }
+
+
 def rooms_with_events(conn: apsw.Connection, after: int, upto: int) -> set[str]:
     return {
         str(room_id)
