@@ -234,11 +234,18 @@ class MediaRepository:
                         raise (
                             too_large(limit)
                             if size > self.config.max_upload_size
-                            else (quota_exceeded())
+                            else quota_exceeded()
                         )
                     sha.update(part)
-                    buffer += part
-                if buffer and (len(buffer) >= CHUNK_BYTES or part is None):
+                rest = memoryview(part or b"")
+                # Every chunk but the last is exactly CHUNK_BYTES, so a byte range maps
+                # to chunks by division (range requests).
+                while len(rest) or (part is None and buffer):
+                    take = CHUNK_BYTES - len(buffer)
+                    buffer += rest[:take]
+                    rest = rest[take:]
+                    if len(buffer) < CHUNK_BYTES and part is not None:
+                        break
                     # The buffer itself goes to the writer thread (no copy); a new one
                     # collects the next chunk meanwhile.
                     chunk, buffer = buffer, bytearray()
@@ -317,20 +324,32 @@ class MediaRepository:
             except TimeoutError:
                 pass
 
-    async def content(self, media: Media) -> AsyncIterator[bytes]:
-        """The content chunk by chunk, one read unit each (never whole in memory)."""
+    async def content(
+        self, media: Media, first: int = 0, last: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Bytes `first`..`last` (inclusive; default: all) chunk by chunk, one read unit
+        each, never whole in memory."""
         media_id = media.media_id
-        sent = seq = 0
-        while sent < media.size:
+        end = media.size if last is None else min(last + 1, media.size)
+        if first >= end:
+            return
+        size = await self.db.read(lambda conn: store.chunk_bytes(conn, media_id))
+        if size <= 0:
+            return
+        position = first
+        while position < end:
+            seq, start = divmod(position, size)
+            length = min(size - start, end - position)
 
-            def read_chunk(conn: apsw.Connection, seq: int = seq) -> bytes | None:
-                return store.read_chunk(conn, media_id, seq)
+            def read_chunk(
+                conn: apsw.Connection, seq: int = seq, start: int = start, length: int = length
+            ) -> bytes | None:
+                return store.read_chunk(conn, media_id, seq, start, length)
 
             chunk = await self.db.read(read_chunk)
-            if chunk is None:
+            if not chunk:
                 return  # deleted while being served
-            sent += len(chunk)
-            seq += 1
+            position += len(chunk)
             yield chunk
 
     # -- administration (the admin API and CLI build on these) ----------------------

@@ -140,8 +140,19 @@ def write_chunk(conn: apsw.Connection, media_id: str, seq: int, data: bytes | by
     )
 
 
-def read_chunk(conn: apsw.Connection, media_id: str, seq: int) -> bytes | None:
-    """Chunk `seq`, read through incremental blob I/O; None past the last one."""
+def chunk_bytes(conn: apsw.Connection, media_id: str) -> int:
+    """The chunk size a media item was stored with (every chunk but the last has it)."""
+    row = conn.execute(
+        "SELECT length(data) FROM media_content WHERE media_id = ? AND seq = 0", (media_id,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def read_chunk(
+    conn: apsw.Connection, media_id: str, seq: int, start: int = 0, length: int = -1
+) -> bytes | None:
+    """`length` bytes (-1: all) of chunk `seq` from `start`, read through incremental
+    blob I/O (a range request reads only what it needs); None past the last chunk."""
     row = conn.execute(
         "SELECT rowid FROM media_content WHERE media_id = ? AND seq = ?", (media_id, seq)
     ).fetchone()
@@ -149,7 +160,8 @@ def read_chunk(conn: apsw.Connection, media_id: str, seq: int) -> bytes | None:
         return None
     blob = conn.blob_open("main", "media_content", "data", int(row[0]), False)
     try:
-        return bytes(blob.read())
+        blob.seek(start)
+        return bytes(blob.read(length))
     finally:
         blob.close()
 

@@ -459,3 +459,30 @@ def test_guests_may_download_but_not_upload(server_factory: ServerFactory) -> No
         expect(
             http.post(f"{V3}/upload", content=b"x", headers=guest), 403, "M_GUEST_ACCESS_FORBIDDEN"
         )
+
+
+def test_range_requests_for_seeking(http: httpx.Client, user: User) -> None:
+    # 10 MB spans three 4 MiB chunks: ranges inside one, across a boundary, at the end.
+    data = os.urandom(10_000_000)
+    mxc = upload(http, user, data, "video/mp4", "clip.mp4")
+    url = f"{V1}/download/{mxc}"
+    boundary = 4 * 1024 * 1024
+    for header, first, last in [
+        ("bytes=0-99", 0, 99),
+        (f"bytes={boundary - 10}-{boundary + 9}", boundary - 10, boundary + 9),
+        (f"bytes={2 * boundary}-", 2 * boundary, len(data) - 1),
+        ("bytes=-10", len(data) - 10, len(data) - 1),
+        ("bytes=9999990-20000000", 9_999_990, len(data) - 1),
+    ]:
+        response = http.get(url, headers={**user.headers, "Range": header})
+        assert response.status_code == 206, (header, response.status_code)
+        assert response.content == data[first : last + 1], header
+        assert response.headers["content-range"] == f"bytes {first}-{last}/{len(data)}"
+        assert response.headers["content-length"] == str(last - first + 1)
+    whole = http.get(url, headers=user.headers)
+    assert whole.headers["accept-ranges"] == "bytes" and whole.content == data
+    for ignored in ("bytes=0-1,5-6", "lines=1-2", "bytes=5-1", "bytes=x-y"):
+        response = http.get(url, headers={**user.headers, "Range": ignored})
+        assert response.status_code == 200 and len(response.content) == len(data), ignored
+    expect(http.get(url, headers={**user.headers, "Range": "bytes=10000000-"}), 416)
+    expect(http.get(url, headers={**user.headers, "Range": "bytes=-0"}), 416)

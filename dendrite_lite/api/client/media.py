@@ -8,12 +8,12 @@ endpoints serve only media uploaded before the freeze (`[media] freeze_unauthent
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
 
 from litestar import Request, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, Parameter
 from litestar.response import Response, Stream
 
 from dendrite_lite.api.middleware import path_value
@@ -183,14 +183,58 @@ async def get_config(
 # -- downloads ---------------------------------------------------------------------
 
 
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one range of a ``Range: bytes=...`` header as (first, last), inclusive; None
+    to send everything (no header, several ranges, or one we do not understand).
+    https://www.rfc-editor.org/rfc/rfc9110#section-14.2 (video seeking in browsers)."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first_text, dash, last_text = header[6:].strip().partition("-")
+    if not dash or not (first_text.isdigit() or last_text.isdigit()):
+        return None
+    if not first_text:  # "-N": the last N bytes
+        suffix = int(last_text)
+        if suffix == 0:
+            raise_unsatisfiable(size)
+        return max(0, size - suffix), size - 1
+    first = int(first_text)
+    if first >= size:
+        raise_unsatisfiable(size)
+    last = int(last_text) if last_text.isdigit() else size - 1
+    if last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+def raise_unsatisfiable(size: int) -> NoReturn:
+    raise MatrixError(416, ErrCode.UNKNOWN, f"Range not satisfiable (size {size})")
+
+
 def _stream(
-    media: MediaRepository, stored: Media, filename: str | None, *, authenticated: bool
+    media: MediaRepository,
+    stored: Media,
+    filename: str | None,
+    *,
+    authenticated: bool,
+    range_header: str | None = None,
 ) -> Stream:
     headers = media_headers(
         stored.content_type, filename or stored.upload_name, authenticated=authenticated
     )
-    headers["Content-Length"] = str(stored.size)
-    return Stream(media.content(stored), media_type=stored.content_type, headers=headers)
+    headers["Accept-Ranges"] = "bytes"
+    wanted = byte_range(range_header, stored.size)
+    if wanted is None:
+        headers["Content-Length"] = str(stored.size)
+        return Stream(media.content(stored), media_type=stored.content_type, headers=headers)
+    first, last = wanted
+    headers["Content-Length"] = str(last - first + 1)
+    headers["Content-Range"] = f"bytes {first}-{last}/{stored.size}"
+    return Stream(
+        media.content(stored, first, last),
+        media_type=stored.content_type,
+        headers=headers,
+        status_code=206,
+    )
 
 
 async def _download(
@@ -199,13 +243,14 @@ async def _download(
     media_id: str,
     file_name: str | None,
     timeout_ms: int | None,
+    range_header: str | None,
     *,
     authenticated: bool,
 ) -> Stream:
     stored = await media.metadata(path_value(server_name), path_value(media_id), timeout_ms)
     if not authenticated and stored.authenticated_only and media.config.freeze_unauthenticated:
         raise not_found("Media not found")
-    return _stream(media, stored, file_name, authenticated=authenticated)
+    return _stream(media, stored, file_name, authenticated=authenticated, range_header=range_header)
 
 
 @get(
@@ -221,10 +266,13 @@ async def get_content(
     media_id: FromPath[str],
     file_name: FromPath[str | None] = None,
     timeout_ms: int | None = None,
+    range_header: Annotated[str | None, Parameter(header="range")] = None,
 ) -> Stream:
     """GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]"""
     name = path_value(file_name) if file_name else None
-    return await _download(media, origin, media_id, name, timeout_ms, authenticated=True)
+    return await _download(
+        media, origin, media_id, name, timeout_ms, range_header, authenticated=True
+    )
 
 
 @get(
@@ -242,10 +290,13 @@ async def get_content_legacy(
     media_id: FromPath[str],
     file_name: FromPath[str | None] = None,
     timeout_ms: int | None = None,
+    range_header: Annotated[str | None, Parameter(header="range")] = None,
 ) -> Stream:
     """GET /_matrix/media/v3/download/{serverName}/{mediaId}[/{fileName}] (deprecated)"""
     name = path_value(file_name) if file_name else None
-    return await _download(media, origin, media_id, name, timeout_ms, authenticated=False)
+    return await _download(
+        media, origin, media_id, name, timeout_ms, range_header, authenticated=False
+    )
 
 
 async def _thumbnail(
