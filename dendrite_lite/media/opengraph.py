@@ -25,6 +25,7 @@ class _MetaParser(HTMLParser):
         self.title: str | None = None
         self.first_image: str | None = None
         self.icon: str | None = None
+        self.oembed: str | None = None
         self._in_title = False
         self._skip_depth = 0
         self._title_parts: list[str] = []
@@ -42,10 +43,16 @@ class _MetaParser(HTMLParser):
             self._in_title = True
         elif tag == "img" and self.first_image is None and values.get("src"):
             self.first_image = values["src"]
-        elif (
-            tag == "link" and self.icon is None and "icon" in values.get("rel", "").lower().split()
-        ):
-            self.icon = values.get("href") or None
+        elif tag == "link":
+            rel = values.get("rel", "").lower().split()
+            if self.icon is None and "icon" in rel:
+                self.icon = values.get("href") or None
+            if (
+                self.oembed is None
+                and "alternate" in rel
+                and values.get("type", "").lower() == "application/json+oembed"
+            ):
+                self.oembed = values.get("href") or None
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP and self._skip_depth:
@@ -85,6 +92,11 @@ def _clean(value: str | None) -> str | None:
 def parse(body: bytes, content_type: str, page_url: str) -> dict[str, str]:
     """``og:title``, ``og:description``, ``og:image`` (absolute URL), ``og:site_name``
     and the other ``og:`` keys the page declares."""
+    return parse_page(body, content_type, page_url)[0]
+
+
+def parse_page(body: bytes, content_type: str, page_url: str) -> tuple[dict[str, str], str | None]:
+    """`parse`, plus the page's oEmbed discovery link (absolute) if it has one."""
     parser = _MetaParser()
     try:
         parser.feed(decode_html(body, content_type))
@@ -113,4 +125,23 @@ def parse(body: bytes, content_type: str, page_url: str) -> dict[str, str]:
     if "og:image" in og:
         og["og:image"] = urljoin(page_url, og["og:image"])
     og.setdefault("og:url", page_url)
-    return og
+    oembed = urljoin(page_url, parser.oembed) if parser.oembed else None
+    return og, oembed
+
+
+def from_oembed(document: object, og: dict[str, str], oembed_url: str) -> dict[str, str]:
+    """og keys the page lacked, filled from an oEmbed response (https://oembed.com/)."""
+    if not isinstance(document, dict):
+        return og
+    filled = dict(og)
+    image = document.get("url") if document.get("type") == "photo" else None
+    fields = {
+        "og:title": document.get("title"),
+        "og:site_name": document.get("provider_name"),
+        "og:image": image or document.get("thumbnail_url"),
+    }
+    for key, value in fields.items():
+        cleaned = _clean(value) if isinstance(value, str) else None
+        if cleaned is not None and key not in filled:
+            filled[key] = urljoin(oembed_url, cleaned) if key == "og:image" else cleaned
+    return filled

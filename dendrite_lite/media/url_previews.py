@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 MAX_URL_CHARS = 2048
+OEMBED_MAX_BYTES = 64 * 1024
 
 
 def policy_of(config: UrlPreviewConfig) -> OutboundPolicy:
@@ -127,7 +128,11 @@ class UrlPreviews:
         base = media_type.split(";")[0].strip().lower()
         if base in HTML_TYPES:
             page = response.body[: self.config.max_page_bytes]
-            og: dict[str, Any] = dict(opengraph.parse(page, media_type, response.url))
+            parsed, oembed_url = opengraph.parse_page(page, media_type, response.url)
+            if oembed_url and ("og:title" not in parsed or "og:image" not in parsed):
+                document = await self._oembed(oembed_url)
+                parsed = opengraph.from_oembed(document, parsed, oembed_url)
+            og: dict[str, Any] = dict(parsed)
             image_url = og.pop("og:image", None)
             for key in ("og:image:width", "og:image:height", "og:image:type"):
                 og.pop(key, None)
@@ -139,6 +144,17 @@ class UrlPreviews:
             return {"og:title": _filename(response.url) or response.url, **image}
         # Other types: nothing to show beyond the address.
         return {"og:url": response.url}
+
+    async def _oembed(self, url: str) -> object:
+        """The page's oEmbed document, fetched through the same client; None if it
+        cannot be had (the preview goes on without it)."""
+        try:
+            response = await self.client.get(url, max_bytes=OEMBED_MAX_BYTES)
+            if 200 <= response.status < 300:
+                return msgspec.json.decode(response.body)
+        except (OutboundError, msgspec.DecodeError) as exc:
+            log.info("oEmbed %s not used: %s", url, exc)
+        return None
 
     async def _image_from(self, url: str) -> dict[str, Any]:
         """The og:image fetched through the same client and stored as media; {} if it

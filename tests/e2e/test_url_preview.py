@@ -45,6 +45,13 @@ PLAIN = """<html><head><title>Caf\u00e9 menu</title>
 </head><body><img src="menu.png"></body></html>""".encode("latin-1")
 
 
+VIDEO_PAGE = b"""<html><head><meta name="description" content="A clip">
+<link rel="alternate" type="application/json+oembed" href="/oembed.json?url=video">
+</head></html>"""
+OEMBED = b"""{"version": "1.0", "type": "video", "title": "Birthday song",
+"provider_name": "Home videos", "thumbnail_url": "/menu.png", "html": "<iframe></iframe>"}"""
+
+
 class Site:
     """A small web site: pages, images, redirects; counts requests per path."""
 
@@ -68,6 +75,8 @@ class Site:
                     "/photo.png": (200, "image/png", png(640, 480)),
                     "/file.bin": (200, "application/octet-stream", b"\x00" * 100),
                     "/huge": (200, "text/html", b"<html>" + b"x" * 50_000),
+                    "/video": (200, "text/html", VIDEO_PAGE),
+                    "/oembed.json": (200, "application/json", OEMBED),
                     "/broken-image": (
                         200,
                         "text/html",
@@ -196,6 +205,17 @@ def test_preview_of_an_image_and_of_other_types(
     assert "og:image" not in expect(preview(http, user, f"{site.url}/file.bin"), 200)
     # An og:image that cannot be fetched leaves a preview without a picture.
     assert "og:image" not in expect(preview(http, user, f"{site.url}/broken-image"), 200)
+
+
+def test_oembed_fills_what_the_page_lacks(alice: tuple[httpx.Client, User], site: Site) -> None:
+    http, user = alice
+    og = expect(preview(http, user, f"{site.url}/video"), 200)
+    assert og["og:title"] == "Birthday song"
+    assert og["og:description"] == "A clip"
+    assert og["og:site_name"] == "Home videos"
+    assert og["og:image"].startswith("mxc://")
+    assert (og["og:image:width"], og["og:image:height"]) == (300, 200)
+    assert site.hits["/oembed.json"] == 1
 
 
 def test_previews_are_cached(alice: tuple[httpx.Client, User], site: Site) -> None:

@@ -51,3 +51,24 @@ def test_script_text_is_not_a_title_and_values_are_capped() -> None:
 
 def test_garbage_gives_just_the_url() -> None:
     assert opengraph.parse(b"\x00\xff<<>>", "application/xhtml+xml", URL) == {"og:url": URL}
+
+
+def test_oembed_discovery_and_filling() -> None:
+    html = b"""<title>Page</title><link rel="alternate" type="application/json+oembed"
+    href="/oembed?url=x">"""
+    og, oembed = opengraph.parse_page(html, "text/html", URL)
+    assert oembed == "https://example.org/oembed?url=x"
+    document = {
+        "type": "video",
+        "title": "Ignored: the page has a title",
+        "provider_name": "Tube",
+        "thumbnail_url": "/thumb.jpg",
+    }
+    filled = opengraph.from_oembed(document, og, oembed)
+    assert filled["og:title"] == "Page"
+    assert filled["og:site_name"] == "Tube"
+    assert filled["og:image"] == "https://example.org/thumb.jpg"
+    photo = opengraph.from_oembed({"type": "photo", "url": "https://cdn.example/p.png"}, {}, oembed)
+    assert photo == {"og:image": "https://cdn.example/p.png"}
+    assert opengraph.from_oembed(["not", "a", "dict"], og, oembed) == og
+    assert opengraph.parse_page(b"<title>x</title>", "text/html", URL)[1] is None
