@@ -25,7 +25,7 @@ import msgspec
 from dendrite_lite.accounts.login import Login
 from dendrite_lite.accounts.registration import check_password_strength
 from dendrite_lite.auth.ratelimit import RateLimiter
-from dendrite_lite.auth.tokens import TokenService, token_digest
+from dendrite_lite.auth.tokens import IssuedTokens, TokenService, token_digest
 from dendrite_lite.clock import now_ms
 from dendrite_lite.config import Config
 from dendrite_lite.e2ee import device_lists
@@ -34,6 +34,7 @@ from dendrite_lite.identifiers import check_new_localpart, local_user_id, user_i
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.oauth import clients
 from dendrite_lite.oauth.clients import ClientMetadata
+from dendrite_lite.oauth.device_grant import DeviceGrant
 from dendrite_lite.oauth.errors import OAuthError, invalid_grant, invalid_request
 from dendrite_lite.oauth.external import ExternalAuth
 from dendrite_lite.oauth.scopes import parse_scope
@@ -49,6 +50,8 @@ TOKEN_PATH = "/oauth2/token"
 REGISTRATION_PATH = "/oauth2/registration"
 REVOCATION_PATH = "/oauth2/revoke"
 ACCOUNT_PATH = "/account/"
+DEVICE_AUTHORIZATION_PATH = "/oauth2/device"
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 PENDING_LIFETIME_MS = 30 * 60 * 1000
 ACCOUNT_ACTIONS = [
     "org.matrix.profile",
@@ -112,6 +115,7 @@ class AuthorizationServer:
         self.base = config.base_url
         self.external: ExternalAuth | None = None
         self._upstream: UpstreamProviders | None = None
+        self.device_grant = DeviceGrant(self)
         if config.auth.mode == "external":
             self.external = ExternalAuth(db, config.auth.external, config.server_name)
             tokens.external = self.external
@@ -153,7 +157,8 @@ class AuthorizationServer:
             "revocation_endpoint": base + REVOCATION_PATH,
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "fragment"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_CODE_GRANT],
+            "device_authorization_endpoint": base + DEVICE_AUTHORIZATION_PATH,
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none"],
             "revocation_endpoint_auth_methods_supported": ["none"],
@@ -273,6 +278,9 @@ class AuthorizationServer:
         await self.db.write(lambda conn: oauth.set_pending_params(conn, pending.id, encoded))
         return Pending(pending.id, pending.kind, merged)
 
+    async def device_approve(self, pending: Pending, uid: UserId, allow: bool) -> None:
+        await self.device_grant.decide(pending, uid, allow)
+
     @property
     def upstream(self) -> UpstreamProviders:
         """Upstream OpenID Connect providers; built (and authlib's JOSE loaded) on first use."""
@@ -298,6 +306,8 @@ class AuthorizationServer:
             return await self._exchange_code(form)
         if grant_type == "refresh_token":
             return await self._refresh(form)
+        if grant_type == DEVICE_CODE_GRANT:
+            return await self.device_grant.poll(form)
         if not grant_type:
             raise invalid_request("grant_type is required")
         raise OAuthError("unsupported_grant_type", "unsupported grant_type")
@@ -332,16 +342,8 @@ class AuthorizationServer:
             user = users.get(conn, code.user_id)
             if user is None or user.deactivated or user.locked:
                 return "error", "the account is not active"
-            # A device ID already in use is taken over, as a password login does.
-            tokens.revoke_device(conn, code.user_id, code.device_id)
-            devices.upsert(conn, code.user_id, code.device_id, None, now)
-            oauth.upsert_session(
-                conn, code.user_id, code.device_id, code.client_id, code.scope, now
-            )
-            issued = self.tokens.issue_in(conn, code.user_id, code.device_id, with_refresh=True)
-            assert issued.refresh_token is not None
-            oauth.remember_refresh(
-                conn, token_digest(issued.refresh_token), code.user_id, code.device_id
+            issued = self.start_session_in(
+                conn, code.user_id, code.device_id, code.client_id, code.scope
             )
             return "ok", (issued, code.scope)
 
@@ -352,7 +354,7 @@ class AuthorizationServer:
         if outcome == "error":
             raise invalid_grant(value)
         issued, scope = value
-        return self._token_answer(issued.access_token, issued.refresh_token, scope)
+        return self.token_answer(issued.access_token, issued.refresh_token, scope)
 
     async def _refresh(self, form: dict[str, str]) -> dict[str, Any]:
         refresh_token = form.get("refresh_token")
@@ -397,9 +399,23 @@ class AuthorizationServer:
         if outcome == "error":
             raise invalid_grant(value)
         issued, scope = value
-        return self._token_answer(issued.access_token, issued.refresh_token, scope)
+        return self.token_answer(issued.access_token, issued.refresh_token, scope)
 
-    def _token_answer(self, access: str, refresh: str | None, scope: str) -> dict[str, Any]:
+    def start_session_in(
+        self, conn: apsw.Connection, uid: UserId, device_id: DeviceId, client_id: str, scope: str
+    ) -> IssuedTokens:
+        """The device of a new grant, with its first access and refresh tokens."""
+        now = now_ms()
+        # A device ID already in use is taken over, as a password login does.
+        tokens.revoke_device(conn, uid, device_id)
+        devices.upsert(conn, uid, device_id, None, now)
+        oauth.upsert_session(conn, uid, device_id, client_id, scope, now)
+        issued = self.tokens.issue_in(conn, uid, device_id, with_refresh=True)
+        assert issued.refresh_token is not None
+        oauth.remember_refresh(conn, token_digest(issued.refresh_token), uid, device_id)
+        return issued
+
+    def token_answer(self, access: str, refresh: str | None, scope: str) -> dict[str, Any]:
         return {
             "access_token": access,
             "token_type": "Bearer",

@@ -60,6 +60,12 @@ ENGLISH: dict[str, str] = {
     "sign_out_browser": "Sign out of this browser",
     "signed_out": "You are signed out.",
     "continue": "Continue",
+    "link_title": "Connect a device",
+    "link_explain": "Enter the code your device shows.",
+    "user_code": "Code",
+    "unknown_user_code": "This code is unknown, used or expired. Check it on your device.",
+    "device_done": "Done. You can go back to your device.",
+    "device_denied": "The device was not connected.",
     "upstream_failed": "Signing in with {name} failed: {reason}",
     "upstream_not_allowed": "Your {name} account may not sign in here.",
     "upstream_existing": "An account named {user} exists already. Sign in with its password "

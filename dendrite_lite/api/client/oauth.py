@@ -168,6 +168,19 @@ async def request_token(
     return Response(content=answer, status_code=200, headers=NO_STORE)
 
 
+@post("/oauth2/device", status_code=200)
+async def request_device_authorization(
+    request: Request[Any, Any, Any], oauth_server: NamedDependency[AuthorizationServer]
+) -> Response[Any]:
+    """POST /oauth2/device (RFC 8628 device authorization request)"""
+    require_enabled(oauth_server)
+    try:
+        answer = await oauth_server.device_grant.authorize(await read_form(request))
+    except OAuthError as error:
+        return oauth_error(error)
+    return Response(content=answer, status_code=200, headers=NO_STORE)
+
+
 @post("/oauth2/revoke", status_code=200)
 async def revoke_token(
     request: Request[Any, Any, Any], oauth_server: NamedDependency[AuthorizationServer]
@@ -214,6 +227,7 @@ ROUTES = [
     get_openid_configuration,
     register_client,
     request_token,
+    request_device_authorization,
     revoke_token,
     authorize,
 ]

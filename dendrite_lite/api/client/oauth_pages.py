@@ -215,6 +215,38 @@ async def post_login_page(
     return browser.respond(redirect(_after_sign_in(pending)), session)
 
 
+# -- device authorization grant: the page the user code is entered on ---------------------------
+
+
+@get("/oauth2/link")
+async def get_link_page(
+    request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
+) -> Response[Any]:
+    """GET /oauth2/link[?user_code=...] (RFC 8628 verification_uri)"""
+    require_enabled(oauth_server)
+    browser = await _browser(request, oauth_server)
+    user_code = _param(request, "user_code")
+    error = None
+    if user_code:
+        pending = await oauth_server.device_grant.find(user_code)
+        if pending is not None:
+            if browser.user is None:
+                return redirect(f"/oauth2/login?pending={pending.id}")
+            return redirect(f"/oauth2/consent?pending={pending.id}")
+        error = text("unknown_user_code")
+    content = pages.render(
+        "link.html",
+        "link_title",
+        oauth_server.config.server_name,
+        error_html=error_box(error),
+        explain=text("link_explain"),
+        code_label=text("user_code"),
+        user_code=user_code,
+        submit=text("continue"),
+    )
+    return browser.respond(html_page(content, 400 if error else 200))
+
+
 # -- upstream providers ("Sign in with X") --------------------------------------------------------
 
 
@@ -404,6 +436,8 @@ async def _consent_page(
     server: AuthorizationServer, browser: Browser, pending: Pending, user: UserId
 ) -> Response[Any]:
     values: dict[str, str] = {"csrf": browser.csrf, "pending": pending.id}
+    if pending.kind not in ("authorize", "device", "sso"):
+        return message_page(server, text("expired_request"))
     if pending.kind == "sso":
         host = urlsplit(pending.params["redirect_url"]).hostname or pending.params["redirect_url"]
         values.update(
@@ -457,6 +491,14 @@ async def post_consent_page(
     if browser.user is None:
         return redirect(f"/oauth2/login?pending={pending.id}")
     action = form.get("action")
+    if pending.kind == "device":
+        await oauth_server.device_approve(pending, browser.user, action == "allow")
+        key = "device_done" if action == "allow" else "device_denied"
+        return message_page(
+            oauth_server, text(key), kind="notice", status=200, title_key="done_title"
+        )
+    if pending.kind not in ("authorize", "sso"):
+        return message_page(oauth_server, text("expired_request"))
     if pending.kind == "sso":
         if action != "allow":
             await oauth_server.drop_pending(pending)
@@ -632,6 +674,7 @@ async def post_account_logout(
 
 
 ROUTES = [
+    get_link_page,
     upstream_callback,
     upstream_start,
     get_login_page,
