@@ -36,6 +36,8 @@ class Presence:
         self.notifier = notifier
         self.config = config
         self._last_seen: dict[str, int] = {}
+        # The state last stored per user (every change goes through _store).
+        self._states: dict[str, str] = {}
 
     @property
     def enabled(self) -> bool:
@@ -59,6 +61,7 @@ class Presence:
             return position, presence.sharing_users(conn, row.user_id)
 
         position, audience = await self.db.write(store)
+        self._states[row.user_id] = row.state
         self.notifier.notify(audience, position)
 
     async def set_status(
@@ -103,8 +106,13 @@ class Presence:
             return
         now = now_ms()
         self._last_seen[user_id] = now
+        # Every sync passes here: the state is remembered (all changes go through
+        # _store) so that a client polling again costs no database hop.
+        if self._states.get(user_id) == set_presence:
+            return
         row = await self.db.read(lambda conn: presence.get(conn, user_id))
         if row is not None and row.state == set_presence:
+            self._states[user_id] = row.state
             return
         status_msg = row.status_msg if row is not None else None
         await self._store(PresenceRow(user_id, set_presence, status_msg, now, True))

@@ -22,7 +22,10 @@ import apsw
 
 Row = TypeVar("Row")
 
-TTL_S = 10.0
+# Longer than a long-poll's timeout (30 s for most clients): an idle client's next poll
+# still finds its token. Only changes made by another process while this one commits
+# nothing can outlive their commit by up to this long.
+TTL_S = 60.0
 MAX_ENTRIES = 50_000
 
 

@@ -24,7 +24,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -58,7 +57,9 @@ class DatabaseSettings:
 
 
 @dataclass
-class _WriteJob:
+class _Job:
+    """A unit of work for the writer or a reader, and whom to tell its outcome."""
+
     fn: Callable[[apsw.Connection], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
@@ -101,10 +102,11 @@ class Database:
         self.observer = observer
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
-        self._readers: ThreadPoolExecutor | None = None
-        self._local = threading.local()
-        self._reader_conns: list[apsw.Connection] = []
-        self._reader_lock = threading.Lock()
+        # Reads: a queue and a few threads of our own rather than a ThreadPoolExecutor
+        # with wrap_future/_chain_future: every request makes at least one read, and
+        # the executor's bookkeeping showed up in profiles under load.
+        self._read_queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._readers: list[threading.Thread] = []
         self._closed = True
         self._commit_listeners: list[Callable[[apsw.Connection], None]] = []
         self._checkpoint_wanted = threading.Event()
@@ -131,9 +133,12 @@ class Database:
         if error is not None:
             self._writer.join()
             raise error
-        self._readers = ThreadPoolExecutor(
-            max_workers=self.settings.reader_threads, thread_name_prefix="db-reader"
-        )
+        self._readers = [
+            threading.Thread(target=self._reader_main, name=f"db-reader_{n}", daemon=True)
+            for n in range(self.settings.reader_threads)
+        ]
+        for reader in self._readers:
+            reader.start()
         self._closed = False
         self._checkpointer = threading.Thread(
             target=self._checkpointer_main, name="db-checkpointer", daemon=True
@@ -151,21 +156,22 @@ class Database:
         self._checkpoint_wanted.set()
         if self._checkpointer is not None:
             self._checkpointer.join()
-        if self._readers is not None:
-            self._readers.shutdown(wait=True)
-        with self._reader_lock:
-            for conn in self._reader_conns:
-                conn.close()
-            self._reader_conns.clear()
+        for _ in self._readers:
+            self._read_queue.put(_STOP)  # after the reads already queued
+        for reader in self._readers:
+            reader.join()
+        self._readers = []
 
     # -- units of work ---------------------------------------------------------------
 
     async def read(self, fn: Callable[[apsw.Connection], T]) -> T:
         """Run ``fn(conn)`` in one read transaction (a consistent snapshot)."""
-        if self._closed or self._readers is None:
+        if self._closed:
             raise DatabaseClosed("database is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._run_read, fn)
+        future: asyncio.Future[T] = loop.create_future()
+        self._read_queue.put(_Job(fn, future, loop))
+        return await future
 
     async def write(self, fn: Callable[[apsw.Connection], T]) -> T:
         """Run ``fn(conn)`` on the writer thread; returns once it is durably committed."""
@@ -173,22 +179,31 @@ class Database:
             raise DatabaseClosed("database is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_WriteJob(fn, future, loop))
+        self._queue.put(_Job(fn, future, loop))
         return await future
 
     # -- reader side -----------------------------------------------------------------
 
-    def _reader_conn(self) -> apsw.Connection:
-        conn: apsw.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path, self.settings)
-            self._local.conn = conn
-            with self._reader_lock:
-                self._reader_conns.append(conn)
-        return conn
+    def _reader_main(self) -> None:
+        conn = connect(self.path, self.settings)
+        try:
+            while True:
+                job = self._read_queue.get()
+                if job is _STOP:
+                    break
+                assert isinstance(job, _Job)
+                try:
+                    outcome = (True, self._run_read(conn, job.fn))
+                except BaseException as exc:
+                    outcome = (False, exc)
+                # A closed loop means nobody is waiting any more.
+                with contextlib.suppress(RuntimeError):
+                    job.loop.call_soon_threadsafe(_resolve, [(job.future, *outcome)])
+        finally:
+            conn.close()
 
-    def _run_read(self, fn: Callable[[apsw.Connection], T]) -> T:
-        conn = self._reader_conn()
+    @staticmethod
+    def _run_read(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> T:
         conn.execute("BEGIN")
         try:
             return fn(conn)
@@ -255,7 +270,7 @@ class Database:
                 batch.append(nxt)
             self._commit_batch(conn, batch)  # type: ignore[arg-type]
 
-    def _commit_batch(self, conn: apsw.Connection, batch: list[_WriteJob]) -> None:
+    def _commit_batch(self, conn: apsw.Connection, batch: list[_Job]) -> None:
         started = time.perf_counter()
         outcomes: list[tuple[bool, Any]] = []
         try:
