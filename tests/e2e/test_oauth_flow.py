@@ -116,6 +116,11 @@ def test_authorization_code_flow_refresh_and_revocation(
     expect(http.get(f"{CS}/account/whoami", headers=bearer(new_access)), 401, "M_UNKNOWN_TOKEN")
     devices = expect(http.get(f"{CS}/devices", headers=user.headers), 200)["devices"]
     assert "OAUTHDEV01" not in {d["device_id"] for d in devices}
+    # Nothing secret reaches the server's log.
+    log = server.log_path.read_text(errors="replace")
+    for secret in (access, new_access, token["refresh_token"], refreshed["refresh_token"]):
+        assert str(secret) not in log
+    assert user.password not in log
     # The refresh token went with the device.
     with pytest.raises(AuthlibOAuthError) as failure:
         client.refresh_token(
