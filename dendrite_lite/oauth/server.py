@@ -53,8 +53,8 @@ ACCOUNT_PATH = "/account/"
 DEVICE_AUTHORIZATION_PATH = "/oauth2/device"
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 PENDING_LIFETIME_MS = 30 * 60 * 1000
+# What /account/ offers: sessions and their sign-out (the stable and MSC4191 names).
 ACCOUNT_ACTIONS = [
-    "org.matrix.profile",
     "org.matrix.devices_list",
     "org.matrix.device_view",
     "org.matrix.device_delete",

@@ -140,3 +140,13 @@ def test_expired_or_unknown_pending_requests(browser: Browser) -> None:
     ):
         response = browser.get(path)
         assert response.status_code == 400 and "expired" in response.text, path
+
+
+def test_login_hint_prefills_the_username(http: httpx.Client, browser: Browser, user: User) -> None:
+    client = register_client(http)
+    _, challenge = pkce_pair()
+    url = authorize_url(client["client_id"], challenge, login_hint=f"mxid:{user.user_id}")
+    page = browser.get(browser.get(url).headers["location"])
+    assert f'value="{user.user_id}"' in page.text
+    # A full user ID signs in like a localpart.
+    assert browser.sign_in(page, user.user_id).status_code == 302

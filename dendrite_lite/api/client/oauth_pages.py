@@ -176,7 +176,10 @@ async def get_login_page(
     pending = await _pending(oauth_server, pending_id)
     if pending_id and pending is None:
         return message_page(oauth_server, text("expired_request"))
-    return _login_page(oauth_server, browser, pending_id if pending else "")
+    # MSC4198: a client may name the account it expects ("mxid:@alice:example.org").
+    hint = pending.params.get("login_hint", "") if pending else ""
+    username = hint.removeprefix("mxid:") if hint.startswith("mxid:") else ""
+    return _login_page(oauth_server, browser, pending_id if pending else "", username=username)
 
 
 @post("/oauth2/login", status_code=200)
