@@ -14,6 +14,7 @@ against the bytes as they arrive (a chunked body has no Content-Length).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -86,18 +87,31 @@ def too_large(limit: int) -> MatrixError:
 
 
 class Uploaded:
-    """Wakes downloads waiting for an async upload (in-memory: waiters are too)."""
+    """Wakes downloads waiting for an async upload (in-memory: waiters are too). A
+    waiter subscribes BEFORE it reads the media's state, so an upload completing in
+    between still wakes it; an event lives only while someone waits on it."""
 
     def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, tuple[asyncio.Event, int]] = {}
 
-    def event(self, media_id: str) -> asyncio.Event:
-        return self._events.setdefault(media_id, asyncio.Event())
+    def subscribe(self, media_id: str) -> asyncio.Event:
+        event, waiters = self._waiting.get(media_id, (asyncio.Event(), 0))
+        self._waiting[media_id] = (event, waiters + 1)
+        return event
+
+    def unsubscribe(self, media_id: str, event: asyncio.Event) -> None:
+        current = self._waiting.get(media_id)
+        if current is None or current[0] is not event:
+            return  # already woken (done() removed it)
+        if current[1] <= 1:
+            del self._waiting[media_id]
+        else:
+            self._waiting[media_id] = (event, current[1] - 1)
 
     def done(self, media_id: str) -> None:
-        event = self._events.pop(media_id, None)
-        if event is not None:
-            event.set()
+        entry = self._waiting.pop(media_id, None)
+        if entry is not None:
+            entry[0].set()
 
 
 class MediaRepository:
@@ -300,29 +314,30 @@ class MediaRepository:
         wait_s = min(wait_ms, self.config.max_wait_ms) / 1000
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        while True:
-            media = await self.db.read(lambda conn: store.get(conn, media_id))
-            if media is None or media.quarantined:
-                raise not_found("Media not found")
-            if media.state == "complete":
-                return media
-            if (
-                media.state == "pending"
-                and media.unused_expires_ts is not None
-                and media.unused_expires_ts <= now_ms()
-            ):
-                raise not_found("Media not found")
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise MatrixError(
-                    504, ErrCode.NOT_YET_UPLOADED, "Content has not yet been uploaded"
-                )
-            event = self.uploaded.event(media_id)
-            try:
-                async with asyncio.timeout(remaining):
-                    await event.wait()
-            except TimeoutError:
-                pass
+        uploaded = self.uploaded.subscribe(media_id)
+        try:
+            while True:
+                media = await self.db.read(lambda conn: store.get(conn, media_id))
+                if media is None or media.quarantined:
+                    raise not_found("Media not found")
+                if media.state == "complete":
+                    return media
+                if (
+                    media.state == "pending"
+                    and media.unused_expires_ts is not None
+                    and media.unused_expires_ts <= now_ms()
+                ):
+                    raise not_found("Media not found")
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise MatrixError(
+                        504, ErrCode.NOT_YET_UPLOADED, "Content has not yet been uploaded"
+                    )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await uploaded.wait()
+        finally:
+            self.uploaded.unsubscribe(media_id, uploaded)
 
     async def content(
         self, media: Media, first: int = 0, last: int | None = None
