@@ -111,6 +111,28 @@ async def test_nio_uploads_and_downloads_a_file(nio_user: AsyncClient) -> None:
     assert renamed.filename == "other name.pdf"
 
 
+async def test_nio_encrypted_attachment_round_trip(nio_user: AsyncClient) -> None:
+    # What E2EE rooms send: the client encrypts, the server stores opaque bytes.
+    from nio.crypto.attachments import decrypt_attachment
+
+    data = os.urandom(700_000)
+    response, keys = await nio_user.upload(
+        io.BytesIO(data),
+        content_type="application/octet-stream",
+        encrypt=True,
+        filesize=len(data),
+    )
+    assert isinstance(response, UploadResponse), response
+    assert keys is not None
+    downloaded = await nio_user.download(response.content_uri)
+    assert isinstance(downloaded, MemoryDownloadResponse)
+    assert downloaded.body != data
+    plain = decrypt_attachment(
+        downloaded.body, keys["key"]["k"], keys["hashes"]["sha256"], keys["iv"]
+    )
+    assert plain == data
+
+
 async def test_nio_thumbnail_of_an_uploaded_image(nio_user: AsyncClient) -> None:
     data = png(1000, 500)
     response, _ = await nio_user.upload(
