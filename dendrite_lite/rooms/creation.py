@@ -213,7 +213,9 @@ class RoomCreation:
 
         persisted = await self.db.write(create)
         last = persisted[-1]
-        self.notifier.notify(last.notify, last.stream_pos)
+        # Every invitee is woken, not just the last event's audience.
+        audience = dict.fromkeys(user for event in persisted for user in event.notify)
+        self.notifier.notify(audience, last.stream_pos)
         return last.room_id
 
 

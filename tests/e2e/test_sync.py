@@ -481,6 +481,27 @@ def test_summary_heroes_and_counts(http: httpx.Client) -> None:
 # -- invites, knocks, leaves -------------------------------------------------------------------
 
 
+def test_create_room_wakes_every_invitee(http: httpx.Client) -> None:
+    """createRoom with several invites wakes each invitee's long-poll, not just the last."""
+    import concurrent.futures
+
+    alice = new_client(http, "sync")
+    invitees = [new_client(http, "sync") for _ in range(3)]
+    tokens = [sync(c)["next_batch"] for c in invitees]
+    with concurrent.futures.ThreadPoolExecutor(len(invitees)) as pool:
+        polls = [
+            pool.submit(lambda c, t: (sync(c, t, timeout=10_000), time.monotonic()), c, t)
+            for c, t in zip(invitees, tokens, strict=True)
+        ]
+        time.sleep(0.3)  # the polls are parked
+        started = time.monotonic()
+        room = alice.create_room(invite=[c.user_id for c in invitees])
+        for poll in polls:
+            body, answered = poll.result()
+            assert room in body["rooms"]["invite"]
+            assert answered - started < 5  # woken, not timed out
+
+
 def test_invite_comes_with_stripped_state(http: httpx.Client) -> None:
     alice, bob = new_client(http, "sync"), new_client(http, "sync")
     since = sync(bob)["next_batch"]
