@@ -16,15 +16,27 @@ https://spec.matrix.org/latest/client-server-api/#thumbnails
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+if TYPE_CHECKING:
+    from PIL import Image
 
-# Our limit is checked per call (see ImageInfo.pixels); Pillow's global one would only
-# warn below twice its value.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow is imported on first use, not with the server: ~3.5 MiB of RSS that a server
+# nobody sends pictures to need not carry.
+
+
+@functools.cache
+def _pillow() -> None:
+    from PIL import Image
+
+    # Our limit is checked per call (see probe); Pillow's global one would only warn
+    # below twice its value.
+    Image.MAX_IMAGE_PIXELS = None
+
 
 FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 # Frames an animated thumbnail keeps at most (a 10 000-frame GIF is a CPU bomb).
@@ -72,6 +84,9 @@ class Thumbnail:
 
 
 def _open(data: bytes) -> Image.Image:
+    _pillow()
+    from PIL import Image, UnidentifiedImageError
+
     try:
         image = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
@@ -140,6 +155,8 @@ def target_size(
 def _transform(
     frame: Image.Image, size: tuple[int, int], crop: tuple[int, int, int, int] | None
 ) -> Image.Image:
+    from PIL import Image
+
     if frame.size != size:
         frame = frame.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
     if crop is not None:
@@ -193,6 +210,8 @@ def still_thumbnails(
                     need_w, need_h = need_h, need_w
                 image.draft("RGB", (need_w, need_h))
             image.seek(0)
+            from PIL import ImageOps
+
             frame = ImageOps.exif_transpose(image)
             frame.load()
             return [None if p is None else _static(frame, info, *p) for p in plans]
@@ -226,6 +245,8 @@ def _animated(
     size: tuple[int, int],
     crop: tuple[int, int, int, int] | None,
 ) -> Thumbnail:
+    from PIL import ImageSequence
+
     frames: list[Image.Image] = []
     durations: list[int] = []
     for index, frame in enumerate(ImageSequence.Iterator(image)):
