@@ -80,7 +80,7 @@ from dendrite_lite.notifier import Notifier
 from dendrite_lite.oauth.server import AuthorizationServer
 from dendrite_lite.presence import Presence
 from dendrite_lite.push.evaluator import RuleCache
-from dendrite_lite.push.gateway import GatewayClient
+from dendrite_lite.push.gateway import gateway_client
 from dendrite_lite.push.hook import PushHook
 from dendrite_lite.push.sender import PushSender
 from dendrite_lite.push.service import Notifications, Pushers, PushRules
@@ -394,7 +394,7 @@ def build_services(config: Config) -> Services:
         notifications=Notifications(db),
         pushers=Pushers(db, push_hook),
         push_sender=PushSender(
-            db, push_hook, GatewayClient(allow_private=config.push.allow_private_gateways)
+            db, push_hook, gateway_client(allow_private=config.push.allow_private_gateways)
         ),
         media=media,
         thumbnailer=thumbnailer,

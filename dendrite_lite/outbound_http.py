@@ -1,4 +1,4 @@
-"""The one outbound HTTP client of the server (URL previews now; push gateways, federation
+"""The one outbound HTTP client of the server (URL previews and push gateways; federation
 and OIDC are meant to move onto it), built so that a URL chosen by a user cannot be
 turned against the network the server sits in (SSRF).
 
@@ -128,6 +128,9 @@ class OutboundPolicy:
     # None: any port.
     allowed_ports: frozenset[int] | None = frozenset({80, 443})
     max_redirects: int = 5
+    # Which redirects are followed. A push gateway takes only 307/308, which keep a
+    # POST a POST; 301-303 would turn it into a GET the gateway cannot answer.
+    follow_redirects: frozenset[int] = frozenset(REDIRECTS)
     timeout_s: float = 10.0
     max_response_bytes: int = 10 * 1024 * 1024
 
@@ -290,7 +293,7 @@ class OutboundClient:
                     response, location = await self._exchange(
                         target, address, method, headers or {}, body, limit, url
                     )
-                    if response.status not in REDIRECTS or not location:
+                    if response.status not in self.policy.follow_redirects or not location:
                         return response
                     url = urljoin(url, location)
                     if response.status in (301, 302, 303) and method != "HEAD":

@@ -37,8 +37,8 @@ import apsw
 import msgspec
 
 from dendrite_lite.clock import now_ms
+from dendrite_lite.outbound_http import OutboundClient, OutboundError
 from dendrite_lite.push.evaluator import Outcome
-from dendrite_lite.push.gateway import GatewayClient, GatewayError
 from dendrite_lite.push.hook import PushHook
 from dendrite_lite.storage import notifications as notification_store
 from dendrite_lite.storage import pushers as store
@@ -83,7 +83,7 @@ class PushSender:
         self,
         db: Database,
         hook: PushHook,
-        client: GatewayClient,
+        client: OutboundClient,
         *,
         initial_backoff_s: float = INITIAL_BACKOFF_S,
     ) -> None:
@@ -336,7 +336,7 @@ class PushSender:
     async def _post(self, pusher: PusherRow, url: str, body: bytes) -> str:
         try:
             response = await self.client.post_json(url, body)
-        except GatewayError as exc:
+        except OutboundError as exc:
             log.warning("push to %s for %s failed: %s", url, pusher.user_id, exc)
             return "failed"
         if not 200 <= response.status < 300:

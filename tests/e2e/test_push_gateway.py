@@ -430,7 +430,7 @@ def test_private_gateways_are_refused_by_default(
     set_pusher(bob, pusher_body(gateway.url))
     alice.send(room, message("to nowhere"))
     deadline = time.monotonic() + 10
-    while "private or reserved addresses" not in server.log_tail(400):
+    while "which is not a public address" not in server.log_tail(400):
         assert time.monotonic() < deadline, server.log_tail(40)
         time.sleep(0.05)
     assert gateway.received == []

@@ -1,5 +1,7 @@
-"""The push gateway HTTP client (push/gateway.py) against real local HTTP servers:
-the private-address guard, pinning the checked address, redirects, response parsing."""
+"""Push gateways through the server's outbound client (push/gateway.py) against real
+local HTTP servers: the private-address guard, pinning the checked address, the redirect
+rules of a POST, any port, response parsing and failures. The client's address checks in
+general are tested in tests/unit/test_outbound_http.py."""
 
 from __future__ import annotations
 
@@ -10,13 +12,25 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from dendrite_lite.push.gateway import (
-    AddressRefused,
-    GatewayClient,
-    GatewayError,
-    IPAddress,
+from dendrite_lite.outbound_http import (
+    OutboundClient,
+    OutboundError,
+    RequestRefused,
     is_public,
 )
+from dendrite_lite.push.gateway import gateway_client, gateway_policy
+
+
+def only(address: str) -> OutboundClient:
+    """A push client that may reach exactly this one loopback address."""
+    policy = gateway_policy()
+    narrowed = type(policy)(
+        **{
+            **{f: getattr(policy, f) for f in policy.__dataclass_fields__},
+            "allowed_ranges": (ipaddress.ip_network(address),),
+        }
+    )
+    return OutboundClient(narrowed)
 
 
 @pytest.mark.parametrize(
@@ -112,16 +126,12 @@ async def servers() -> AsyncIterator[Callable[[str], Awaitable[LocalServer]]]:
         await server.stop()
 
 
-def only(address: str) -> Callable[[IPAddress], bool]:
-    return lambda candidate: str(candidate) == address
-
-
 async def test_private_addresses_are_refused_by_default(
     servers: Callable[[str], Awaitable[LocalServer]],
 ) -> None:
     gateway = await servers("127.0.0.1")
-    with pytest.raises(AddressRefused):
-        await GatewayClient().post_json(gateway.url, b"{}")
+    with pytest.raises(RequestRefused):
+        await gateway_client().post_json(gateway.url, b"{}")
     assert gateway.requests == []
 
 
@@ -129,15 +139,15 @@ async def test_names_resolving_to_private_addresses_are_refused() -> None:
     async def resolver(host: str, port: int) -> list[str]:
         return ["10.0.0.7", "::1", "169.254.169.254"]
 
-    with pytest.raises(AddressRefused, match=r"gateway\.example"):
-        await GatewayClient(resolver=resolver).post_json(
+    with pytest.raises(RequestRefused, match=r"gateway\.example"):
+        await gateway_client(resolver=resolver).post_json(
             "https://gateway.example/_matrix/push/v1/notify", b"{}"
         )
 
 
 async def test_allowed_private_gateway(servers: Callable[[str], Awaitable[LocalServer]]) -> None:
     gateway = await servers("127.0.0.1")
-    response = await GatewayClient(allow_private=True).post_json(gateway.url, b'{"n":1}')
+    response = await gateway_client(allow_private=True).post_json(gateway.url, b'{"n":1}')
     assert response.status == 200 and response.body == b'{"rejected":[]}'
     head, body = gateway.requests[0]
     assert body == b'{"n":1}'
@@ -149,21 +159,35 @@ async def test_connects_to_the_address_it_checked(
     servers: Callable[[str], Awaitable[LocalServer]],
 ) -> None:
     """DNS rebinding: the name is resolved once; the connection goes to the address
-    that passed the check, with the name kept in the Host header."""
+    that passed the check, with the name kept in the Host header, on any port."""
     gateway = await servers("127.0.0.1")
-    answers = [["127.0.0.3", "127.0.0.1"], ["127.0.0.3"]]
+    answers = [["127.0.0.1"], ["127.0.0.3"]]
 
     async def resolver(host: str, port: int) -> list[str]:
         return answers.pop(0)
 
-    client = GatewayClient(resolver=resolver, address_allowed=only("127.0.0.1"))
+    client = OutboundClient(only("127.0.0.1").policy, resolver=resolver)
     url = f"http://gateway.test:{gateway.port}/_matrix/push/v1/notify?x=1"
     response = await client.post_json(url, b"{}")
     assert response.status == 200
-    head = gateway.requests[0][0]
+    [head] = [h for h, _ in gateway.requests if h.startswith(b"POST")]
     assert head.startswith(b"POST /_matrix/push/v1/notify?x=1 HTTP/1.1\r\n")
     assert f"Host: gateway.test:{gateway.port}\r\n".encode() in head
     assert len(answers) == 1  # resolved once
+
+
+async def test_a_name_with_any_private_address_is_refused(
+    servers: Callable[[str], Awaitable[LocalServer]],
+) -> None:
+    gateway = await servers("127.0.0.1")
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["127.0.0.3", "127.0.0.1"]
+
+    client = OutboundClient(only("127.0.0.1").policy, resolver=resolver)
+    with pytest.raises(RequestRefused):
+        await client.post_json(f"http://gateway.test:{gateway.port}/x", b"{}")
+    assert gateway.requests == []
 
 
 async def test_redirect_targets_are_checked_again(
@@ -179,12 +203,12 @@ async def test_redirect_targets_are_checked_again(
         ).encode()
 
     gateway.reply = redirect
-    client = GatewayClient(address_allowed=only("127.0.0.1"))
-    with pytest.raises(AddressRefused):
+    client = only("127.0.0.1")
+    with pytest.raises(RequestRefused):
         await client.post_json(gateway.url, b"{}")
     assert len(gateway.requests) == 1 and hidden.requests == []
     # Where the target is allowed, the POST is repeated there with its body.
-    allowed = GatewayClient(allow_private=True)
+    allowed = gateway_client(allow_private=True)
     response = await allowed.post_json(gateway.url, b'{"again":true}')
     assert response.status == 200
     assert hidden.requests[0][1] == b'{"again":true}'
@@ -199,7 +223,7 @@ async def test_other_redirects_are_not_followed(
         return b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nContent-Length: 0\r\n\r\n"
 
     gateway.reply = moved
-    response = await GatewayClient(allow_private=True).post_json(gateway.url, b"{}")
+    response = await gateway_client(allow_private=True).post_json(gateway.url, b"{}")
     assert response.status == 302
 
 
@@ -215,7 +239,7 @@ async def test_chunked_and_unframed_responses(
         )
 
     gateway.reply = chunked
-    client = GatewayClient(allow_private=True)
+    client = gateway_client(allow_private=True)
     assert (await client.post_json(gateway.url, b"{}")).body == b'{"rejected":[]}'
 
     async def until_close(head: bytes, body: bytes) -> bytes:
@@ -235,8 +259,8 @@ async def test_garbage_and_timeouts_are_errors(
         return b"SSH-2.0-OpenSSH\r\n\r\n"
 
     gateway.reply = garbage
-    client = GatewayClient(allow_private=True, timeout_s=0.5)
-    with pytest.raises(GatewayError):
+    client = gateway_client(allow_private=True, timeout_s=0.5)
+    with pytest.raises(OutboundError):
         await client.post_json(gateway.url, b"{}")
 
     async def silent(head: bytes, body: bytes) -> bytes:
@@ -244,9 +268,9 @@ async def test_garbage_and_timeouts_are_errors(
         return b""
 
     gateway.reply = silent
-    with pytest.raises(GatewayError, match="no answer"):
+    with pytest.raises(OutboundError, match="no complete answer"):
         await client.post_json(gateway.url, b"{}")
-    with pytest.raises(GatewayError):
+    with pytest.raises(OutboundError):
         await client.post_json("http://127.0.0.1:1/_matrix/push/v1/notify", b"{}")
-    with pytest.raises(GatewayError):
+    with pytest.raises(OutboundError):
         await client.post_json("ftp://x/_matrix/push/v1/notify", b"{}")

@@ -12,9 +12,9 @@ import apsw
 import msgspec
 import pytest
 
+from dendrite_lite.outbound_http import OutboundError, Response
 from dendrite_lite.push import sender as sender_module
 from dendrite_lite.push.evaluator import RuleCache
-from dendrite_lite.push.gateway import GatewayError, Response
 from dendrite_lite.push.hook import PushHook
 from dendrite_lite.push.sender import PushSender
 from dendrite_lite.storage import migrations, pushers
@@ -51,7 +51,7 @@ class Client:
 
     async def post_json(self, url: str, body: bytes) -> Response:
         self.sent.append((url, msgspec.json.decode(body), asyncio.get_running_loop().time()))
-        answer = self.answers.pop(0) if self.answers else Response(200, b'{"rejected":[]}')
+        answer = self.answers.pop(0) if self.answers else Response(200, {}, b'{"rejected":[]}', "")
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -140,7 +140,7 @@ async def test_backoff_doubles_then_delivers_in_order(conn: apsw.Connection) -> 
     add_pusher(conn, {"url": URL})
     first = notify(conn, 10, "one", ["notify"])
     second = notify(conn, 11, "two", ["notify", {"set_tweak": "sound", "value": "default"}])
-    client = Client(GatewayError("down"), Response(502, b""), GatewayError("down"))
+    client = Client(OutboundError("down"), Response(502, {}, b"", ""), OutboundError("down"))
     sender, _db = make(conn, client)
     await running(sender, lambda: len(client.sent) >= 5)
     ids = [body["notification"]["event_id"] for _url, body, _at in client.sent]
@@ -162,7 +162,7 @@ async def test_gives_up_on_a_notification_after_a_day(conn: apsw.Connection) -> 
     # Failing for more than a day already: the next failure drops that notification.
     day_ago = sender_module.now_ms() - sender_module.GIVE_UP_AFTER_MS - 1000
     pushers.set_failing_since(conn, pusher_id, day_ago)
-    client = Client(GatewayError("down"))
+    client = Client(OutboundError("down"))
     sender, _db = make(conn, client)
     await running(sender, lambda: len(client.sent) >= 2)
     assert client.sent[1][1]["notification"]["event_id"] == kept
@@ -178,7 +178,7 @@ async def test_gives_up_on_a_notification_after_a_day(conn: apsw.Connection) -> 
 async def test_a_deleted_pusher_is_forgotten_while_backing_off(conn: apsw.Connection) -> None:
     add_pusher(conn, {"url": URL})
     notify(conn, 10, "one", ["notify"])
-    client = Client(*[GatewayError("down")] * 100)
+    client = Client(*[OutboundError("down")] * 100)
     sender, db = make(conn, client, backoff=0.02)
     task = asyncio.create_task(sender.run())
     try:
@@ -200,7 +200,7 @@ async def test_rejected_pushkey_removes_the_pusher(conn: apsw.Connection) -> Non
     add_pusher(conn, {"url": URL}, pushkey="gone")
     notify(conn, 10, "one", ["notify"])
     notify(conn, 11, "two", ["notify"])
-    client = Client(Response(200, b'{"rejected":["gone"]}'))
+    client = Client(Response(200, {}, b'{"rejected":["gone"]}', ""))
     sender, _db = make(conn, client)
     await running(sender, lambda: conn.execute("SELECT count(*) FROM pushers").fetchone()[0] == 0)
     await asyncio.sleep(0.1)
