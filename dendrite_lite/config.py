@@ -133,6 +133,9 @@ class OAuthUpstreamConfig(_Section):
     localpart_claim: str = "preferred_username"
     displayname_claim: str = "name"
     email_claim: str = "email"
+    # A verified email claim (email_verified true) that an account has bound signs in as
+    # that account on first sign-in: existing users migrate without a step of their own.
+    link_by_email: bool = False
     # Only subjects whose claims match every entry may sign in: {"groups" = ["family"]}.
     allowed_claims: dict[str, list[str]] = msgspec.field(default_factory=dict)
     # First sign-in of a subject whose localpart names an existing account: "link" it,

@@ -28,7 +28,7 @@ from dendrite_lite.config import OAuthUpstreamConfig
 from dendrite_lite.errors import MatrixError
 from dendrite_lite.identifiers import user_id
 from dendrite_lite.oauth.server import PENDING_LIFETIME_MS, AuthorizationServer, Pending, s256
-from dendrite_lite.storage import oauth, profiles, users
+from dendrite_lite.storage import oauth, profiles, threepid, users
 from dendrite_lite.types import UserId
 
 CALLBACK_PATH = "/oauth2/upstream/callback"
@@ -122,6 +122,15 @@ def claims_allowed(claims: dict[str, Any], allowed: dict[str, list[str]]) -> boo
     return True
 
 
+def verified_email(claims: dict[str, Any], claim: str) -> str | None:
+    """The email claim, lower-cased, only when the provider says it verified it."""
+    value = claims.get(claim)
+    if claims.get("email_verified") is not True or not isinstance(value, str):
+        return None
+    address = value.strip().lower()
+    return address if 3 <= len(address) <= 254 and "@" in address[1:-1] else None
+
+
 def localpart_from(value: Any) -> str | None:
     """A claim turned into a localpart: lower case, the part before any @."""
     if not isinstance(value, str) or not value:
@@ -195,7 +204,10 @@ class UpstreamProviders:
             pending_id = pending.id
         state = secrets.token_urlsafe(24)
         nonce = secrets.token_urlsafe(24)
-        verifier = secrets.token_urlsafe(48)
+        # PKCE wherever the provider does not say it lacks S256 (most do not say at all).
+        methods = metadata.get("code_challenge_methods_supported")
+        use_pkce = provider.pkce and (not isinstance(methods, list) or "S256" in methods)
+        verifier = secrets.token_urlsafe(48) if use_pkce else ""
         row = oauth.UpstreamState(provider.id, nonce, verifier, pending_id, now_ms())
         await self.db.write(lambda conn: oauth.insert_upstream_state(conn, state, row))
         params = {
@@ -206,7 +218,7 @@ class UpstreamProviders:
             "state": state,
             "nonce": nonce,
         }
-        if provider.pkce:
+        if verifier:
             params.update(code_challenge=s256(verifier), code_challenge_method="S256")
         endpoint = str(metadata["authorization_endpoint"])
         separator = "&" if "?" in endpoint else "?"
@@ -259,7 +271,7 @@ class UpstreamProviders:
             "redirect_uri": self.callback_url,
             "client_id": provider.client_id,
         }
-        if provider.pkce:
+        if verifier:
             form["code_verifier"] = verifier
         # client_secret_basic when there is a secret; a public client sends only client_id.
         auth: Any = (provider.client_id, provider.client_secret) if provider.client_secret else None
@@ -292,6 +304,12 @@ class UpstreamProviders:
             if row is None or row.deactivated:
                 raise UpstreamError("deactivated")
             return UpstreamResult(pending, linked)
+        email = verified_email(claims, provider.email_claim)
+        if provider.link_by_email and email is not None:
+            owner = await self.db.read(lambda conn: threepid.owner(conn, "email", email))
+            if owner is not None:
+                await self.link(provider.id, subject, owner)
+                return UpstreamResult(pending, owner)
         localpart = localpart_from(claims.get(provider.localpart_claim)) or localpart_from(subject)
         if localpart is None:
             raise UpstreamError("no usable username claim")
@@ -317,6 +335,10 @@ class UpstreamProviders:
 
         def link_new(conn: apsw.Connection) -> None:
             oauth.link(conn, provider.id, subject, uid, now)
+            # A verified address nobody has bound becomes the account's, for login by
+            # address and password-reset mail.
+            if email is not None and threepid.owner(conn, "email", email) is None:
+                threepid.bind(conn, uid, "email", email, now, now)
             if isinstance(display, str) and display.strip():
                 profiles.set_field(
                     conn, uid, "displayname", msgspec.json.encode(display.strip()[:256])

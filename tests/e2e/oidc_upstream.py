@@ -22,14 +22,30 @@ PROVIDER_DIR = Path(__file__).resolve().parents[1] / "oidc_provider"
 CLIENT_ID = "dendrite-lite"
 CLIENT_SECRET = "a-long-test-secret-for-the-upstream-client"
 LINK_LOCALPART = unique("linkme")
+MAIL_ADDRESS = f"{unique('mailed')}@example.org"
 ACCOUNTS: dict[str, dict[str, Any]] = {
     "sub-alice": {
         "preferred_username": "idpalice",
         "name": "Alice From The IdP",
-        "email": "alice@idp.example",
+        "email": "Alice@IdP.example",
+        "email_verified": True,
         "groups": ["family"],
     },
     "sub-outsider": {"preferred_username": "outsider", "groups": ["strangers"]},
+    # Unverified: the address is not bound.
+    "sub-unverified": {
+        "preferred_username": "unverified",
+        "email": "u@idp.example",
+        "groups": ["family"],
+    },
+    # Its verified address is bound to an existing account (made by the test), whose name
+    # differs: link_by_email signs it in as that account.
+    "sub-mail": {
+        "preferred_username": "someone-else",
+        "email": MAIL_ADDRESS,
+        "email_verified": True,
+        "groups": ["family"],
+    },
     # Names an account that already exists locally (made by the test before signing in).
     "sub-linkme": {"preferred_username": LINK_LOCALPART, "groups": ["friends"]},
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import apsw
 import httpx
 import pytest
 
@@ -23,6 +24,7 @@ from tests.e2e.oauth_browser import (
 from tests.e2e.oidc_upstream import (
     ACCOUNTS,
     LINK_LOCALPART,
+    MAIL_ADDRESS,
     configure_upstream,
     oidc_provider,
     provider_sign_in,
@@ -38,6 +40,7 @@ def upstream(server_factory: object) -> Iterator[tuple[Server, str]]:
         f"http://127.0.0.1:{port}",
         allowed_claims={"groups": ["family", "friends"]},
         on_existing="password",
+        link_by_email=True,
     )
     # ACCOUNTS is passed whole at start; tests that add accounts restart nothing, so
     # they add them before this fixture runs (see test_existing_account...).
@@ -86,6 +89,11 @@ def test_first_sign_in_creates_the_account_and_then_reuses_it(upstream: tuple[Se
         assert who["user_id"] == "@idpalice:localhost"
         profile = expect(http.get(f"{CS}/profile/@idpalice:localhost"), 200)
         assert profile["displayname"] == "Alice From The IdP"
+        # The provider verified the address: it is bound to the new account.
+        threepids = expect(
+            http.get(f"{CS}/account/3pid", headers=bearer(token["access_token"])), 200
+        )["threepids"]
+        assert [(t["medium"], t["address"]) for t in threepids] == [("email", "alice@idp.example")]
     # A second sign-in (new browser) finds the link rather than creating another account.
     with server.client() as http, _browser(server) as browser:
         client = register_client(http)
@@ -179,3 +187,30 @@ def test_legacy_sso_with_an_identity_provider(upstream: tuple[Server, str]) -> N
             http.post(f"{CS}/login", json={"type": "m.login.token", "token": token}), 200
         )
         assert logged_in["user_id"] == "@idpalice:localhost"
+
+
+def test_unverified_email_is_not_bound(upstream: tuple[Server, str]) -> None:
+    server, _ = upstream
+    with _browser(server) as browser:
+        page = provider_sign_in(browser, browser.get("/oauth2/upstream/testidp"), "sub-unverified")
+        assert page.url.path == "/account/" and "@unverified:localhost" in page.text
+    db = apsw.Connection(str(server.data_dir / "homeserver.db"), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        bound = db.execute(
+            "SELECT count(*) FROM user_threepids WHERE address = 'u@idp.example'"
+        ).fetchone()
+    finally:
+        db.close()
+    assert bound == (0,)
+
+
+def test_verified_email_links_the_account_that_bound_it(upstream: tuple[Server, str]) -> None:
+    server, _ = upstream
+    localpart = MAIL_ADDRESS.split("@")[0]
+    server.cli("user", "add", localpart, "--password", PASSWORD, "--email", MAIL_ADDRESS)
+    with _browser(server) as browser:
+        page = provider_sign_in(browser, browser.get("/oauth2/upstream/testidp"), "sub-mail")
+        assert page.url.path == "/account/", page.text
+        assert f"@{localpart}:localhost" in page.text
+    with server.client() as http:
+        expect(http.get(f"{CS}/profile/@someone-else:localhost"), 404)
