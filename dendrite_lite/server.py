@@ -46,8 +46,12 @@ def serve(config: Config) -> None:
     from dendrite_lite.app import asgi_app
 
     lock = data_dir.lock(config.data_dir)
-    configure_logging(config.logging.level)
-    app, _services = asgi_app(config)
+    try:
+        configure_logging(config.logging.level)
+        app, _services = asgi_app(config)
+    except BaseException:
+        lock.close()
+        raise
     uv_config = uvicorn.Config(
         app,
         host=config.listen_host,
@@ -88,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         serve(config)
+    except ConfigError as exc:  # found while building the app (e.g. an email template)
+        print(f"error: config: {exc}", file=sys.stderr)
+        return 2
     except data_dir.DataDirLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -16,6 +16,8 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+from dendrite_lite.config import ConfigError
+
 NAMES = ("register", "add", "password", "in_use", "no_account", "test")
 
 
@@ -33,8 +35,9 @@ class _Pair:
     html: Template
 
 
-class TemplateError(Exception):
-    """A template file is missing or malformed (named in the message)."""
+class TemplateError(ConfigError):
+    """A template file is missing or malformed (named in the message): an operator's
+    mistake, reported at start-up in one line like any other configuration error."""
 
 
 class EmailTemplates:
@@ -55,7 +58,10 @@ def _read(name: str, data_dir: str | Path | None) -> str:
     if data_dir:
         override = Path(data_dir) / "templates" / "email" / name
         if override.is_file():
-            return override.read_text("utf-8")
+            try:
+                return override.read_text("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise TemplateError(f"templates/email/{name}: cannot be read: {exc}") from None
     packaged = resources.files("dendrite_lite").joinpath("templates", "email", name)
     return packaged.read_text("utf-8")
 

@@ -32,3 +32,18 @@ def test_a_second_server_on_the_same_dir_exits_1(
     finally:
         held.close()
     assert "another dendrite-lite is running" in capsys.readouterr().err
+
+
+def test_a_broken_email_template_override_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "config.toml").write_text(render_default("localhost", "127.0.0.1:1", False))
+    overrides = tmp_path / "templates" / "email"
+    overrides.mkdir(parents=True)
+    (overrides / "test.txt").write_text("no subject line here\n")
+    assert server.main(["--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: config: templates/email/test.txt") and err.count("\n") == 1
+    (overrides / "test.txt").write_bytes(b"Subject: \xff\xfe broken\n")
+    assert server.main(["--data-dir", str(tmp_path)]) == 2
+    assert "cannot be read" in capsys.readouterr().err
