@@ -53,6 +53,7 @@ ACCOUNT_PATH = "/account/"
 DEVICE_AUTHORIZATION_PATH = "/oauth2/device"
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 PENDING_LIFETIME_MS = 30 * 60 * 1000
+UNUSED_CLIENT_LIFETIME_MS = 24 * 3600 * 1000
 # What /account/ offers: sessions and their sign-out (the stable and MSC4191 names).
 ACCOUNT_ACTIONS = [
     "org.matrix.devices_list",
@@ -107,6 +108,7 @@ class AuthorizationServer:
         notifier: Notifier | None = None,
     ) -> None:
         self.register_limiter = register_limiter
+        self.registration_limiter = RateLimiter(1.0, 20, enabled=config.rate_limits.enabled)
         self.db = db
         self.config = config
         self.tokens = tokens
@@ -174,7 +176,10 @@ class AuthorizationServer:
 
     # -- clients ------------------------------------------------------------------------
 
-    async def register_client(self, body: Any) -> ClientMetadata:
+    async def register_client(self, body: Any, ip: str) -> ClientMetadata:
+        # Registration is open to anyone: bounded per address so it cannot fill the disk
+        # (429 M_LIMIT_EXCEEDED with retry_after_ms, like every rate limit here).
+        self.registration_limiter.check_and_spend(ip)
         client_id = "dl" + secrets.token_hex(12)
         metadata = clients.validate_registration(body, client_id, now_ms())
         encoded = msgspec.json.encode(metadata)
@@ -228,7 +233,7 @@ class AuthorizationServer:
 
         def save(conn: apsw.Connection) -> None:
             now = now_ms()
-            oauth.prune(conn, now, now - PENDING_LIFETIME_MS)
+            oauth.prune(conn, now, now - PENDING_LIFETIME_MS, now - UNUSED_CLIENT_LIFETIME_MS)
             oauth.insert_pending(conn, pending_id, kind, encoded, now)
 
         await self.db.write(save)

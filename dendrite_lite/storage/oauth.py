@@ -302,8 +302,15 @@ def take_login_token(conn: apsw.Connection, token_hash: bytes, ts: int) -> UserI
     return None
 
 
-def prune(conn: apsw.Connection, ts: int, pending_before: int) -> None:
-    """Forget what can no longer be used."""
+def prune(conn: apsw.Connection, ts: int, pending_before: int, clients_before: int) -> None:
+    """Forget what can no longer be used, and clients registered before `clients_before`
+    that hold no session (spec: the server MAY delete those; every client registers anew
+    at each sign-in, so unused registrations would pile up)."""
+    conn.execute(
+        "DELETE FROM oauth_clients WHERE created_ts <= ?"
+        " AND client_id NOT IN (SELECT client_id FROM oauth_sessions)",
+        (clients_before,),
+    )
     conn.execute("DELETE FROM oauth_pending WHERE created_ts <= ?", (pending_before,))
     conn.execute("DELETE FROM oauth_upstream_states WHERE created_ts <= ?", (pending_before,))
     conn.execute("DELETE FROM oauth_codes WHERE expires_ts <= ?", (pending_before,))

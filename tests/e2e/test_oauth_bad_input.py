@@ -382,3 +382,13 @@ def test_wrong_password_and_deactivated_users_cannot_sign_in(
     login = browser.get(response.headers["location"])
     refused = browser.sign_in(login, user.localpart)
     assert refused.status_code == 403
+
+
+def test_client_registration_is_rate_limited(server_factory: object) -> None:
+    server: Server = server_factory({"rate_limits": {"enabled": True}})  # type: ignore[operator]
+    body = {"client_uri": CLIENT_URI, "redirect_uris": [REDIRECT_URI]}
+    with server.client() as http:
+        statuses = [http.post("/oauth2/registration", json=body).status_code for _ in range(25)]
+        assert statuses[:20] == [201] * 20
+        limited = http.post("/oauth2/registration", json=body)
+        expect(limited, 429, "M_LIMIT_EXCEEDED")

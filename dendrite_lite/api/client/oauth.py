@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 
+from dendrite_lite.api.dependencies import client_ip
 from dendrite_lite.errors import ErrCode, MatrixError
 from dendrite_lite.oauth import pages
 from dendrite_lite.oauth.errors import OAuthError, invalid_request
@@ -144,12 +145,14 @@ async def get_openid_configuration(
 
 @post("/oauth2/registration", status_code=201)
 async def register_client(
-    oauth_server: NamedDependency[AuthorizationServer], data: Any = None
+    request: Request[Any, Any, Any],
+    oauth_server: NamedDependency[AuthorizationServer],
+    data: Any = None,
 ) -> Response[Any]:
     """POST /oauth2/registration (RFC 7591)"""
     require_enabled(oauth_server)
     try:
-        metadata = await oauth_server.register_client(data)
+        metadata = await oauth_server.register_client(data, client_ip(request))
     except OAuthError as error:
         return oauth_error(error)
     return Response(content=metadata.answer(), status_code=201, headers=NO_STORE)
