@@ -35,6 +35,7 @@ ENGLISH: dict[str, str] = {
     "scope_device": "Sign in as a new session ({device})",
     "sso_question": "Continue to {host} as {user}?",
     "signed_in_as": "Signed in as {user}.",
+    "switch_account": "Use another account",
     "allow": "Allow",
     "deny": "Cancel",
     "client_site": "Website",

@@ -150,3 +150,21 @@ def test_login_hint_prefills_the_username(http: httpx.Client, browser: Browser, 
     assert f'value="{user.user_id}"' in page.text
     # A full user ID signs in like a localpart.
     assert browser.sign_in(page, user.user_id).status_code == 302
+
+
+def test_signed_in_browsers_skip_the_login_unless_asked(
+    http: httpx.Client, browser: Browser, user: User
+) -> None:
+    client = register_client(http)
+    _, challenge = pkce_pair()
+    browser.authorize(
+        authorize_url(client["client_id"], challenge, device="AGAIN00001"), user.localpart
+    )
+    again = browser.get(authorize_url(client["client_id"], challenge, device="AGAIN00002"))
+    assert again.headers["location"].startswith("/oauth2/consent")
+    consent = browser.get(again.headers["location"])
+    assert "Use another account" in consent.text and user.user_id in consent.text
+    forced = browser.get(
+        authorize_url(client["client_id"], challenge, device="AGAIN00003", prompt="login")
+    )
+    assert forced.headers["location"].startswith("/oauth2/login")

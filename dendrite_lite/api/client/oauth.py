@@ -219,7 +219,9 @@ async def authorize(
     pending_id = await oauth_server.save_pending("authorize", params)
     if params.get("prompt") == "create":
         return redirect(f"/oauth2/register?pending={pending_id}")
-    if await oauth_server.session_user(request.cookies.get(SESSION_COOKIE)):
+    # prompt=login (OpenID Connect) asks to sign in again even with a browser session.
+    signed_in = await oauth_server.session_user(request.cookies.get(SESSION_COOKIE))
+    if signed_in and params.get("prompt") != "login":
         return redirect(f"/oauth2/consent?pending={pending_id}")
     return redirect(f"/oauth2/login?pending={pending_id}")
 

@@ -472,6 +472,7 @@ async def _consent_page(
         "consent_title",
         server.config.server_name,
         signed_in_as=text("signed_in_as", user=user),
+        switch_account=text("switch_account"),
         allow=text("allow"),
         deny=text("deny"),
         **values,
