@@ -428,6 +428,7 @@ def micro_time(db_path: Path, room_id: str, args: argparse.Namespace) -> dict[st
 
     def time_it(label: str, fn: Callable[[int], Any]) -> None:
         """n calls of fn(i) inside one transaction that is rolled back."""
+        results.setdefault("waited_for_quiet_s", []).append(quiet(args))
         conn.execute("BEGIN")
         try:
             fn(-1)  # warm (caches, statement cache)
@@ -440,19 +441,19 @@ def micro_time(db_path: Path, room_id: str, args: argparse.Namespace) -> dict[st
             busy = h.host_cpu_busy(h0, h.host_cpu())
         finally:
             conn.execute("ROLLBACK")
-        per_event = wall / n * 1e6
+        per_event = cpu / n * 1e6
         other = None
         if args.server_cpu is not None and f"cpu{args.server_cpu}" in busy:
             other = max(0.0, round(busy[f"cpu{args.server_cpu}"] - cpu / wall, 3))
         results[label] = {
             "us_per_event": round(per_event, 1),
             "us_per_recipient": round(per_event / nrec, 2),
-            "cpu_util": round(cpu / wall, 3),
+            "wall_us_per_event": round(wall / n * 1e6, 1),
             "other_load": other,
         }
         h.log(
-            f"  {label}: {per_event:.0f} µs/event, {per_event / nrec:.2f} µs/recipient"
-            f" (other load {other})"
+            f"  {label}: {per_event:.0f} µs CPU/event, {per_event / nrec:.2f} µs/recipient"
+            f" (wall {wall / n * 1e6:.0f} µs/event, other load {other})"
         )
 
     def moved(i: int) -> PushEvent:
@@ -501,6 +502,25 @@ def micro_time(db_path: Path, room_id: str, args: argparse.Namespace) -> dict[st
     return results
 
 
+def quiet(args: argparse.Namespace) -> float:
+    """Wait (at most --wait-quiet s) until both pinned CPUs carried no load but this
+    process's beyond --quiet-threshold for 2 s in a row (as harness.wait_quiet does for
+    a server); returns the seconds waited."""
+    cpus = [c for c in (args.server_cpu, args.client_cpu) if c is not None]
+    t0 = time.perf_counter()
+    calm = 0
+    while cpus and time.perf_counter() - t0 < args.wait_quiet:
+        h0, c0 = h.host_cpu(), time.process_time()
+        time.sleep(0.5)
+        busy = h.host_cpu_busy(h0, h.host_cpu())
+        own = (time.process_time() - c0) / 0.5
+        other = max(busy.get(f"cpu{c}", 0.0) - (own if c == args.server_cpu else 0) for c in cpus)
+        calm = calm + 1 if other < args.quiet_threshold else 0
+        if calm >= 4:
+            break
+    return round(time.perf_counter() - t0, 1)
+
+
 def print_micro(result: dict[str, Any]) -> None:
     m = result["micro"]
     e = result["env"]
@@ -520,12 +540,13 @@ def print_micro(result: dict[str, Any]) -> None:
             label,
             h.fmt(v["us_per_event"], 1),
             h.fmt(v["us_per_recipient"], 2),
+            h.fmt(v["wall_us_per_event"], 1),
             h.fmt(v["other_load"]),
         ]
         for label, v in m.items()
         if isinstance(v, dict)
     ]
-    h.print_table(["what", "µs/event", "µs/recipient", "other load"], rows)
+    h.print_table(["what", "CPU µs/event", "CPU µs/recipient", "wall µs/event", "other load"], rows)
 
 
 if __name__ == "__main__":
