@@ -308,3 +308,13 @@ async def test_slow_servers_time_out() -> None:
     async with server:
         with pytest.raises(OutboundError, match=r"within 0\.3s"):
             await OutboundClient(p).get(f"http://{HOST}:{slow_port}/")
+
+
+async def test_redirects_not_followed_come_back_as_responses(port: int) -> None:
+    keep_post = OutboundPolicy.from_config(
+        allowed_ranges=[f"{HOST}/32"],
+        allowed_ports=[port],
+        follow_redirects=frozenset({307, 308}),
+    )
+    response = await OutboundClient(keep_post).get(f"http://{HOST}:{port}/redirect?to=/x")
+    assert response.status == 302 and response.headers["location"] == "/x"
