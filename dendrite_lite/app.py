@@ -418,6 +418,7 @@ def _provide(value: object) -> Provide:
 
 def build_app(config: Config, services: Services | None = None) -> Litestar:
     services = services or build_services(config)
+    services.cross_signing.oauth_reset = services.oauth_server.cross_signing_reset_gate
     dependency_resolution.install()
 
     @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ moment: a signature can never be stored against a key replaced meanwhile.
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +115,11 @@ class CrossSigning:
         self.db = db
         self.notifier = notifier
         self.account = account
+        # The m.oauth stage for OAuth sessions (oauth/server.py): True when the user
+        # approved the reset on the account page, False to fall back to UIA.
+        self.oauth_reset: Callable[[Requester, dict[str, Any] | None], Awaitable[bool]] | None = (
+            None
+        )
 
     # -- /keys/device_signing/upload ---------------------------------------------------------
 
@@ -140,7 +146,8 @@ class CrossSigning:
             if outcome is not _NEEDS_AUTH:
                 break
             # Valid, but it replaces keys: prove it is the owner, then store for real.
-            await self.account.authenticate_owner(requester, auth, "POST", uri)
+            if self.oauth_reset is None or not await self.oauth_reset(requester, auth):
+                await self.account.authenticate_owner(requester, auth, "POST", uri)
             authenticated = True
         assert isinstance(outcome, _Outcome)
         if outcome.position is not None:

@@ -25,11 +25,11 @@ import msgspec
 from dendrite_lite.accounts.login import Login
 from dendrite_lite.accounts.registration import check_password_strength
 from dendrite_lite.auth.ratelimit import RateLimiter
-from dendrite_lite.auth.tokens import IssuedTokens, TokenService, token_digest
+from dendrite_lite.auth.tokens import IssuedTokens, Requester, TokenService, token_digest
 from dendrite_lite.clock import now_ms
 from dendrite_lite.config import Config
 from dendrite_lite.e2ee import device_lists
-from dendrite_lite.errors import MatrixError
+from dendrite_lite.errors import MatrixError, UIARequired
 from dendrite_lite.identifiers import check_new_localpart, local_user_id, user_id
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.oauth import clients
@@ -54,8 +54,11 @@ DEVICE_AUTHORIZATION_PATH = "/oauth2/device"
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 PENDING_LIFETIME_MS = 30 * 60 * 1000
 UNUSED_CLIENT_LIFETIME_MS = 24 * 3600 * 1000
+CROSS_SIGNING_RESET_WINDOW_MS = 10 * 60 * 1000
+CROSS_SIGNING_RESET_ACTION = "org.matrix.cross_signing_reset"
 # What /account/ offers: sessions and their sign-out (the stable and MSC4191 names).
 ACCOUNT_ACTIONS = [
+    "org.matrix.cross_signing_reset",
     "org.matrix.devices_list",
     "org.matrix.device_view",
     "org.matrix.device_delete",
@@ -564,3 +567,50 @@ class AuthorizationServer:
     async def take_login_token(self, login_token: str) -> UserId | None:
         digest = token_digest(login_token)
         return await self.db.write(lambda conn: oauth.take_login_token(conn, digest, now_ms()))
+
+    # -- m.oauth: approving a cross-signing reset on the account page ----------------------------
+
+    async def approve_cross_signing_reset(self, uid: UserId) -> None:
+        """The user allowed replacing their cross-signing keys for the next ten minutes."""
+        approval_id = "xs:" + uid
+        now = now_ms()
+
+        def approve(conn: apsw.Connection) -> None:
+            oauth.delete_pending(conn, approval_id)
+            oauth.insert_pending(conn, approval_id, "cross_signing_reset", b"{}", now)
+
+        await self.db.write(approve)
+
+    async def cross_signing_reset_gate(
+        self, requester: Requester, auth: dict[str, Any] | None
+    ) -> bool:
+        """The m.oauth stage of POST /keys/device_signing/upload (spec: OAuth authentication).
+
+        Sessions signed in through OAuth cannot do UIA: they are sent to the account page
+        to approve the reset, then retry with the session. Other sessions get UIA (False).
+        """
+        uid, device_id = requester.user_id, requester.device_id
+        approval_id = "xs:" + uid
+        since = now_ms() - CROSS_SIGNING_RESET_WINDOW_MS
+
+        def check(conn: apsw.Connection) -> tuple[bool, bool]:
+            if oauth.session_client(conn, uid, device_id) is None:
+                return False, False
+            approved = oauth.get_pending(conn, approval_id, since) is not None
+            if approved:
+                oauth.delete_pending(conn, approval_id)  # one reset per approval
+            return True, approved
+
+        is_oauth, approved = await self.db.write(check)
+        if not is_oauth:
+            return False
+        if approved:
+            return True
+        session = auth.get("session") if isinstance(auth, dict) else None
+        url = self.base + ACCOUNT_PATH + "?action=" + CROSS_SIGNING_RESET_ACTION
+        body = {
+            "flows": [{"stages": ["m.oauth"]}],
+            "params": {"m.oauth": {"url": url}},
+            "session": session if isinstance(session, str) else secrets.token_urlsafe(18),
+        }
+        raise UIARequired(body)

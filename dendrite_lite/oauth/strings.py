@@ -61,6 +61,13 @@ ENGLISH: dict[str, str] = {
     "sign_out_browser": "Sign out of this browser",
     "signed_out": "You are signed out.",
     "continue": "Continue",
+    "reset_title": "Reset your identity?",
+    "reset_explain": "Your app asks to replace your cross-signing keys (your digital identity). "
+    "Do this only if you lost access to all your other sessions and your recovery key: "
+    "other people will see that your identity changed.",
+    "reset_allow": "Allow for 10 minutes",
+    "reset_back": "Cancel",
+    "reset_done": "Allowed. Go back to your app and finish the reset within 10 minutes.",
     "link_title": "Connect a device",
     "link_explain": "Enter the code your device shows.",
     "user_code": "Code",

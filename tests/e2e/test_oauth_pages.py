@@ -96,7 +96,7 @@ def test_registration_page_is_closed_when_registration_is(server_factory: object
 def test_account_page_lists_and_signs_out_sessions(
     http: httpx.Client, browser: Browser, user: User
 ) -> None:
-    assert browser.get("/account/").headers["location"] == "/oauth2/login"
+    assert browser.get("/account/").headers["location"].startswith("/oauth2/login?pending=")
     login_page = browser.get("/oauth2/login")
     signed_in = browser.sign_in(login_page, user.localpart)
     assert signed_in.headers["location"] == "/account/"

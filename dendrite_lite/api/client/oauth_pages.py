@@ -12,7 +12,7 @@ import datetime
 import hmac
 import secrets
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -37,7 +37,7 @@ from dendrite_lite.oauth.clients import ClientMetadata
 from dendrite_lite.oauth.errors import OAuthError
 from dendrite_lite.oauth.pages import error_box, escape
 from dendrite_lite.oauth.scopes import parse_scope
-from dendrite_lite.oauth.server import AuthorizationServer, Pending
+from dendrite_lite.oauth.server import CROSS_SIGNING_RESET_ACTION, AuthorizationServer, Pending
 from dendrite_lite.oauth.strings import text
 from dendrite_lite.storage import devices as devices_store
 from dendrite_lite.storage import oauth as oauth_store
@@ -114,6 +114,8 @@ async def _pending(server: AuthorizationServer, pending_id: str) -> Pending | No
 
 
 def _after_sign_in(pending: Pending | None) -> str:
+    if pending is not None and pending.kind == "account" and pending.params.get("action"):
+        return "/account/?" + urlencode({"action": pending.params["action"]})
     if pending is None or pending.kind == "account":
         return "/account/"
     return f"/oauth2/consent?pending={pending.id}"
@@ -596,9 +598,41 @@ async def get_account_page(
     """GET /account/ (account_management_uri; ?action=... lands on the same page)"""
     require_enabled(oauth_server)
     browser = await _browser(request, oauth_server)
+    action = _param(request, "action")
+    if browser.user is None:
+        # Back here after signing in (an "account" request remembers the action).
+        pending_id = await oauth_server.save_pending("account", {"action": action})
+        return redirect(f"/oauth2/login?pending={pending_id}")
+    if action == CROSS_SIGNING_RESET_ACTION:
+        content = pages.render(
+            "reset.html",
+            "reset_title",
+            oauth_server.config.server_name,
+            explain=text("reset_explain"),
+            csrf=browser.csrf,
+            allow=text("reset_allow"),
+            back=text("reset_back"),
+        )
+        return browser.respond(html_page(content))
+    return await _account_page(request, oauth_server, devices, browser, browser.user)
+
+
+@post("/account/cross_signing_reset", status_code=200)
+async def post_cross_signing_reset(
+    request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
+) -> Response[Any]:
+    """POST /account/cross_signing_reset: the m.oauth approval."""
+    checked = await _checked_form(request, oauth_server)
+    if isinstance(checked, Response):
+        return checked
+    browser, _form = checked
     if browser.user is None:
         return redirect("/oauth2/login")
-    return await _account_page(request, oauth_server, devices, browser, browser.user)
+    await oauth_server.approve_cross_signing_reset(browser.user)
+    answer = message_page(
+        oauth_server, text("reset_done"), kind="notice", status=200, title_key="done_title"
+    )
+    return browser.respond(answer)
 
 
 @post("/account/devices/delete", status_code=200)
@@ -690,5 +724,6 @@ ROUTES = [
     get_account_page,
     post_delete_device,
     post_change_password,
+    post_cross_signing_reset,
     post_account_logout,
 ]
