@@ -40,6 +40,7 @@ from dendrite_lite.api.client import (
     sync,
     versions,
 )
+from dendrite_lite.api.client import account_pages as account_pages_api
 from dendrite_lite.api.client import dehydrated_devices as dehydrated_devices_api
 from dendrite_lite.api.client import directory as directory_api
 from dendrite_lite.api.client import key_backup as key_backup_api
@@ -209,6 +210,7 @@ ROUTES: list[Any] = [
     *threepid_api.ROUTES,
     *oauth_api.ROUTES,
     *oauth_pages_api.ROUTES,
+    *account_pages_api.ROUTES,
     *sso_api.ROUTES,
 ]
 

@@ -8,18 +8,15 @@ HttpOnly), so another site cannot post them on the user's behalf.
 
 from __future__ import annotations
 
-import datetime
 import hmac
 import secrets
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 
-from dendrite_lite.accounts.devices import Devices
 from dendrite_lite.api.client.oauth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -37,10 +34,8 @@ from dendrite_lite.oauth.clients import ClientMetadata
 from dendrite_lite.oauth.errors import OAuthError
 from dendrite_lite.oauth.pages import error_box, escape
 from dendrite_lite.oauth.scopes import parse_scope
-from dendrite_lite.oauth.server import CROSS_SIGNING_RESET_ACTION, AuthorizationServer, Pending
+from dendrite_lite.oauth.server import AuthorizationServer, Pending
 from dendrite_lite.oauth.strings import text
-from dendrite_lite.storage import devices as devices_store
-from dendrite_lite.storage import oauth as oauth_store
 from dendrite_lite.types import UserId
 
 AnyRequest = Request[Any, Any, Any]
@@ -52,7 +47,7 @@ _ERROR_KEYS = {
 }
 
 
-def _error_key(error: MatrixError) -> str:
+def error_key(error: MatrixError) -> str:
     return _ERROR_KEYS.get(error.errcode, error.message)
 
 
@@ -87,11 +82,11 @@ class Browser:
         )
 
 
-async def _browser(request: AnyRequest, server: AuthorizationServer) -> Browser:
+async def browser_of(request: AnyRequest, server: AuthorizationServer) -> Browser:
     return Browser(request, await server.session_user(request.cookies.get(SESSION_COOKIE)))
 
 
-async def _checked_form(
+async def checked_form(
     request: AnyRequest, server: AuthorizationServer
 ) -> tuple[Browser, dict[str, str]] | Response[Any]:
     """The posted form once its CSRF token checks out; otherwise the answer to send."""
@@ -100,7 +95,7 @@ async def _checked_form(
         form = await read_form(request)
     except OAuthError as error:
         return message_page(server, error.description)
-    browser = await _browser(request, server)
+    browser = await browser_of(request, server)
     sent = form.get("csrf", "")
     if not browser.cookie_csrf or not hmac.compare_digest(
         sent.encode(), browser.cookie_csrf.encode()
@@ -173,8 +168,8 @@ async def get_login_page(
 ) -> Response[Any]:
     """GET /oauth2/login"""
     require_enabled(oauth_server)
-    pending_id = _param(request, "pending")
-    browser = await _browser(request, oauth_server)
+    pending_id = param(request, "pending")
+    browser = await browser_of(request, oauth_server)
     pending = await _pending(oauth_server, pending_id)
     if pending_id and pending is None:
         return message_page(oauth_server, text("expired_request"))
@@ -189,7 +184,7 @@ async def post_login_page(
     request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
 ) -> Response[Any]:
     """POST /oauth2/login"""
-    checked = await _checked_form(request, oauth_server)
+    checked = await checked_form(request, oauth_server)
     if isinstance(checked, Response):
         return checked
     browser, form = checked
@@ -207,7 +202,7 @@ async def post_login_page(
             oauth_server,
             browser,
             pending_id,
-            error=_error_key(error),
+            error=error_key(error),
             username=username,
             status=error.status,
         )
@@ -229,8 +224,8 @@ async def get_link_page(
 ) -> Response[Any]:
     """GET /oauth2/link[?user_code=...] (RFC 8628 verification_uri)"""
     require_enabled(oauth_server)
-    browser = await _browser(request, oauth_server)
-    user_code = _param(request, "user_code")
+    browser = await browser_of(request, oauth_server)
+    user_code = param(request, "user_code")
     error = None
     if user_code:
         pending = await oauth_server.device_grant.find(user_code)
@@ -263,7 +258,7 @@ async def upstream_callback(
     from dendrite_lite.oauth.upstream import UpstreamError
 
     require_enabled(oauth_server)
-    browser = await _browser(request, oauth_server)
+    browser = await browser_of(request, oauth_server)
     try:
         result = await oauth_server.upstream.callback(query_params(request))
     except (UpstreamError, OAuthError) as error:
@@ -302,8 +297,8 @@ async def upstream_start(
     from dendrite_lite.oauth.upstream import UpstreamError
 
     require_enabled(oauth_server)
-    browser = await _browser(request, oauth_server)
-    pending_id = _param(request, "pending")
+    browser = await browser_of(request, oauth_server)
+    pending_id = param(request, "pending")
     pending = await _pending(oauth_server, pending_id)
     if pending_id and pending is None:
         return message_page(oauth_server, text("expired_request"))
@@ -351,8 +346,8 @@ async def get_register_page(
 ) -> Response[Any]:
     """GET /oauth2/register"""
     require_enabled(oauth_server)
-    browser = await _browser(request, oauth_server)
-    pending = await _pending(oauth_server, _param(request, "pending"))
+    browser = await browser_of(request, oauth_server)
+    pending = await _pending(oauth_server, param(request, "pending"))
     if pending is None:
         return message_page(oauth_server, text("expired_request"))
     if not oauth_server.registration_open:
@@ -365,7 +360,7 @@ async def post_register_page(
     request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
 ) -> Response[Any]:
     """POST /oauth2/register"""
-    checked = await _checked_form(request, oauth_server)
+    checked = await checked_form(request, oauth_server)
     if isinstance(checked, Response):
         return checked
     browser, form = checked
@@ -393,7 +388,7 @@ async def post_register_page(
             oauth_server,
             browser,
             pending.id,
-            error=_error_key(error),
+            error=error_key(error),
             username=username,
             status=error.status,
         )
@@ -428,8 +423,8 @@ async def get_consent_page(
 ) -> Response[Any]:
     """GET /oauth2/consent"""
     require_enabled(oauth_server)
-    browser = await _browser(request, oauth_server)
-    pending = await _pending(oauth_server, _param(request, "pending"))
+    browser = await browser_of(request, oauth_server)
+    pending = await _pending(oauth_server, param(request, "pending"))
     if pending is None:
         return message_page(oauth_server, text("expired_request"))
     if browser.user is None:
@@ -487,7 +482,7 @@ async def post_consent_page(
     request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
 ) -> Response[Any]:
     """POST /oauth2/consent: allow sends the code (or login token) to the client."""
-    checked = await _checked_form(request, oauth_server)
+    checked = await checked_form(request, oauth_server)
     if isinstance(checked, Response):
         return checked
     browser, form = checked
@@ -515,200 +510,11 @@ async def post_consent_page(
     return redirect(await oauth_server.deny(pending))
 
 
-# -- account management ------------------------------------------------------------------------
-
-
-def _param(request: AnyRequest, key: str) -> str:
+def param(request: AnyRequest, key: str) -> str:
     try:
         return query_params(request).get(key, "")
     except OAuthError:
         return ""
-
-
-async def _account_page(
-    request: AnyRequest,
-    server: AuthorizationServer,
-    devices: Devices,
-    browser: Browser,
-    user: UserId,
-    *,
-    notice: str | None = None,
-    password_error: str | None = None,
-    status: int = 200,
-) -> Response[Any]:
-    def read(conn: Any) -> tuple[list[devices_store.DeviceRow], dict[str, bytes]]:
-        return devices_store.list_for_user(conn, user), oauth_store.session_clients_of_user(
-            conn, user
-        )
-
-    rows, clients = await server.db.read(read)
-    items = []
-    for seen in rows:
-        name = seen.display_name or ""
-        if seen.device_id in clients:
-            metadata = msgspec.json.decode(clients[seen.device_id], type=ClientMetadata)
-            name = name or metadata.client_name or urlsplit(metadata.client_uri).hostname or ""
-        when = (
-            text("last_seen", when=_format_ts(seen.last_seen_ts), ip=seen.last_seen_ip or "?")
-            if seen.last_seen_ts
-            else text("never_seen")
-        )
-        items.append(
-            f'<li id="device-{escape(seen.device_id)}"><strong>{escape(name or seen.device_id)}'
-            f'</strong> <span class="muted">{escape(seen.device_id)}</span><br>'
-            f'<span class="muted">{escape(when)}</span>'
-            '<form class="inline" method="post" action="/account/devices/delete">'
-            f'<input type="hidden" name="csrf" value="{escape(browser.csrf)}">'
-            f'<input type="hidden" name="device_id" value="{escape(seen.device_id)}">'
-            f' <button type="submit" class="secondary" aria-label="{escape(text("sign_out"))}'
-            f' {escape(seen.device_id)}">{escape(text("sign_out"))}</button></form></li>'
-        )
-    content = pages.render(
-        "account.html",
-        "account_title",
-        server.config.server_name,
-        notice_html=f'<p class="notice" role="status">{escape(notice)}</p>' if notice else "",
-        signed_in_as=text("signed_in_as", user=user),
-        devices_heading=text("devices"),
-        devices_html="\n".join(items),
-        password_heading=text("change_password_heading"),
-        password_error_html=error_box(text(password_error) if password_error else None),
-        csrf=browser.csrf,
-        current_password=text("current_password"),
-        new_password=text("new_password"),
-        change_password=text("change_password"),
-        sign_out_browser=text("sign_out_browser"),
-    )
-    return browser.respond(html_page(content, status))
-
-
-def _format_ts(ts: int | None) -> str:
-    if ts is None:
-        return ""
-    moment = datetime.datetime.fromtimestamp(ts / 1000, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-@get(["/account", "/account/"])
-async def get_account_page(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    devices: NamedDependency[Devices],
-) -> Response[Any]:
-    """GET /account/ (account_management_uri; ?action=... lands on the same page)"""
-    require_enabled(oauth_server)
-    browser = await _browser(request, oauth_server)
-    action = _param(request, "action")
-    if browser.user is None:
-        # Back here after signing in (an "account" request remembers the action).
-        pending_id = await oauth_server.save_pending("account", {"action": action})
-        return redirect(f"/oauth2/login?pending={pending_id}")
-    if action == CROSS_SIGNING_RESET_ACTION:
-        content = pages.render(
-            "reset.html",
-            "reset_title",
-            oauth_server.config.server_name,
-            explain=text("reset_explain"),
-            csrf=browser.csrf,
-            allow=text("reset_allow"),
-            back=text("reset_back"),
-        )
-        return browser.respond(html_page(content))
-    return await _account_page(request, oauth_server, devices, browser, browser.user)
-
-
-@post("/account/cross_signing_reset", status_code=200)
-async def post_cross_signing_reset(
-    request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
-) -> Response[Any]:
-    """POST /account/cross_signing_reset: the m.oauth approval."""
-    checked = await _checked_form(request, oauth_server)
-    if isinstance(checked, Response):
-        return checked
-    browser, _form = checked
-    if browser.user is None:
-        return redirect("/oauth2/login")
-    await oauth_server.approve_cross_signing_reset(browser.user)
-    answer = message_page(
-        oauth_server, text("reset_done"), kind="notice", status=200, title_key="done_title"
-    )
-    return browser.respond(answer)
-
-
-@post("/account/devices/delete", status_code=200)
-async def post_delete_device(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    devices: NamedDependency[Devices],
-) -> Response[Any]:
-    """POST /account/devices/delete: sign a session out."""
-    checked = await _checked_form(request, oauth_server)
-    if isinstance(checked, Response):
-        return checked
-    browser, form = checked
-    if browser.user is None:
-        return redirect("/oauth2/login")
-    device_id = form.get("device_id", "")
-    if not await oauth_server.end_device(browser.user, device_id):
-        return message_page(oauth_server, text("not_found"), status=404)
-    return await _account_page(
-        request,
-        oauth_server,
-        devices,
-        browser,
-        browser.user,
-        notice=text("signed_out_device", device=device_id),
-    )
-
-
-@post("/account/password", status_code=200)
-async def post_change_password(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    devices: NamedDependency[Devices],
-) -> Response[Any]:
-    """POST /account/password"""
-    checked = await _checked_form(request, oauth_server)
-    if isinstance(checked, Response):
-        return checked
-    browser, form = checked
-    user = browser.user
-    if user is None:
-        return redirect("/oauth2/login")
-    try:
-        await oauth_server.check_password(user, form.get("current", ""), client_ip(request))
-        await oauth_server.set_password(user, form.get("new", ""))
-    except MatrixError as error:
-        key = "wrong_password" if error.message == "invalid_credentials" else _error_key(error)
-        return await _account_page(
-            request, oauth_server, devices, browser, user, password_error=key, status=error.status
-        )
-    return await _account_page(
-        request, oauth_server, devices, browser, user, notice=text("password_changed")
-    )
-
-
-@post("/account/logout", status_code=200)
-async def post_account_logout(
-    request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
-) -> Response[Any]:
-    """POST /account/logout: this browser's session ends (the devices stay)."""
-    checked = await _checked_form(request, oauth_server)
-    if isinstance(checked, Response):
-        return checked
-    browser, _form = checked
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie:
-        await oauth_server.sign_out(cookie)
-    answer = message_page(
-        oauth_server,
-        text("signed_out"),
-        kind="notice",
-        status=200,
-        title_key="done_title",
-        link=("/account/", text("sign_in")),
-    )
-    return browser.respond(answer, "")
 
 
 ROUTES = [
@@ -721,9 +527,4 @@ ROUTES = [
     post_register_page,
     get_consent_page,
     post_consent_page,
-    get_account_page,
-    post_delete_device,
-    post_change_password,
-    post_cross_signing_reset,
-    post_account_logout,
 ]
