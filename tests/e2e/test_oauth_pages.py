@@ -168,3 +168,15 @@ def test_signed_in_browsers_skip_the_login_unless_asked(
         authorize_url(client["client_id"], challenge, device="AGAIN00003", prompt="login")
     )
     assert forced.headers["location"].startswith("/oauth2/login")
+
+
+def test_cookies_are_secure_behind_a_tls_proxy(server_factory: object) -> None:
+    server: Server = server_factory({"": {"public_baseurl": "https://matrix.example.org"}})  # type: ignore[operator]
+    with server.client() as http:
+        metadata = expect(http.get("/_matrix/client/v1/auth_metadata"), 200)
+        assert metadata["issuer"] == "https://matrix.example.org/"
+        assert metadata["token_endpoint"] == "https://matrix.example.org/oauth2/token"
+        page = http.get("/oauth2/login")
+        cookie = page.headers["set-cookie"]
+        assert "dl_csrf=" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+        assert "SameSite=lax" in cookie or "SameSite=Lax" in cookie

@@ -54,11 +54,12 @@ def error_key(error: MatrixError) -> str:
 class Browser:
     """The CSRF token of this browser (new cookie if it has none) and who is signed in."""
 
-    def __init__(self, request: AnyRequest, user: UserId | None) -> None:
+    def __init__(self, request: AnyRequest, user: UserId | None, *, secure: bool = False) -> None:
         self.cookie_csrf = request.cookies.get(CSRF_COOKIE)
         self.csrf = self.cookie_csrf or secrets.token_urlsafe(24)
         self.user = user
-        self.secure = request.url.scheme == "https"
+        # Behind a TLS reverse proxy the request itself is plain http: public_baseurl says.
+        self.secure = request.url.scheme == "https" or secure
 
     def respond(self, response: Response[Any], session: str | None = None) -> Response[Any]:
         cookies = []
@@ -83,7 +84,8 @@ class Browser:
 
 
 async def browser_of(request: AnyRequest, server: AuthorizationServer) -> Browser:
-    return Browser(request, await server.session_user(request.cookies.get(SESSION_COOKIE)))
+    user = await server.session_user(request.cookies.get(SESSION_COOKIE))
+    return Browser(request, user, secure=server.base.startswith("https://"))
 
 
 async def checked_form(
