@@ -29,7 +29,7 @@ from dendrite_lite.auth.tokens import IssuedTokens, Requester, TokenService, tok
 from dendrite_lite.clock import now_ms
 from dendrite_lite.config import Config
 from dendrite_lite.e2ee import device_lists
-from dendrite_lite.errors import MatrixError, UIARequired
+from dendrite_lite.errors import ErrCode, MatrixError, UIARequired
 from dendrite_lite.identifiers import check_new_localpart, local_user_id, user_id
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.oauth import clients
@@ -56,7 +56,8 @@ PENDING_LIFETIME_MS = 30 * 60 * 1000
 UNUSED_CLIENT_LIFETIME_MS = 24 * 3600 * 1000
 CROSS_SIGNING_RESET_WINDOW_MS = 10 * 60 * 1000
 CROSS_SIGNING_RESET_ACTION = "org.matrix.cross_signing_reset"
-# What /account/ offers: sessions and their sign-out (the stable and MSC4191 names).
+# What /account/ offers: approving a cross-signing reset (m.oauth), sessions and their
+# sign-out (the spec's names and MSC4191's older ones, which clients still send).
 ACCOUNT_ACTIONS = [
     "org.matrix.cross_signing_reset",
     "org.matrix.devices_list",
@@ -78,10 +79,12 @@ class PageError(Exception):
 
 @dataclass(frozen=True)
 class Pending:
-    """An authorization request (or legacy SSO login) waiting for the user."""
+    """A request waiting for the user: an authorization, a legacy SSO login, a device
+    authorization, or a sign-in started from the account page. The messages of the
+    pages are the keys of oauth/strings.py (MatrixError messages here too)."""
 
     id: str
-    kind: str  # "authorize" | "sso"
+    kind: str  # "authorize", "sso", "device", "account" (back to /account/), ...
     params: dict[str, str]
 
 
@@ -489,17 +492,17 @@ class AuthorizationServer:
         login.per_ip.check_and_spend(ip)
         uid = local_user_id(username.strip(), self.config.server_name)
         if uid is None:
-            raise MatrixError(403, "M_FORBIDDEN", "invalid_credentials")
+            raise MatrixError(403, ErrCode.FORBIDDEN, "invalid_credentials")
         login.failed_per_user.check(uid)
         row = await self.db.read(lambda conn: users.get(conn, uid))
         ok = await login.passwords.verify(row.password_hash if row else None, password)
         if row is None or not ok:
             login.failed_per_user.spend(uid)
-            raise MatrixError(403, "M_FORBIDDEN", "invalid_credentials")
+            raise MatrixError(403, ErrCode.FORBIDDEN, "invalid_credentials")
         if row.deactivated:
-            raise MatrixError(403, "M_USER_DEACTIVATED", "deactivated")
+            raise MatrixError(403, ErrCode.USER_DEACTIVATED, "deactivated")
         if row.locked:
-            raise MatrixError(401, "M_USER_LOCKED", "locked")
+            raise MatrixError(401, ErrCode.USER_LOCKED, "locked")
         return uid
 
     async def create_account(self, localpart: str, password: str | None) -> UserId:
@@ -519,7 +522,7 @@ class AuthorizationServer:
             return True
 
         if not await self.db.write(create):
-            raise MatrixError(400, "M_USER_IN_USE", "user_in_use")
+            raise MatrixError(400, ErrCode.USER_IN_USE, "user_in_use")
         return uid
 
     async def sign_in(self, uid: UserId) -> str:

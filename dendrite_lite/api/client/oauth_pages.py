@@ -28,7 +28,7 @@ from dendrite_lite.api.client.oauth import (
     require_enabled,
 )
 from dendrite_lite.api.dependencies import client_ip
-from dendrite_lite.errors import MatrixError
+from dendrite_lite.errors import ErrCode, MatrixError
 from dendrite_lite.oauth import pages
 from dendrite_lite.oauth.clients import ClientMetadata
 from dendrite_lite.oauth.errors import OAuthError
@@ -39,11 +39,11 @@ from dendrite_lite.oauth.strings import text
 from dendrite_lite.types import UserId
 
 AnyRequest = Request[Any, Any, Any]
-_ERROR_KEYS = {
-    "M_LIMIT_EXCEEDED": "rate_limited",
-    "M_USER_IN_USE": "user_in_use",
-    "M_INVALID_USERNAME": "invalid_username",
-    "M_WEAK_PASSWORD": "weak_password",
+_ERROR_KEYS: dict[str, str] = {
+    ErrCode.LIMIT_EXCEEDED: "rate_limited",
+    ErrCode.USER_IN_USE: "user_in_use",
+    ErrCode.INVALID_USERNAME: "invalid_username",
+    ErrCode.WEAK_PASSWORD: "weak_password",
 }
 
 
