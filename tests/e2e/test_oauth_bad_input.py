@@ -392,3 +392,18 @@ def test_client_registration_is_rate_limited(server_factory: object) -> None:
         assert statuses[:20] == [201] * 20
         limited = http.post("/oauth2/registration", json=body)
         expect(limited, 429, "M_LIMIT_EXCEEDED")
+
+
+def test_client_metadata_is_escaped_on_the_consent_page(
+    http: httpx.Client, browser: Browser, user: User
+) -> None:
+    client = register_client(http, client_name='<script>alert("x")</script>')
+    _, challenge = pkce_pair()
+    login = browser.get(
+        browser.get(authorize_url(client["client_id"], challenge)).headers["location"]
+    )
+    consent = browser.get(browser.sign_in(login, user.localpart).headers["location"])
+    assert "<script>" not in consent.text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in consent.text
+    assert "script-src" not in consent.headers["content-security-policy"]
+    assert consent.headers["content-security-policy"].startswith("default-src 'none'")
