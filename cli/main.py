@@ -29,9 +29,9 @@ from .common import (
     load_config,
     with_database,
 )
+from .email import app as email_app
 from .media import app as media_app
 from .oidc import app as oidc_app
-from .email import app as email_app
 from .registration_tokens import app as registration_tokens_app
 from .users import app as users_app
 
