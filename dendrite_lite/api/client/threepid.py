@@ -92,10 +92,19 @@ async def optional_requester(
 
 
 async def _request_token(
-    purpose: str, sessions: ValidationSessions, request: Request[Any, Any, Any], data: Any
+    purpose: str,
+    sessions: ValidationSessions,
+    request: Request[Any, Any, Any],
+    data: Any,
+    registration: Registration | None = None,
 ) -> RequestTokenResponse:
-    sessions.require_email()
+    # A malformed body is M_BAD_JSON whatever the server's email settings.
     body = parse_body(data, RequestEmailTokenBody)
+    sessions.require_email()
+    if registration is not None and not any(
+        uia_stages.EMAIL_IDENTITY in flow for flow in registration.flows
+    ):
+        raise MatrixError(403, ErrCode.FORBIDDEN, "Registration with email is not enabled")
     result = await sessions.request_token(
         purpose,
         body.client_secret,
@@ -115,10 +124,7 @@ async def request_token_to_register_email(
     data: Any,
 ) -> RequestTokenResponse:
     """POST /_matrix/client/v3/register/email/requestToken"""
-    threepid_sessions.require_email()
-    if not any(uia_stages.EMAIL_IDENTITY in flow for flow in registration.flows):
-        raise MatrixError(403, ErrCode.FORBIDDEN, "Registration with email is not enabled")
-    return await _request_token(REGISTER, threepid_sessions, request, data)
+    return await _request_token(REGISTER, threepid_sessions, request, data, registration)
 
 
 @post(f"{_V3}/account/password/email/requestToken", status_code=200)
@@ -151,6 +157,8 @@ async def request_token_to_3pid_email(
 )
 async def request_token_msisdn(data: Any = None) -> dict[str, Any]:
     """POST /_matrix/client/v3/{register,account/password,account/3pid}/msisdn/requestToken"""
+    if data is not None and not isinstance(data, dict):
+        raise MatrixError(400, ErrCode.BAD_JSON, "Expected a JSON object")
     raise MatrixError(
         400, MEDIUM_NOT_SUPPORTED, "Phone numbers (msisdn) are not supported on this server"
     )
