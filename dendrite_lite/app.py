@@ -45,6 +45,7 @@ from dendrite_lite.api.client import dehydrated_devices as dehydrated_devices_ap
 from dendrite_lite.api.client import directory as directory_api
 from dendrite_lite.api.client import key_backup as key_backup_api
 from dendrite_lite.api.client import keys as keys_api
+from dendrite_lite.api.client import mas as mas_api
 from dendrite_lite.api.client import media as media_api
 from dendrite_lite.api.client import notifications as notifications_api
 from dendrite_lite.api.client import oauth as oauth_api
@@ -211,6 +212,7 @@ ROUTES: list[Any] = [
     *oauth_api.ROUTES,
     *oauth_pages_api.ROUTES,
     *account_pages_api.ROUTES,
+    *mas_api.ROUTES,
     *sso_api.ROUTES,
 ]
 

@@ -53,6 +53,9 @@ class ExternalAuthConfig(_Section):
     client_id: str = ""
     client_secret: str = ""
     account_management_url: str = ""
+    # The secret shared with MAS (its matrix.secret; Synapse's admin_token): MAS calls
+    # /_synapse/mas/* with it, and with no client_id it is also our introspection bearer.
+    secret: str = ""
     # Introspection answers are cached this long (a revoked token lives at most this).
     cache_ms: int = 60_000
 
@@ -360,8 +363,8 @@ def _validate_oauth(config: Config) -> None:
         external = config.auth.external
         if not external.issuer.startswith(("http://", "https://")):
             raise ConfigError("auth.external.issuer: an http(s) URL is required in external mode")
-        if not external.client_id:
-            raise ConfigError("auth.external.client_id: required in external mode")
+        if not external.client_id and not external.secret:
+            raise ConfigError("auth.external: client_id or secret is required in external mode")
     seen: set[str] = set()
     for index, provider in enumerate(config.oauth.upstream):
         where = f"oauth.upstream[{index}]"
@@ -493,6 +496,8 @@ introspection_endpoint = ""
 client_id = ""
 client_secret = ""
 account_management_url = ""
+# Shared with MAS (its matrix.secret): MAS provisions users and devices with it.
+secret = ""
 cache_ms = 60000
 
 

@@ -59,14 +59,19 @@ class ExternalAuth:
     async def _introspect(self, token: str) -> dict[str, Any]:
         import httpx  # only external mode needs an HTTP client at all
 
-        auth = (self.config.client_id, self.config.client_secret)
+        headers = {"Accept": "application/json"}
+        auth: Any = httpx.USE_CLIENT_DEFAULT
+        if self.config.client_id:  # client_secret_basic, as Synapse's msc3861 mode does
+            auth = (self.config.client_id, self.config.client_secret)
+        else:  # the shared secret, as Synapse's matrix_authentication_service mode does
+            headers["Authorization"] = f"Bearer {self.config.secret}"
         try:
             async with httpx.AsyncClient(timeout=_TIMEOUT_S) as client:
                 response = await client.post(
                     self.endpoint,
                     data={"token": token, "token_type_hint": "access_token"},
                     auth=auth,
-                    headers={"Accept": "application/json"},
+                    headers=headers,
                 )
         except httpx.HTTPError:
             raise MatrixError(

@@ -596,8 +596,12 @@ class AuthorizationServer:
         approval_id = "xs:" + uid
         since = now_ms() - CROSS_SIGNING_RESET_WINDOW_MS
 
+        external = self.config.auth.mode == "external"
+
         def check(conn: apsw.Connection) -> tuple[bool, bool]:
-            if oauth.session_client(conn, uid, device_id) is None:
+            # In external mode every session is an OAuth one (MAS's); approvals then come
+            # from MAS (/_synapse/mas/allow_cross_signing_reset).
+            if not external and oauth.session_client(conn, uid, device_id) is None:
                 return False, False
             approved = oauth.get_pending(conn, approval_id, since) is not None
             if approved:
@@ -610,7 +614,11 @@ class AuthorizationServer:
         if approved:
             return True
         session = auth.get("session") if isinstance(auth, dict) else None
-        url = self.base + ACCOUNT_PATH + "?action=" + CROSS_SIGNING_RESET_ACTION
+        account = self.base + ACCOUNT_PATH
+        if external:
+            account = self.config.auth.external.account_management_url or self.base + "/"
+        separator = "&" if "?" in account else "?"
+        url = account + separator + "action=" + CROSS_SIGNING_RESET_ACTION
         body = {
             "flows": [{"stages": ["m.oauth"]}],
             "params": {"m.oauth": {"url": url}},

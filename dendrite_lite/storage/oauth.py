@@ -316,3 +316,8 @@ def prune(conn: apsw.Connection, ts: int, pending_before: int, clients_before: i
     conn.execute("DELETE FROM oauth_codes WHERE expires_ts <= ?", (pending_before,))
     conn.execute("DELETE FROM oauth_browser_sessions WHERE expires_ts <= ?", (ts,))
     conn.execute("DELETE FROM login_tokens WHERE expires_ts <= ?", (ts,))
+
+
+def reactivate_user(conn: apsw.Connection, user_id: str) -> None:
+    """External mode: MAS brings back an account it had deactivated."""
+    conn.execute("UPDATE users SET deactivated = 0 WHERE user_id = ?", (user_id,))
