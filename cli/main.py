@@ -45,8 +45,8 @@ app = typer.Typer(
 app.add_typer(users_app, name="user")
 app.add_typer(registration_tokens_app, name="registration-token")
 app.add_typer(oidc_app, name="oidc")
-app.add_typer(email_app, name="email")
 app.add_typer(media_app, name="media")
+app.add_typer(email_app, name="email")
 app.command("backup")(backup)
 app.command("restore")(restore)
 

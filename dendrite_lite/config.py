@@ -257,10 +257,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user_directory: UserDirectoryConfig = msgspec.field(default_factory=UserDirectoryConfig)
     presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
     push: PushConfig = msgspec.field(default_factory=PushConfig)
-    oauth: OAuthConfig = msgspec.field(default_factory=OAuthConfig)
-    email: EmailConfig = msgspec.field(default_factory=EmailConfig)
     media: MediaConfig = msgspec.field(default_factory=MediaConfig)
     url_previews: UrlPreviewConfig = msgspec.field(default_factory=UrlPreviewConfig)
+    email: EmailConfig = msgspec.field(default_factory=EmailConfig)
+    oauth: OAuthConfig = msgspec.field(default_factory=OAuthConfig)
 
     # Set by `load`, not read from the file.
     data_dir: str = ""
@@ -321,38 +321,9 @@ def validate(config: Config) -> None:
         raise ConfigError("auth.argon2_time_cost: must be at least 1")
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("limits.max_request_body_bytes: must be at least 1024")
-    _validate_oauth(config)
-    _validate_email(config.email)
     _validate_media(config)
-
-
-def _validate_media(config: Config) -> None:
-    if config.media.max_upload_size < 1:
-        raise ConfigError("media.max_upload_size: must be at least 1")
-    previews = config.url_previews
-    for key in ("allowed_ranges", "denied_ranges"):
-        for value in getattr(previews, key):
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                raise ConfigError(f"url_previews.{key}: {value!r} is not a CIDR range") from None
-    if any(not 0 < port < 65536 for port in previews.allowed_ports):
-        raise ConfigError("url_previews.allowed_ports: ports are 1-65535")
-
-
-def _validate_email(email: EmailConfig) -> None:
-    if email.from_address and "@" not in email.from_address:
-        raise ConfigError("email.from: expected an address like matrix@example.org")
-    if email.smtp_host and not email.from_address:
-        raise ConfigError("email.from: required when email.smtp_host is set")
-    if not 0 < email.smtp_port < 65536:
-        raise ConfigError("email.smtp_port: out of range")
-    if email.registration != "off" and not email.enabled:
-        raise ConfigError("email.registration: needs email.smtp_host and email.from")
-    if email.timeout_seconds <= 0:
-        raise ConfigError("email.timeout_seconds: must be positive")
-    if min(email.token_lifetime_ms, email.session_lifetime_ms, email.retry_first_delay_ms) < 1:
-        raise ConfigError("email: lifetimes and delays must be positive")
+    _validate_email(config.email)
+    _validate_oauth(config)
 
 
 _PROVIDER_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -500,7 +471,6 @@ account_management_url = ""
 secret = ""
 cache_ms = 60000
 
-
 [rate_limits]
 enabled = true
 login_per_second = 0.17
@@ -538,52 +508,6 @@ offline_after_ms = 90000
 # link-local addresses (a gateway on your own network); false refuses those requests.
 allow_private_gateways = false
 
-[oauth]
-# The built-in OAuth 2.0 server (login, consent and account pages under /oauth2/ and
-# /account/). Element X creates accounts only through it.
-enabled = true
-# Keep the legacy m.login.password flow for clients that do not speak OAuth yet.
-password_login = true
-code_lifetime_ms = 600000
-browser_session_lifetime_ms = 604800000
-login_token_lifetime_ms = 120000
-
-# Upstream OpenID Connect providers ("Sign in with ..."), one table each; docs/auth.md.
-# [[oauth.upstream]]
-# id = "keycloak"
-# name = "Keycloak"
-# issuer = "https://sso.example.com/realms/home"
-# client_id = "dendrite-lite"
-# client_secret = "..."
-
-[email]
-# SMTP for email validation, registration with email and password reset (docs/email.md).
-# Email is off until smtp_host and from are set.
-smtp_host = ""
-# 587 with "starttls", 465 with "implicit", 25 with "none" (a relay on this machine).
-smtp_port = 587
-smtp_tls = "starttls"
-smtp_user = ""
-smtp_password = ""
-# The From: header, e.g. "Home Matrix <matrix@example.org>".
-from = ""
-# Extra CA bundle (PEM) to trust, e.g. for a relay with a self-signed certificate.
-smtp_ca_file = ""
-timeout_seconds = 30.0
-# Registration with an email address: "off", "optional" or "required".
-registration = "off"
-token_lifetime_ms = 3600000
-session_lifetime_ms = 86400000
-# Hosts a client's next_link may point to; empty: any http(s) URL.
-next_link_hosts = []
-retry_first_delay_ms = 10000
-retry_max_delay_ms = 3600000
-give_up_after_ms = 86400000
-request_token_per_second = 0.1
-request_token_burst = 5
-per_address_per_second = 0.005
-per_address_burst = 3
-
 [media]
 # Largest upload in bytes, and the total one user's media may take (0: no quota).
 max_upload_size = 104857600
@@ -613,4 +537,50 @@ max_redirects = 5
 cache_ttl_ms = 3600000
 per_second = 1.0
 burst = 10
+
+[email]
+# SMTP for email validation, registration with email and password reset (docs/email.md).
+# Email is off until smtp_host and from are set.
+smtp_host = ""
+# 587 with "starttls", 465 with "implicit", 25 with "none" (a relay on this machine).
+smtp_port = 587
+smtp_tls = "starttls"
+smtp_user = ""
+smtp_password = ""
+# The From: header, e.g. "Home Matrix <matrix@example.org>".
+from = ""
+# Extra CA bundle (PEM) to trust, e.g. for a relay with a self-signed certificate.
+smtp_ca_file = ""
+timeout_seconds = 30.0
+# Registration with an email address: "off", "optional" or "required".
+registration = "off"
+token_lifetime_ms = 3600000
+session_lifetime_ms = 86400000
+# Hosts a client's next_link may point to; empty: any http(s) URL.
+next_link_hosts = []
+retry_first_delay_ms = 10000
+retry_max_delay_ms = 3600000
+give_up_after_ms = 86400000
+request_token_per_second = 0.1
+request_token_burst = 5
+per_address_per_second = 0.005
+per_address_burst = 3
+
+[oauth]
+# The built-in OAuth 2.0 server (login, consent and account pages under /oauth2/ and
+# /account/). Element X creates accounts only through it.
+enabled = true
+# Keep the legacy m.login.password flow for clients that do not speak OAuth yet.
+password_login = true
+code_lifetime_ms = 600000
+browser_session_lifetime_ms = 604800000
+login_token_lifetime_ms = 120000
+
+# Upstream OpenID Connect providers ("Sign in with ..."), one table each; docs/auth.md.
+# [[oauth.upstream]]
+# id = "keycloak"
+# name = "Keycloak"
+# issuer = "https://sso.example.com/realms/home"
+# client_id = "dendrite-lite"
+# client_secret = "..."
 '''

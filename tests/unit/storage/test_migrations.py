@@ -25,7 +25,7 @@ def test_deltas_are_numbered_and_reach_the_target() -> None:
     versions = [version for version, _, _ in migrations.deltas()]
     assert versions == sorted(set(versions))
     assert all(version >= 2 for version in versions)
-    assert migrations.SCHEMA_VERSION == (versions[-1] if versions else 1)
+    assert (versions[-1] if versions else 1) == migrations.SCHEMA_VERSION
 
 
 def _schema(conn: apsw.Connection) -> list[tuple[str, str]]:
