@@ -94,10 +94,35 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return error_response(500, ErrCode.UNKNOWN, f"Internal server error (request {request_id})")
 
 
+# The OAuth 2.0 endpoints (oauth/) answer errors as the OAuth RFCs do, also for what
+# fails before their handlers run (a body that is not JSON, a body too large, a wrong
+# method). A MatrixError their handlers raise on purpose (M_LIMIT_EXCEEDED, OAuth
+# turned off) stays as it is.
+OAUTH_PREFIX = "/oauth2/"
+
+
+def _oauth_shaped(handler: Any) -> Any:
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        response: Response[Any] = handler(request, exc)
+        body = response.content
+        if not request.url.path.startswith(OAUTH_PREFIX) or not isinstance(body, dict):
+            return response
+        if "errcode" not in body:
+            return response
+        error = "server_error" if (response.status_code or 500) >= 500 else "invalid_request"
+        return Response(
+            {"error": error, "error_description": str(body.get("error", ""))},
+            status_code=response.status_code,
+            headers=JSON_HEADERS,
+        )
+
+    return handle
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     MatrixError: matrix_error,
-    ValidationException: validation_error,
-    HTTPException: http_error,
-    RecursionError: too_deep,
-    Exception: unexpected_error,
+    ValidationException: _oauth_shaped(validation_error),
+    HTTPException: _oauth_shaped(http_error),
+    RecursionError: _oauth_shaped(too_deep),
+    Exception: _oauth_shaped(unexpected_error),
 }

@@ -80,6 +80,10 @@ def media_headers(
     content_type: str, filename: str | None, *, authenticated: bool
 ) -> dict[str, str]:
     return {
+        # As uploaded. Set here because Litestar would otherwise append
+        # "; charset=utf-8" to any text/* type, contradicting the uploader's charset or
+        # claiming UTF-8 for bytes that may be anything.
+        "content-type": content_type,
         "Content-Disposition": content_disposition(content_type, filename),
         "Content-Security-Policy": CSP,
         "Cross-Origin-Resource-Policy": "cross-origin",

@@ -87,7 +87,7 @@ def html_page(content: str, status: int = 200) -> Response[Any]:
     return Response(
         content=content.encode("utf-8"),
         status_code=status,
-        media_type="text/html; charset=utf-8",
+        media_type="text/html",  # Litestar adds "; charset=utf-8"
         headers=headers,
     )
 

@@ -331,7 +331,7 @@ def _page(
     return Response(
         body,
         status_code=status,
-        media_type="text/html; charset=utf-8",
+        media_type="text/html",  # Litestar adds "; charset=utf-8"
         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )
 
