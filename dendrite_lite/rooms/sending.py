@@ -6,7 +6,6 @@ https://spec.matrix.org/latest/client-server-api/#redactions
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import apsw
@@ -86,13 +85,10 @@ class Sending:
             )
 
         result = await self.db.write(send_event)
-        if isinstance(result, str):
-            return result
-        event_id = self._finish(result)
-        # Let the long-polls just woken start their reads before this answer is built:
-        # delivery to the other members is what people wait for.
-        await asyncio.sleep(0)
-        return event_id
+        # No yield between waking the long-polls and answering: the sender's answer
+        # usually leaves first. matrix-js-sdk (threads especially) stumbles when the
+        # remote echo of its own event beats the answer to its PUT.
+        return result if isinstance(result, str) else self._finish(result)
 
     async def set_state(
         self, requester: Requester, room_id: str, event_type: str, state_key: str, content: Any
