@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 
 from dendrite_lite.accounts.profile import Profiles
 from dendrite_lite.api.body import parse_body
@@ -70,21 +70,30 @@ class SyncDevicesBody(msgspec.Struct):
     devices: list[str]
 
 
-def _mas(
+def provide_mas(
     request: AnyRequest,
-    server: AuthorizationServer,
+    oauth_server: AuthorizationServer,
     profiles: Profiles,
-    creator: EventCreator,
+    event_creator: EventCreator,
     notifier: Notifier,
 ) -> MasHomeserver:
-    config = server.config.auth
+    """Every handler's first step: 404 unless in external mode, 403 unless MAS calls."""
+    config = oauth_server.config.auth
     if config.mode != "external" or not config.external.secret:
         raise MatrixError(404, ErrCode.UNRECOGNIZED, "Unrecognized request")
     mas = MasHomeserver(
-        server.db, server.config.server_name, config.external.secret, profiles, creator, notifier
+        oauth_server.db,
+        oauth_server.config.server_name,
+        config.external.secret,
+        profiles,
+        event_creator,
+        notifier,
     )
     mas.check_caller(request.headers.get("authorization"))
     return mas
+
+
+MAS = {"mas": Provide(provide_mas, sync_to_thread=False)}
 
 
 def _query(request: AnyRequest, key: str) -> str:
@@ -98,45 +107,32 @@ def _status(status: int) -> Response[Any]:
     return Response(content={} if status != 204 else b"", status_code=status)
 
 
-@get(f"{PREFIX}/query_user")
+@get(f"{PREFIX}/query_user", dependencies=MAS)
 async def query_user(
     request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    profiles: NamedDependency[Profiles],
-    event_creator: NamedDependency[EventCreator],
-    notifier: NamedDependency[Notifier],
+    mas: NamedDependency[MasHomeserver],
 ) -> dict[str, Any]:
     """GET /_synapse/mas/query_user?localpart="""
-    mas = _mas(request, oauth_server, profiles, event_creator, notifier)
     found = await mas.query_user(_query(request, "localpart"))
     return dataclasses.asdict(found)
 
 
-@get(f"{PREFIX}/is_localpart_available")
+@get(f"{PREFIX}/is_localpart_available", dependencies=MAS)
 async def is_localpart_available(
     request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    profiles: NamedDependency[Profiles],
-    event_creator: NamedDependency[EventCreator],
-    notifier: NamedDependency[Notifier],
+    mas: NamedDependency[MasHomeserver],
 ) -> dict[str, Any]:
     """GET /_synapse/mas/is_localpart_available?localpart="""
-    mas = _mas(request, oauth_server, profiles, event_creator, notifier)
     await mas.is_localpart_available(_query(request, "localpart"))
     return {}
 
 
-@post(f"{PREFIX}/provision_user", status_code=200)
+@post(f"{PREFIX}/provision_user", status_code=200, dependencies=MAS)
 async def provision_user(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    profiles: NamedDependency[Profiles],
-    event_creator: NamedDependency[EventCreator],
-    notifier: NamedDependency[Notifier],
+    mas: NamedDependency[MasHomeserver],
     data: Any = None,
 ) -> Response[Any]:
     """POST /_synapse/mas/provision_user"""
-    mas = _mas(request, oauth_server, profiles, event_creator, notifier)
     body = parse_body(data, ProvisionUserBody)
     for field in ("displayname", "avatar_url", "emails"):
         if getattr(body, f"unset_{field}") and getattr(body, f"set_{field}") is not None:
@@ -152,142 +148,97 @@ async def provision_user(
     return _status(201 if created else 200)
 
 
-@post(f"{PREFIX}/delete_user", status_code=200)
+@post(f"{PREFIX}/delete_user", status_code=200, dependencies=MAS)
 async def delete_user(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    profiles: NamedDependency[Profiles],
-    event_creator: NamedDependency[EventCreator],
-    notifier: NamedDependency[Notifier],
+    mas: NamedDependency[MasHomeserver],
     data: Any = None,
 ) -> dict[str, Any]:
     """POST /_synapse/mas/delete_user"""
-    mas = _mas(request, oauth_server, profiles, event_creator, notifier)
     body = parse_body(data, DeleteUserBody)
     await mas.delete_user(body.localpart, body.erase)
     return {}
 
 
-@post(f"{PREFIX}/reactivate_user", status_code=200)
+@post(f"{PREFIX}/reactivate_user", status_code=200, dependencies=MAS)
 async def reactivate_user(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    profiles: NamedDependency[Profiles],
-    event_creator: NamedDependency[EventCreator],
-    notifier: NamedDependency[Notifier],
+    mas: NamedDependency[MasHomeserver],
     data: Any = None,
 ) -> dict[str, Any]:
     """POST /_synapse/mas/reactivate_user"""
-    mas = _mas(request, oauth_server, profiles, event_creator, notifier)
     await mas.reactivate_user(parse_body(data, LocalpartBody).localpart)
     return {}
 
 
-@post(f"{PREFIX}/set_displayname", status_code=200)
+@post(f"{PREFIX}/set_displayname", status_code=200, dependencies=MAS)
 async def set_displayname(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    profiles: NamedDependency[Profiles],
-    event_creator: NamedDependency[EventCreator],
-    notifier: NamedDependency[Notifier],
+    mas: NamedDependency[MasHomeserver],
     data: Any = None,
 ) -> dict[str, Any]:
     """POST /_synapse/mas/set_displayname"""
-    mas = _mas(request, oauth_server, profiles, event_creator, notifier)
     body = parse_body(data, SetDisplaynameBody)
     await mas.set_displayname(body.localpart, body.displayname)
     return {}
 
 
-@post(f"{PREFIX}/unset_displayname", status_code=200)
+@post(f"{PREFIX}/unset_displayname", status_code=200, dependencies=MAS)
 async def unset_displayname(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    profiles: NamedDependency[Profiles],
-    event_creator: NamedDependency[EventCreator],
-    notifier: NamedDependency[Notifier],
+    mas: NamedDependency[MasHomeserver],
     data: Any = None,
 ) -> dict[str, Any]:
     """POST /_synapse/mas/unset_displayname"""
-    mas = _mas(request, oauth_server, profiles, event_creator, notifier)
     await mas.set_displayname(parse_body(data, LocalpartBody).localpart, None)
     return {}
 
 
-@post(f"{PREFIX}/allow_cross_signing_reset", status_code=200)
+@post(f"{PREFIX}/allow_cross_signing_reset", status_code=200, dependencies=MAS)
 async def allow_cross_signing_reset(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    profiles: NamedDependency[Profiles],
-    event_creator: NamedDependency[EventCreator],
-    notifier: NamedDependency[Notifier],
+    mas: NamedDependency[MasHomeserver],
     data: Any = None,
 ) -> dict[str, Any]:
     """POST /_synapse/mas/allow_cross_signing_reset"""
-    mas = _mas(request, oauth_server, profiles, event_creator, notifier)
     await mas.allow_cross_signing_reset(parse_body(data, LocalpartBody).localpart)
     return {}
 
 
-@post(f"{PREFIX}/upsert_device", status_code=200)
+@post(f"{PREFIX}/upsert_device", status_code=200, dependencies=MAS)
 async def upsert_device(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    profiles: NamedDependency[Profiles],
-    event_creator: NamedDependency[EventCreator],
-    notifier: NamedDependency[Notifier],
+    mas: NamedDependency[MasHomeserver],
     data: Any = None,
 ) -> Response[Any]:
     """POST /_synapse/mas/upsert_device"""
-    mas = _mas(request, oauth_server, profiles, event_creator, notifier)
     body = parse_body(data, UpsertDeviceBody)
     created = await mas.upsert_device(body.localpart, body.device_id, body.display_name)
     return _status(201 if created else 200)
 
 
-@post(f"{PREFIX}/update_device_display_name", status_code=200)
+@post(f"{PREFIX}/update_device_display_name", status_code=200, dependencies=MAS)
 async def update_device_display_name(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    profiles: NamedDependency[Profiles],
-    event_creator: NamedDependency[EventCreator],
-    notifier: NamedDependency[Notifier],
+    mas: NamedDependency[MasHomeserver],
     data: Any = None,
 ) -> dict[str, Any]:
     """POST /_synapse/mas/update_device_display_name"""
-    mas = _mas(request, oauth_server, profiles, event_creator, notifier)
     body = parse_body(data, DeviceNameBody)
     await mas.update_device_display_name(body.localpart, body.device_id, body.display_name)
     return {}
 
 
-@post(f"{PREFIX}/delete_device", status_code=200)
+@post(f"{PREFIX}/delete_device", status_code=200, dependencies=MAS)
 async def delete_device(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    profiles: NamedDependency[Profiles],
-    event_creator: NamedDependency[EventCreator],
-    notifier: NamedDependency[Notifier],
+    mas: NamedDependency[MasHomeserver],
     data: Any = None,
 ) -> Response[Any]:
     """POST /_synapse/mas/delete_device"""
-    mas = _mas(request, oauth_server, profiles, event_creator, notifier)
     body = parse_body(data, DeviceBody)
     await mas.delete_devices(body.localpart, [body.device_id])
     return _status(204)
 
 
-@post(f"{PREFIX}/sync_devices", status_code=200)
+@post(f"{PREFIX}/sync_devices", status_code=200, dependencies=MAS)
 async def sync_devices(
-    request: AnyRequest,
-    oauth_server: NamedDependency[AuthorizationServer],
-    profiles: NamedDependency[Profiles],
-    event_creator: NamedDependency[EventCreator],
-    notifier: NamedDependency[Notifier],
+    mas: NamedDependency[MasHomeserver],
     data: Any = None,
 ) -> dict[str, Any]:
     """POST /_synapse/mas/sync_devices"""
-    mas = _mas(request, oauth_server, profiles, event_creator, notifier)
     body = parse_body(data, SyncDevicesBody)
     await mas.delete_devices(body.localpart, None, keep=body.devices)
     return {}
