@@ -138,12 +138,19 @@ async def workload(b: Bench) -> dict[str, Any]:
     users, big, small = await setup(port, a.members)
     out["settle"] = [await h.settle(b)]
 
+    def growth(res: dict[str, Any], before: int, warmups: int) -> None:
+        """The database's logical growth over the phase (warm-up sends included), per
+        message: what storing the notifications and counts adds to an event."""
+        grown = b.target.db_size()["logical_bytes"] - before
+        res["db_bytes_per_message"] = round(grown / (res["requests"] + warmups))
+
     async def sequential(name: str, room: str, tag: str) -> None:
         c = RawConn(port, users[0].access_token)
 
         async def send(conn: RawConn, i: int, k: int) -> tuple[int, bytes]:
             return await conn.request("PUT", send_path(room, f"{run}{tag}{k}"), message(0, k))
 
+        size = b.target.db_size()["logical_bytes"]
         phases[name] = await h.measure(
             b,
             name,
@@ -154,6 +161,7 @@ async def workload(b: Bench) -> dict[str, Any]:
             warmup=20,
             check=has_event_id,
         )
+        growth(phases[name], size, 20)
         await c.aclose()
 
     async def concurrent(name: str, room: str, tag: str) -> None:
@@ -164,9 +172,11 @@ async def workload(b: Bench) -> dict[str, Any]:
                 "PUT", send_path(room, f"{run}{tag}{i}t{k}"), message(i + 1, k)
             )
 
+        size = b.target.db_size()["logical_bytes"]
         phases[name] = await h.measure(
             b, name, conns, send, seconds=a.send_seconds, warmup=3, check=has_event_id
         )
+        growth(phases[name], size, 3 * len(conns))
         for c in conns:
             await c.aclose()
 
@@ -224,6 +234,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
             Row(f"{name}: p95 ms", ph(name, "p95_ms")),
             Row(f"{name}: server CPU ms/message", ph(name, "server_cpu_ms_per_req"), nd=3),
             Row(f"{name}: messages/s", ph(name, "requests_per_s"), "higher", nd=0),
+            Row(f"{name}: database growth bytes/message", ph(name, "db_bytes_per_message"), nd=0),
         ]
     for name in (BIG_10, OFF_10):
         out += [
