@@ -67,6 +67,16 @@ QUIET_WINDOW = 5000
 MAX_CACHED_ROOM_LISTS = 1024
 
 
+class RoomList:
+    """The user's room list by recency, with what every request derives from it."""
+
+    def __init__(self, rows: list[ListedRoom]) -> None:
+        self.rows = rows
+        self.by_id = {row.room_id: row for row in rows}
+        # No room left by the user themselves: the server list is every row.
+        self.all_live = all(row.membership in LIVE or row.by_other for row in rows)
+
+
 @dataclass
 class Computed:
     """One computation of a response, before it is given a pos."""
@@ -108,7 +118,7 @@ class SlidingSync:
         self.presence = presence_service
         self.connections = Connections()
         self.room_cache = RoomCache()
-        self._room_lists: OrderedDict[str, tuple[tuple[int, ...], list[ListedRoom]]] = OrderedDict()
+        self._room_lists: OrderedDict[str, tuple[tuple[int, ...], RoomList]] = OrderedDict()
         self._room_lists_lock = threading.Lock()
         self._writes: set[asyncio.Task[None]] = set()
 
@@ -233,14 +243,14 @@ class SlidingSync:
 
     # -- on a reader thread --------------------------------------------------------------
 
-    def _room_list(self, conn: apsw.Connection, user_id: str) -> list[ListedRoom]:
+    def _room_list(self, conn: apsw.Connection, user_id: str) -> RoomList:
         """The user's room list by recency, kept in memory while it does not change
         (one aggregate over the user's rows tells)."""
         version = store.room_list_version(conn, user_id)
         cached = self._room_lists.get(user_id)
         if cached is not None and cached[0] == version:
             return cached[1]
-        rows = store.room_list(conn, user_id)
+        rows = RoomList(store.room_list(conn, user_id))
         with self._room_lists_lock:
             self._room_lists[user_id] = (version, rows)
             self._room_lists.move_to_end(user_id)
@@ -272,12 +282,15 @@ class SlidingSync:
         now = streams.current_position(conn)
         base_stream = None if base is None else min(base.stream_pos, now)
         sent_rooms = {} if base is None else base.rooms
-        rows = self._room_list(conn, user_id)
+        room_list = self._room_list(conn, user_id)
+        rows = room_list.rows
         facts = RoomFacts(conn, user_id)
         list_results, configs, in_lists = compute_lists(
-            request.lists, server_list(rows, sent_rooms), facts
+            request.lists,
+            rows if room_list.all_live else server_list(rows, sent_rooms),
+            facts,
         )
-        by_id = {row.room_id: row for row in rows}
+        by_id = room_list.by_id
         subscribed: list[str] = []
         for room_id, config in request.subscriptions.items():
             row = by_id.get(room_id)
