@@ -10,8 +10,6 @@ from __future__ import annotations
 import email.utils
 from email.message import EmailMessage
 
-import aiosmtplib
-
 from dendrite_lite.config import EmailConfig
 from dendrite_lite.threepid.templates import RenderedEmail
 
@@ -39,6 +37,10 @@ class Mailer:
 
     async def send(self, recipient: str, mail: RenderedEmail) -> None:
         """Deliver one mail or raise SendError."""
+        # Imported on the first mail: aiosmtplib costs ~7 MiB of idle memory, and most
+        # servers send mail rarely or never.
+        import aiosmtplib
+
         config = self.config
         message = build_message(config, recipient, mail)
         try:
