@@ -177,6 +177,9 @@ async def workload(b: Bench) -> dict[str, Any]:
     settled = await h.settle(b)
     phases: dict[str, Any] = {}
     out: dict[str, Any] = {"phases": phases, "rooms": len(plan), "settle": settled}
+    # RSS before any sliding sync request: what the seeding left (argon2, the send path).
+    assert b.target.proc is not None
+    out["rss_kib_seeded"] = b.target.proc.read().get("VmRSS")
     bodies = Bodies()
     n = len(plan)
     c = RawConn(port, main.access_token)
@@ -422,6 +425,11 @@ def rows(r: dict[str, Any]) -> list[Row]:
         Row("delivery p50 ms", ph("delivery", "p50_ms")),
         Row("delivery p95 ms", ph("delivery", "p95_ms")),
         Row("delivery server CPU ms per message", ph("delivery", "server_cpu_ms_per_req"), nd=3),
+        Row(
+            "RSS after seeding, before sliding sync MiB",
+            lambda res: res["rss_kib_seeded"] / 1024,
+            nd=0,
+        ),
         Row("RSS after the run MiB", lambda res: res["rss_kib_end"] / 1024, nd=0),
     ]
 
