@@ -200,6 +200,10 @@ class SlidingSync:
         lists = {name: (r.count, r.room_ids()) for name, r in computed.lists.items()}
         position = Position(pos_nid, computed.now, typing_serial, lists, sent)
         connection = self.connections.by_key.get(key)
+        if base is not None and (connection is None or base.pos_nid not in connection.positions):
+            # The connection started over (a request without pos) while this one waited:
+            # its state is gone, so this answer cannot be built on.
+            raise unknown_pos()
         fresh = base is None or connection is None
         if fresh:
             connection = self.connections.new_connection(key)

@@ -438,3 +438,29 @@ def test_pos_survives_a_server_restart(server_factory: Any) -> None:
         # The newest pos is valid too, and an older one is gone once a newer was used.
         assert ss(bob, room_list_body(), update["pos"])["pos"] == update["pos"]
     own.stop()
+
+
+def test_a_long_poll_outlived_by_a_new_connection_gets_unknown_pos(
+    http: httpx.Client, server: Server
+) -> None:
+    alice = new_client(http)
+    room = alice.create_room()
+    pos = ss(alice, room_list_body())["pos"]
+    found: dict[str, Any] = {}
+
+    def poll() -> None:
+        with server.client() as other_http:
+            found["response"] = ss_raw(
+                RoomsClient(other_http, alice.user), room_list_body(), pos, timeout=20_000
+            )
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    fresh = ss(alice, room_list_body())  # the client starts over on the same conn_id
+    alice.send(room, message("wake"))
+    thread.join(30)
+    expect(found["response"], 400, "M_UNKNOWN_POS")
+    # The new connection is intact.
+    update = ss(alice, room_list_body(), fresh["pos"])
+    assert bodies(update["rooms"][room]["timeline"]) == ["wake"]
