@@ -5,89 +5,35 @@
 // Run by tests/e2e/test_js_e2ee.py, which starts the server and sets HOMESERVER_URL:
 //   node --import ./polyfill.mjs --test --test-reporter=spec e2ee.test.mjs
 //
-// The steps run in order and share state; a step whose prerequisite failed is skipped
-// (named in the report). Every step has a hard time limit, the whole file a global one,
-// and a failing step prints the HTTP requests that failed, each client's sync state and
-// last sync error, and the tail of the SDK's log.
+// The steps, their limits and the diagnostics on failure come from harness.mjs.
 
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
-import { after, describe, test } from "node:test";
-import { format } from "node:util";
 
 import * as sdk from "matrix-js-sdk";
 import { CryptoEvent } from "matrix-js-sdk/lib/crypto-api/index.js";
 import { decodeRecoveryKey } from "matrix-js-sdk/lib/crypto-api/recovery-key.js";
 
-const BASE_URL = process.env.HOMESERVER_URL;
-const STEP_TIMEOUT_MS = Number(process.env.E2E_STEP_TIMEOUT_MS ?? 60_000);
-const GLOBAL_TIMEOUT_MS = Number(process.env.E2E_GLOBAL_TIMEOUT_MS ?? 300_000);
-const WAIT_TIMEOUT_MS = Math.min(30_000, STEP_TIMEOUT_MS - 5_000);
-const LOG_FILE = process.env.E2E_JS_LOG_FILE;
-const PASSWORD = "correct horse battery staple";
+import {
+    PASSWORD,
+    clients,
+    http,
+    label,
+    login,
+    newClient,
+    register,
+    runScenario,
+    startSyncing,
+    step,
+    stepStarted,
+    unique,
+    waitFor,
+    waitForMembership,
+} from "./harness.mjs";
+
 const MEGOLM = "m.megolm.v1.aes-sha2";
 
 // ---------------------------------------------------------------------------------------
-// Diagnostics: everything the SDK and the wasm crypto print, every HTTP exchange.
-
-const out = { log: console.log.bind(console), error: console.error.bind(console) };
-const logLines = [];
-const MAX_LOG_LINES = 50_000;
-
-for (const level of ["trace", "debug", "info", "log", "warn", "error"]) {
-    console[level] = (...args) => {
-        if (logLines.length >= MAX_LOG_LINES) logLines.shift();
-        logLines.push({ t: Date.now(), level, text: format(...args) });
-    };
-}
-process.on("unhandledRejection", (reason) => {
-    logLines.push({ t: Date.now(), level: "error", text: `unhandledRejection: ${describeError(reason)}` });
-});
-
-const http = []; // {who, method, path, status, ms, errcode?, request?, response?}
-
-function redact(text) {
-    return text.replace(/"password"\s*:\s*"[^"]*"/g, '"password":"***"');
-}
-
-function tracedFetch(who) {
-    return async (input, init = {}) => {
-        const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
-        const method = (init.method ?? "GET").toUpperCase();
-        const params = [...url.searchParams.keys()].filter((k) => k !== "access_token");
-        const path = url.pathname + (params.length ? `?${params.join("&")}` : "");
-        const started = Date.now();
-        const entry = { who, method, path, status: null, ms: 0, t: started };
-        if (path.endsWith("/keys/upload") && typeof init.body === "string") {
-            entry.oneTimeKeys = Object.keys(JSON.parse(init.body).one_time_keys ?? {}).length;
-        }
-        http.push(entry);
-        let response;
-        try {
-            response = await fetch(input, init);
-        } catch (error) {
-            entry.ms = Date.now() - started;
-            entry.status = error?.name === "AbortError" ? "aborted" : "network-error";
-            entry.response = describeError(error);
-            throw error;
-        }
-        entry.ms = Date.now() - started;
-        entry.status = response.status;
-        const shim = await pushRulesShim(entry, response);
-        if (response.status >= 400) {
-            const text = await response.clone().text();
-            entry.response = text.slice(0, 600);
-            try {
-                entry.errcode = JSON.parse(text).errcode;
-            } catch {
-                // not JSON
-            }
-            if (typeof init.body === "string") entry.request = redact(init.body).slice(0, 600);
-        }
-        return shim ?? response;
-    };
-}
+// What the E2EE scenario adds to the harness's diagnostics
 
 // matrix-js-sdk will not start its sync loop until GET /pushrules/ succeeds (it retries
 // forever). Push rules are not part of E2EE and the server may not have them yet: only
@@ -104,109 +50,28 @@ async function pushRulesShim(entry, response) {
     if (body.errcode !== "M_UNRECOGNIZED") return null;
     shimmed.add("GET /_matrix/client/v3/pushrules/ (404 M_UNRECOGNIZED on the server; the client saw {global:{}})");
     entry.shimmed = true;
+    entry.logNote = "SHIM: the client saw 200 {global:{}}";
     return new Response(JSON.stringify({ global: {} }), {
         status: 200,
         headers: { "content-type": "application/json" },
     });
 }
 
-// A GET /room_keys/version 404 M_NOT_FOUND only says "no backup yet"; a 401 with a UIA
-// session is the first leg of user-interactive auth. Neither is a fault.
-function expectedFailure(entry) {
-    if (entry.shimmed) return true;
+// A GET /room_keys/version 404 M_NOT_FOUND only says "no backup yet": no fault (nor, as the
+// harness knows, is a 401 with a UIA session). A shimmed request is not an E2EE one.
+function failureNote(entry) {
+    if (entry.shimmed) return "shimmed, not E2EE";
     if (entry.status === 404 && entry.errcode === "M_NOT_FOUND" && entry.path.includes("/room_keys/version"))
-        return true;
-    return entry.status === 401 && (entry.response ?? "").includes('"flows"');
+        return "expected";
+    return null;
 }
 
-function describeError(error) {
-    if (error === undefined || error === null) return String(error);
-    if (error instanceof sdk.MatrixError || error?.httpStatus) {
-        return `${error.name} ${error.httpStatus ?? ""} ${error.errcode ?? ""}: ${error.message} ${
-            error.data ? JSON.stringify(error.data).slice(0, 400) : ""
-        }`;
-    }
-    return error?.stack ?? String(error);
-}
-
-const clients = []; // {label, client, syncState, lastSyncError}
-
-function diagnostics(sinceT) {
-    const lines = [];
-    const failed = http.filter((e) => e.t >= sinceT && typeof e.status === "number" && e.status >= 400);
-    const broken = http.filter((e) => e.t >= sinceT && e.status === "network-error");
-    const groups = new Map();
-    for (const entry of [...failed, ...broken]) {
-        const key = `${entry.method} ${entry.path.split("?")[0]} -> ${entry.status} ${entry.errcode ?? ""}`;
-        const group = groups.get(key) ?? { count: 0, first: entry, who: new Set() };
-        group.count += 1;
-        group.who.add(entry.who);
-        groups.set(key, group);
-    }
-    lines.push(`--- HTTP failures during this step (${failed.length + broken.length}):`);
-    for (const [key, group] of groups) {
-        const note = group.first.shimmed ? " (shimmed, not E2EE)" : expectedFailure(group.first) ? " (expected)" : "";
-        lines.push(`  ${key} x${group.count} [${[...group.who].join(",")}]${note}`);
-        if (group.first.request) lines.push(`      request:  ${group.first.request}`);
-        if (group.first.response) lines.push(`      response: ${group.first.response}`);
-    }
-    lines.push("--- clients:");
-    for (const c of clients) {
-        lines.push(
-            `  ${c.label} ${c.client.getUserId()} device ${c.client.getDeviceId()}: sync ${c.syncState ?? "not started"}` +
-                (c.lastSyncError ? `; last sync error: ${c.lastSyncError}` : ""),
-        );
-    }
-    const noisy = logLines.filter(
-        (l) =>
-            l.t >= sinceT &&
-            (l.level === "warn" || l.level === "error") &&
-            !/default global \w+ push rule/.test(l.text),
-    );
-    lines.push(`--- last SDK warnings/errors (${noisy.length} in this step):`);
-    for (const l of noisy.slice(-25)) lines.push(`  [${l.level}] ${l.text.split("\n")[0].slice(0, 300)}`);
-    if (LOG_FILE) lines.push(`--- full client log: ${LOG_FILE}`);
-    return lines.join("\n");
-}
-
-function writeLogFile() {
-    if (!LOG_FILE) return;
-    const start = logLines[0]?.t ?? Date.now();
-    const body = [
-        "=== HTTP",
-        ...http.map(
-            (e) =>
-                `${((e.t - start) / 1000).toFixed(3)} ${e.who} ${e.method} ${e.path} -> ${e.status} ${e.ms}ms` +
-                (e.shimmed ? " (SHIM: the client saw 200 {global:{}})" : "") +
-                (e.response && e.status !== "aborted"
-                    ? `\n    request: ${e.request ?? ""}\n    response: ${e.response}`
-                    : ""),
-        ),
-        "=== SDK log",
-        ...logLines.map((l) => `${((l.t - start) / 1000).toFixed(3)} [${l.level}] ${l.text}`),
-    ];
-    try {
-        writeFileSync(LOG_FILE, body.join("\n") + "\n");
-    } catch (error) {
-        out.error(`could not write ${LOG_FILE}: ${error}`);
+/** How many one-time keys a POST /keys/upload offers (bob tops his up after a claim). */
+function countOneTimeKeys(entry, init) {
+    if (entry.path.endsWith("/keys/upload") && typeof init.body === "string") {
+        entry.oneTimeKeys = Object.keys(JSON.parse(init.body).one_time_keys ?? {}).length;
     }
 }
-
-const globalTimer = setTimeout(() => {
-    out.error(`GLOBAL TIMEOUT: the JS E2EE run exceeded ${GLOBAL_TIMEOUT_MS / 1000}s`);
-    out.error(diagnostics(0));
-    writeLogFile();
-    process.exit(1);
-}, GLOBAL_TIMEOUT_MS);
-globalTimer.unref();
-
-// ---------------------------------------------------------------------------------------
-// Helpers
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Thrown by a waitFor probe to stop waiting at once. */
-class Fatal extends Error {}
 
 // The E2EE endpoints this scenario needs. When the server does not know one
 // (M_UNRECOGNIZED), the SDK only logs it and retries; waiting on would just time out.
@@ -217,7 +82,7 @@ function missingEndpoint(sinceT) {
     const missing = new Map();
     for (const e of http) {
         if (e.t >= sinceT && e.errcode === "M_UNRECOGNIZED" && E2EE_ENDPOINT.test(e.path)) {
-            missing.set(`${e.method} ${e.path.split("?")[0]}`, `${e.status} ${e.response}`);
+            missing.set(`${e.method} ${e.path}`, `${e.status} ${e.response}`);
         }
     }
     if (!missing.size) return null;
@@ -225,91 +90,8 @@ function missingEndpoint(sinceT) {
     return `the server does not implement: ${list}`;
 }
 
-async function waitFor(what, probe, { timeout = WAIT_TIMEOUT_MS, interval = 100, explain } = {}) {
-    const started = Date.now();
-    const deadline = started + timeout;
-    let lastError;
-    for (;;) {
-        const missing = missingEndpoint(stepStarted);
-        if (missing) throw new Fatal(`while waiting for ${what}: ${missing}`);
-        try {
-            const value = await probe();
-            if (value) return value;
-        } catch (error) {
-            if (error instanceof Fatal) throw error;
-            lastError = error;
-        }
-        if (Date.now() > deadline) {
-            const parts = [`timed out after ${timeout / 1000}s waiting for ${what}`];
-            if (lastError) parts.push(`last probe error: ${describeError(lastError)}`);
-            if (explain) parts.push(await explain());
-            throw new Error(parts.join("\n"));
-        }
-        await sleep(interval);
-    }
-}
-
-function unique(prefix) {
-    return `${prefix}-${randomBytes(4).toString("hex")}`;
-}
-
-async function register(username) {
-    const bare = sdk.createClient({ baseUrl: BASE_URL, fetchFn: tracedFetch(`register:${username}`) });
-    const body = { username, password: PASSWORD, inhibit_login: true };
-    try {
-        return await bare.registerRequest(body);
-    } catch (error) {
-        if (error?.httpStatus !== 401 || !error.data?.flows) throw error;
-        const dummy = error.data.flows.some((f) => f.stages?.length === 1 && f.stages[0] === "m.login.dummy");
-        assert.ok(dummy, `no m.login.dummy flow offered: ${JSON.stringify(error.data)}`);
-        return await bare.registerRequest({ ...body, auth: { type: "m.login.dummy", session: error.data.session } });
-    }
-}
-
-async function login(username, label) {
-    const bare = sdk.createClient({ baseUrl: BASE_URL, fetchFn: tracedFetch(`login:${label}`) });
-    const response = await bare.loginRequest({
-        type: "m.login.password",
-        identifier: { type: "m.id.user", user: username },
-        password: PASSWORD,
-        initial_device_display_name: label,
-    });
-    assert.ok(response.access_token && response.device_id, `login answered ${JSON.stringify(response)}`);
-    return response;
-}
-
-function clientLabel(client) {
-    return clients.find((c) => c.client === client)?.label;
-}
-
-function newClient(label, creds, cryptoCallbacks = {}) {
-    const entry = { label, syncState: null, lastSyncError: null };
-    entry.client = sdk.createClient({
-        baseUrl: BASE_URL,
-        userId: creds.user_id,
-        deviceId: creds.device_id,
-        accessToken: creds.access_token,
-        fetchFn: tracedFetch(label),
-        cryptoCallbacks,
-    });
-    entry.client.on(sdk.ClientEvent.Sync, (state, _prev, data) => {
-        entry.syncState = state;
-        if (data?.error) entry.lastSyncError = describeError(data.error);
-    });
-    clients.push(entry);
-    return entry.client;
-}
-
-async function startSyncing(client) {
-    client.startClient({ initialSyncLimit: 30 });
-    const entry = clients.find((c) => c.client === client);
-    await waitFor(`${entry.label}'s first /sync`, () => {
-        if (entry.syncState === sdk.SyncState.Error) {
-            throw new Fatal(`${entry.label}: sync state ERROR: ${entry.lastSyncError}`);
-        }
-        return entry.syncState === sdk.SyncState.Prepared || entry.syncState === sdk.SyncState.Syncing;
-    });
-}
+// ---------------------------------------------------------------------------------------
+// Helpers
 
 /** Authenticated request outside the SDK's models, to check what the server holds. */
 function api(client, method, path, { query, body } = {}) {
@@ -392,13 +174,6 @@ async function serverEvent(client, roomId, eventId) {
     return api(client, sdk.Method.Get, `/rooms/${encodeURIComponent(roomId)}/event/${encodeURIComponent(eventId)}`);
 }
 
-async function waitForMembership(client, roomId, userId, membership) {
-    await waitFor(
-        `${client.getUserId()} to see ${userId} ${membership} ${roomId}`,
-        () => client.getRoom(roomId)?.getMember(userId)?.membership === membership,
-    );
-}
-
 async function waitForDevice(client, userId, deviceId, downloadUncached) {
     await waitFor(
         `${client.getUserId()}/${client.getDeviceId()} to know device ${deviceId} of ${userId}`,
@@ -416,7 +191,7 @@ async function waitForDevice(client, userId, deviceId, downloadUncached) {
                 const listed = query.device_keys?.[userId]?.[deviceId];
                 const queries = http
                     .filter(
-                        (e) => e.who === clientLabel(client) && e.method === "POST" && e.path.includes("/keys/query"),
+                        (e) => e.who === label(client) && e.method === "POST" && e.path.includes("/keys/query"),
                     )
                     .map((e) => `${e.status}`);
                 return [
@@ -445,76 +220,21 @@ const BOB2 = "bob's second device decrypts alice's next message";
 const DEHYDRATED = "dehydrated device: alice offline gets bob's key, a new device rehydrates and decrypts";
 const MSC3814 = "/_matrix/client/unstable/org.matrix.msc3814.v1";
 
-const passed = new Set();
-let stepStarted = 0;
-const results = [];
+const SCENARIO = {
+    title: "dendrite-lite E2EE with matrix-js-sdk + Rust crypto",
+    name: "E2EE",
+    file: "e2ee.test.mjs",
+    globalTimeoutMs: 300_000,
+    onRequest: countOneTimeKeys,
+    replaceResponse: pushRulesShim,
+    failureNote,
+    // The SDK's complaint about the empty rule set of the push rules shim.
+    quietLog: /default global \w+ push rule/,
+    waitGuard: () => missingEndpoint(stepStarted),
+    summaryNotes: () => [...shimmed].map((note) => `SHIM    ${note}`),
+};
 
-function step(name, deps, fn) {
-    test(name, { timeout: STEP_TIMEOUT_MS + 10_000 }, async (t) => {
-        const missing = deps.filter((d) => !passed.has(d));
-        if (missing.length) {
-            results.push({ name, status: "skipped", note: `needs ${missing.join(", ")}` });
-            t.skip(`prerequisite failed: ${missing.join(", ")}`);
-            return;
-        }
-        const started = Date.now();
-        stepStarted = started;
-        let timer;
-        try {
-            await Promise.race([
-                fn(),
-                new Promise((_, reject) => {
-                    timer = setTimeout(
-                        () => reject(new Error(`step "${name}" exceeded its ${STEP_TIMEOUT_MS / 1000}s limit`)),
-                        STEP_TIMEOUT_MS,
-                    );
-                }),
-            ]);
-            passed.add(name);
-            results.push({ name, status: "passed", ms: Date.now() - started });
-        } catch (error) {
-            results.push({
-                name,
-                status: "FAILED",
-                ms: Date.now() - started,
-                note: String(error?.message).split("\n")[0],
-            });
-            const report = `${describeError(error)}\n${diagnostics(started)}`;
-            out.error(`\n##### step "${name}" failed\n${report}\n`);
-            const failure = new Error(`step "${name}" failed: ${error?.message ?? error}`);
-            failure.stack = `${failure.message}\n${(error?.stack ?? "")
-                .split("\n")
-                .filter((l) => l.includes("e2ee.test.mjs"))
-                .join("\n")}`;
-            throw failure;
-        } finally {
-            clearTimeout(timer);
-        }
-    });
-}
-
-describe("dendrite-lite E2EE with matrix-js-sdk + Rust crypto", { concurrency: false }, () => {
-    assert.ok(BASE_URL, "HOMESERVER_URL must name the server under test");
-
-    after(async () => {
-        clearTimeout(globalTimer);
-        for (const { client } of clients) {
-            try {
-                client.stopClient();
-            } catch {
-                // already stopped
-            }
-        }
-        out.log("\n===== E2EE scenario summary");
-        for (const r of results) {
-            out.log(
-                `  ${r.status.padEnd(7)} ${r.name}${r.ms !== undefined ? ` (${(r.ms / 1000).toFixed(1)}s)` : ""}${r.note ? ` - ${r.note}` : ""}`,
-            );
-        }
-        for (const note of shimmed) out.log(`  SHIM    ${note}`);
-        writeLogFile();
-    });
-
+runScenario(SCENARIO, () => {
     step(HARNESS, [], async () => {
         s.aliceName = unique("alice");
         s.bobName = unique("bob");
@@ -553,10 +273,12 @@ describe("dendrite-lite E2EE with matrix-js-sdk + Rust crypto", { concurrency: f
         s.bobCreds = await login(s.bobName, "bob1");
         s.secretKeys = new Map(); // key id -> private key, filled by bootstrapSecretStorage
         s.alice = newClient("alice1", s.aliceCreds, {
-            cacheSecretStorageKey: (keyId, _info, key) => s.secretKeys.set(keyId, key),
-            getSecretStorageKey: async ({ keys }) => {
-                const keyId = Object.keys(keys).find((id) => s.secretKeys.has(id));
-                return keyId ? [keyId, s.secretKeys.get(keyId)] : null;
+            cryptoCallbacks: {
+                cacheSecretStorageKey: (keyId, _info, key) => s.secretKeys.set(keyId, key),
+                getSecretStorageKey: async ({ keys }) => {
+                    const keyId = Object.keys(keys).find((id) => s.secretKeys.has(id));
+                    return keyId ? [keyId, s.secretKeys.get(keyId)] : null;
+                },
             },
         });
         s.bob = newClient("bob1", s.bobCreds);
@@ -711,10 +433,12 @@ describe("dendrite-lite E2EE with matrix-js-sdk + Rust crypto", { concurrency: f
         assert.notEqual(creds.device_id, s.aliceCreds.device_id);
         const recoveryKey = decodeRecoveryKey(s.recoveryKey.encodedPrivateKey);
         const alice2 = newClient("alice2", creds, {
-            getSecretStorageKey: async ({ keys }) => {
-                const defaultKey = await alice2.secretStorage.getDefaultKeyId();
-                const keyId = keys[defaultKey] ? defaultKey : Object.keys(keys)[0];
-                return [keyId, recoveryKey];
+            cryptoCallbacks: {
+                getSecretStorageKey: async ({ keys }) => {
+                    const defaultKey = await alice2.secretStorage.getDefaultKeyId();
+                    const keyId = keys[defaultKey] ? defaultKey : Object.keys(keys)[0];
+                    return [keyId, recoveryKey];
+                },
             },
         });
         s.alice2 = alice2;
@@ -793,9 +517,11 @@ describe("dendrite-lite E2EE with matrix-js-sdk + Rust crypto", { concurrency: f
         const creds = await login(s.aliceName, "alice3");
         const recoveryKey = decodeRecoveryKey(s.recoveryKey.encodedPrivateKey);
         const alice3 = newClient("alice3", creds, {
-            getSecretStorageKey: async ({ keys }) => {
-                const defaultKey = await alice3.secretStorage.getDefaultKeyId();
-                return [keys[defaultKey] ? defaultKey : Object.keys(keys)[0], recoveryKey];
+            cryptoCallbacks: {
+                getSecretStorageKey: async ({ keys }) => {
+                    const defaultKey = await alice3.secretStorage.getDefaultKeyId();
+                    return [keys[defaultKey] ? defaultKey : Object.keys(keys)[0], recoveryKey];
+                },
             },
         });
         await alice3.initRustCrypto({ useIndexedDB: false });

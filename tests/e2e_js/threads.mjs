@@ -10,253 +10,39 @@
 // (GET /relations), then threaded receipts clear per-thread unread counts (sync's
 // unread_thread_notifications). Every assertion is on the SDK's objects.
 //
-// The steps run in order and share state; a step whose prerequisite failed is skipped.
-// Every step has a hard time limit, the whole file a global one, and a failing step
-// prints the failed HTTP requests, each client's sync state and the SDK's last warnings.
+// The steps, their limits and the diagnostics on failure come from harness.mjs.
 
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
-import { after, describe, test } from "node:test";
-import { format } from "node:util";
 
 import * as sdk from "matrix-js-sdk";
 
-const BASE_URL = process.env.HOMESERVER_URL;
-const STEP_TIMEOUT_MS = Number(process.env.E2E_STEP_TIMEOUT_MS ?? 60_000);
-const GLOBAL_TIMEOUT_MS = Number(process.env.E2E_GLOBAL_TIMEOUT_MS ?? 240_000);
-const WAIT_TIMEOUT_MS = Math.min(30_000, STEP_TIMEOUT_MS - 5_000);
-const LOG_FILE = process.env.E2E_JS_LOG_FILE;
-const PASSWORD = "correct horse battery staple";
+import {
+    BASE_URL,
+    http,
+    label,
+    login,
+    newClient,
+    register,
+    runScenario,
+    startSyncing,
+    step,
+    tracedFetch,
+    unique,
+    waitFor,
+    waitForMembership,
+} from "./harness.mjs";
+
 const TOTAL = sdk.NotificationCountType.Total;
 const HIGHLIGHT = sdk.NotificationCountType.Highlight;
 
 // ---------------------------------------------------------------------------------------
-// Diagnostics: everything the SDK prints, every HTTP exchange.
-
-const out = { log: console.log.bind(console), error: console.error.bind(console) };
-const logLines = [];
-const MAX_LOG_LINES = 50_000;
-
-for (const level of ["trace", "debug", "info", "log", "warn", "error"]) {
-    console[level] = (...args) => {
-        if (logLines.length >= MAX_LOG_LINES) logLines.shift();
-        logLines.push({ t: Date.now(), level, text: format(...args) });
-    };
-}
-process.on("unhandledRejection", (reason) => {
-    logLines.push({ t: Date.now(), level: "error", text: `unhandledRejection: ${describeError(reason)}` });
-});
-
-const http = []; // {who, method, path, query, status, ms, t, errcode?, request?, response?}
-
-function tracedFetch(who) {
-    return async (input, init = {}) => {
-        const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
-        const method = (init.method ?? "GET").toUpperCase();
-        const query = Object.fromEntries([...url.searchParams].filter(([k]) => k !== "access_token"));
-        const started = Date.now();
-        const entry = { who, method, path: url.pathname, query, status: null, ms: 0, t: started };
-        if (typeof init.body === "string" && !url.pathname.endsWith("/login")) entry.request = init.body.slice(0, 600);
-        http.push(entry);
-        let response;
-        try {
-            response = await fetch(input, init);
-        } catch (error) {
-            entry.ms = Date.now() - started;
-            entry.status = error?.name === "AbortError" ? "aborted" : "network-error";
-            entry.response = describeError(error);
-            throw error;
-        }
-        entry.ms = Date.now() - started;
-        entry.status = response.status;
-        if (response.status >= 400) {
-            const text = await response.clone().text();
-            entry.response = text.slice(0, 600);
-            try {
-                entry.errcode = JSON.parse(text).errcode;
-            } catch {
-                // not JSON
-            }
-        }
-        return response;
-    };
-}
-
-function describeError(error) {
-    if (error === undefined || error === null) return String(error);
-    if (error instanceof sdk.MatrixError || error?.httpStatus) {
-        return `${error.name} ${error.httpStatus ?? ""} ${error.errcode ?? ""}: ${error.message} ${
-            error.data ? JSON.stringify(error.data).slice(0, 400) : ""
-        }`;
-    }
-    return error?.stack ?? String(error);
-}
-
-const clients = []; // {label, client, syncState, lastSyncError}
-
-// A 401 with flows is the first leg of user-interactive auth, not a fault.
-function expectedFailure(entry) {
-    return entry.status === 401 && (entry.response ?? "").includes('"flows"');
-}
-
-function diagnostics(sinceT) {
-    const lines = [];
-    const failed = http.filter(
-        (e) => e.t >= sinceT && (e.status === "network-error" || (typeof e.status === "number" && e.status >= 400)),
-    );
-    const groups = new Map();
-    for (const entry of failed) {
-        const key = `${entry.method} ${entry.path} -> ${entry.status} ${entry.errcode ?? ""}`;
-        const group = groups.get(key) ?? { count: 0, first: entry, who: new Set() };
-        group.count += 1;
-        group.who.add(entry.who);
-        groups.set(key, group);
-    }
-    lines.push(`--- HTTP failures during this step (${failed.length}):`);
-    for (const [key, group] of groups) {
-        lines.push(`  ${key} x${group.count} [${[...group.who].join(",")}]${expectedFailure(group.first) ? " (expected)" : ""}`);
-        if (Object.keys(group.first.query).length) lines.push(`      query:    ${JSON.stringify(group.first.query)}`);
-        if (group.first.request) lines.push(`      request:  ${group.first.request}`);
-        if (group.first.response) lines.push(`      response: ${group.first.response}`);
-    }
-    lines.push("--- clients:");
-    for (const c of clients) {
-        lines.push(
-            `  ${c.label} ${c.client.getUserId()} device ${c.client.getDeviceId()}: sync ${c.syncState ?? "not started"}` +
-                (c.lastSyncError ? `; last sync error: ${c.lastSyncError}` : ""),
-        );
-    }
-    const noisy = logLines.filter((l) => l.t >= sinceT && (l.level === "warn" || l.level === "error"));
-    lines.push(`--- last SDK warnings/errors (${noisy.length} in this step):`);
-    for (const l of noisy.slice(-25)) lines.push(`  [${l.level}] ${l.text.split("\n")[0].slice(0, 300)}`);
-    if (LOG_FILE) lines.push(`--- full client log: ${LOG_FILE}`);
-    return lines.join("\n");
-}
-
-function writeLogFile() {
-    if (!LOG_FILE) return;
-    const start = Math.min(logLines[0]?.t ?? Date.now(), http[0]?.t ?? Date.now());
-    const body = [
-        "=== HTTP",
-        ...http.map(
-            (e) =>
-                `${((e.t - start) / 1000).toFixed(3)} ${e.who} ${e.method} ${e.path}` +
-                `${Object.keys(e.query).length ? ` ${JSON.stringify(e.query)}` : ""} -> ${e.status} ${e.ms}ms` +
-                (e.request && !e.path.endsWith("/sync") ? `\n    request: ${e.request}` : "") +
-                (e.response && e.status !== "aborted" ? `\n    response: ${e.response}` : ""),
-        ),
-        "=== SDK log",
-        ...logLines.map((l) => `${((l.t - start) / 1000).toFixed(3)} [${l.level}] ${l.text}`),
-    ];
-    try {
-        writeFileSync(LOG_FILE, body.join("\n") + "\n");
-    } catch (error) {
-        out.error(`could not write ${LOG_FILE}: ${error}`);
-    }
-}
-
-const globalTimer = setTimeout(() => {
-    out.error(`GLOBAL TIMEOUT: the JS threads run exceeded ${GLOBAL_TIMEOUT_MS / 1000}s`);
-    out.error(diagnostics(0));
-    writeLogFile();
-    process.exit(1);
-}, GLOBAL_TIMEOUT_MS);
-globalTimer.unref();
-
-// ---------------------------------------------------------------------------------------
 // Helpers
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Thrown by a waitFor probe to stop waiting at once. */
-class Fatal extends Error {}
-
-async function waitFor(what, probe, { timeout = WAIT_TIMEOUT_MS, interval = 100, explain } = {}) {
-    const deadline = Date.now() + timeout;
-    let lastError;
-    for (;;) {
-        try {
-            const value = await probe();
-            if (value) return value;
-        } catch (error) {
-            if (error instanceof Fatal) throw error;
-            lastError = error;
-        }
-        if (Date.now() > deadline) {
-            const parts = [`timed out after ${timeout / 1000}s waiting for ${what}`];
-            if (lastError) parts.push(`last probe error: ${describeError(lastError)}`);
-            if (explain) parts.push(await explain());
-            throw new Error(parts.join("\n"));
-        }
-        await sleep(interval);
-    }
-}
-
-function unique(prefix) {
-    return `${prefix}-${randomBytes(4).toString("hex")}`;
-}
-
-async function register(username) {
-    const bare = sdk.createClient({ baseUrl: BASE_URL, fetchFn: tracedFetch(`register:${username}`) });
-    const body = { username, password: PASSWORD, inhibit_login: true };
-    try {
-        return await bare.registerRequest(body);
-    } catch (error) {
-        if (error?.httpStatus !== 401 || !error.data?.flows) throw error;
-        const dummy = error.data.flows.some((f) => f.stages?.length === 1 && f.stages[0] === "m.login.dummy");
-        assert.ok(dummy, `no m.login.dummy flow offered: ${JSON.stringify(error.data)}`);
-        return await bare.registerRequest({ ...body, auth: { type: "m.login.dummy", session: error.data.session } });
-    }
-}
-
-async function login(username, label) {
-    const bare = sdk.createClient({ baseUrl: BASE_URL, fetchFn: tracedFetch(`login:${label}`) });
-    const response = await bare.loginRequest({
-        type: "m.login.password",
-        identifier: { type: "m.id.user", user: username },
-        password: PASSWORD,
-        initial_device_display_name: label,
-    });
-    assert.ok(response.access_token && response.device_id, `login answered ${JSON.stringify(response)}`);
-    return response;
-}
 
 /** A logged-in client (a new device of `username`), syncing with server-side threads. */
 async function startClient(username, label, { initialSyncLimit = 30 } = {}) {
-    const creds = await login(username, label);
-    const entry = { label, syncState: null, lastSyncError: null };
-    entry.client = sdk.createClient({
-        baseUrl: BASE_URL,
-        userId: creds.user_id,
-        deviceId: creds.device_id,
-        accessToken: creds.access_token,
-        fetchFn: tracedFetch(label),
-    });
-    entry.client.on(sdk.ClientEvent.Sync, (state, _prev, data) => {
-        entry.syncState = state;
-        if (data?.error) entry.lastSyncError = describeError(data.error);
-    });
-    clients.push(entry);
-    await entry.client.startClient({ initialSyncLimit, threadSupport: true });
-    await waitFor(`${label}'s first /sync`, () => {
-        if (entry.syncState === sdk.SyncState.Error) {
-            throw new Fatal(`${label}: sync state ERROR: ${entry.lastSyncError}`);
-        }
-        return entry.syncState === sdk.SyncState.Prepared || entry.syncState === sdk.SyncState.Syncing;
-    });
-    return entry.client;
-}
-
-function label(client) {
-    return clients.find((c) => c.client === client)?.label ?? client.getUserId();
-}
-
-async function waitForMembership(client, roomId, userId, membership) {
-    await waitFor(
-        `${label(client)} to see ${userId} ${membership} ${roomId}`,
-        () => client.getRoom(roomId)?.getMember(userId)?.membership === membership,
-    );
+    const client = newClient(label, await login(username, label));
+    await startSyncing(client, { initialSyncLimit, threadSupport: true });
+    return client;
 }
 
 async function send(client, roomId, threadId, body) {
@@ -410,67 +196,14 @@ const RECEIPTS = "a threaded read receipt clears only that thread; 'main' only t
 const UNTHREADED = "an unthreaded read receipt clears everything up to its event";
 const LIVE = "a new reply reaches carol's loaded thread live: count, latest reply, list order, unread";
 
-const passed = new Set();
-const results = [];
+const SCENARIO = {
+    title: "dendrite-lite threads with matrix-js-sdk",
+    name: "threads",
+    file: "threads.mjs",
+    globalTimeoutMs: 240_000,
+};
 
-function step(name, deps, fn) {
-    test(name, { timeout: STEP_TIMEOUT_MS + 10_000 }, async (t) => {
-        const missing = deps.filter((d) => !passed.has(d));
-        if (missing.length) {
-            results.push({ name, status: "skipped", note: `needs ${missing.join(", ")}` });
-            t.skip(`prerequisite failed: ${missing.join(", ")}`);
-            return;
-        }
-        const started = Date.now();
-        let timer;
-        try {
-            await Promise.race([
-                fn(),
-                new Promise((_, reject) => {
-                    timer = setTimeout(
-                        () => reject(new Error(`step "${name}" exceeded its ${STEP_TIMEOUT_MS / 1000}s limit`)),
-                        STEP_TIMEOUT_MS,
-                    );
-                }),
-            ]);
-            passed.add(name);
-            results.push({ name, status: "passed", ms: Date.now() - started });
-        } catch (error) {
-            results.push({ name, status: "FAILED", ms: Date.now() - started, note: String(error?.message).split("\n")[0] });
-            out.error(`\n##### step "${name}" failed\n${describeError(error)}\n${diagnostics(started)}\n`);
-            const failure = new Error(`step "${name}" failed: ${error?.message ?? error}`);
-            failure.stack = `${failure.message}\n${(error?.stack ?? "")
-                .split("\n")
-                .filter((l) => l.includes("threads.mjs"))
-                .join("\n")}`;
-            throw failure;
-        } finally {
-            clearTimeout(timer);
-        }
-    });
-}
-
-describe("dendrite-lite threads with matrix-js-sdk", { concurrency: false }, () => {
-    assert.ok(BASE_URL, "HOMESERVER_URL must name the server under test");
-
-    after(async () => {
-        clearTimeout(globalTimer);
-        for (const { client } of clients) {
-            try {
-                client.stopClient();
-            } catch {
-                // already stopped
-            }
-        }
-        out.log("\n===== threads scenario summary");
-        for (const r of results) {
-            out.log(
-                `  ${r.status.padEnd(7)} ${r.name}${r.ms !== undefined ? ` (${(r.ms / 1000).toFixed(1)}s)` : ""}${r.note ? ` - ${r.note}` : ""}`,
-            );
-        }
-        writeLogFile();
-    });
-
+runScenario(SCENARIO, () => {
     step(BUILD, [], async () => {
         s.aliceName = unique("alice");
         s.bobName = unique("bob");
