@@ -67,6 +67,10 @@ QUIET_WINDOW = 5000
 MAX_CACHED_ROOM_LISTS = 1024
 
 
+def _recency(row: ListedRoom) -> tuple[int, str]:
+    return (-row.bump_stamp, row.room_id)
+
+
 class RoomList:
     """The user's room list by recency, with what every request derives from it."""
 
@@ -254,7 +258,18 @@ class SlidingSync:
         cached = self._room_lists.get(user_id)
         if cached is not None and cached[0] == version:
             return cached[1]
-        rows = RoomList(store.room_list(conn, user_id))
+        count, _bump, _pos, _nid, forgotten = version
+        if cached is not None and cached[0][4] == forgotten and cached[0][0] <= count:
+            # Rooms bumped or whose membership changed (a message, typically): read only
+            # those rows and merge them into the list the cache has.
+            old = cached[1].rows
+            changed = store.room_list(conn, user_id, (cached[0][1], cached[0][2], cached[0][3]))
+            ids = {row.room_id for row in changed}
+            merged = [row for row in old if row.room_id not in ids] + changed
+            merged.sort(key=_recency)
+            rows = RoomList(merged)
+        else:
+            rows = RoomList(store.room_list(conn, user_id))
         with self._room_lists_lock:
             self._room_lists[user_id] = (version, rows)
             self._room_lists.move_to_end(user_id)

@@ -174,7 +174,18 @@ class ListedRoom:
     by_other: bool
 
 
-def room_list(conn: apsw.Connection, user_id: str) -> list[ListedRoom]:
+def room_list(
+    conn: apsw.Connection, user_id: str, changed_after: tuple[int, int, int] | None = None
+) -> list[ListedRoom]:
+    """The user's rooms, newest activity first; with `changed_after` = (bump_stamp,
+    stream_pos, event_nid) maxima of an earlier read, only the rows changed since (a bump
+    or a membership change takes a greater stream position, a new membership event a
+    greater event_nid)."""
+    where = ""
+    params: tuple[object, ...] = (user_id,)
+    if changed_after is not None:
+        where = " AND (u.bump_stamp > ? OR u.stream_pos > ? OR u.event_nid > ?)"
+        params = (user_id, *changed_after)
     return [
         ListedRoom(
             str(room_id),
@@ -188,9 +199,9 @@ def room_list(conn: apsw.Connection, user_id: str) -> list[ListedRoom]:
             "SELECT u.room_id, u.membership, u.event_nid, u.stream_pos, u.bump_stamp,"
             " CASE WHEN u.membership IN ('leave', 'ban') THEN"
             "  (SELECT sender FROM events WHERE event_nid = u.event_nid) END"
-            " FROM user_rooms AS u WHERE u.user_id = ? AND u.forgotten = 0"
+            f" FROM user_rooms AS u WHERE u.user_id = ? AND u.forgotten = 0{where}"
             " ORDER BY u.bump_stamp DESC, u.room_id",
-            (user_id,),
+            params,
         )
     ]
 

@@ -464,3 +464,19 @@ def test_a_long_poll_outlived_by_a_new_connection_gets_unknown_pos(
     # The new connection is intact.
     update = ss(alice, room_list_body(), fresh["pos"])
     assert bodies(update["rooms"][room]["timeline"]) == ["wake"]
+
+
+def test_list_order_follows_activity(http: httpx.Client) -> None:
+    alice = new_client(http)
+    r0, r1, r2, r3 = (alice.create_room(name=f"o{i}") for i in range(4))
+    body = ss(alice, room_list_body())
+    assert body["lists"]["all_rooms"]["ops"][0]["room_ids"] == [r3, r2, r1, r0]
+    alice.send(r0, message("up"))
+    body = ss(alice, room_list_body(), body["pos"])
+    assert body["lists"]["all_rooms"]["ops"][0]["room_ids"] == [r0, r3, r2, r1]
+    alice.send(r2, message("up too"))
+    alice.set_state(r1, "m.room.topic", {"topic": "state is no bump"})
+    body = ss(alice, room_list_body(), body["pos"])
+    assert body["lists"]["all_rooms"]["ops"][0]["room_ids"] == [r2, r0, r3, r1]
+    bumps = {room_id: room["bump_stamp"] for room_id, room in body["rooms"].items()}
+    assert bumps[r2] > bumps[r1]
