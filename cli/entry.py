@@ -51,6 +51,11 @@ def main() -> None:
     except DataDirLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
+    # glibc gives each thread that allocates an arena of its own (up to 8 per core); the
+    # reader and writer threads then leave freed memory spread over many heaps. Two
+    # arenas kept the RSS after a 500-room /sync run at 106 MiB instead of 124. glibc
+    # reads this when the process starts, hence here, before the exec.
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     # exec keeps the PID, which systemd's Type=notify relies on.
     os.execv(  # noqa: S606 - exec our own interpreter on purpose
         sys.executable, [sys.executable, "-m", "dendrite_lite.server", "--data-dir", data_dir]

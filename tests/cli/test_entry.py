@@ -69,3 +69,20 @@ def test_other_commands_go_to_typer(
         entry.main()
     assert info.value.code in (0, None)
     assert capsys.readouterr().out.strip()
+
+
+def test_run_execs_the_server_with_two_malloc_arenas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config.toml").write_text(render_default("localhost", "127.0.0.1:1", False))
+    monkeypatch.setattr(sys, "argv", ["dendrite-lite", "run", "--data-dir", str(tmp_path)])
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    execs: list[list[str]] = []
+
+    def fake_execv(path: str, argv: list[str]) -> None:
+        execs.append(argv)
+
+    monkeypatch.setattr(entry.os, "execv", fake_execv)
+    entry.main()
+    assert execs == [[sys.executable, "-m", "dendrite_lite.server", "--data-dir", str(tmp_path)]]
+    assert entry.os.environ["MALLOC_ARENA_MAX"] == "2"
