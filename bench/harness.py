@@ -539,6 +539,9 @@ class Target:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "homeserver.db"
@@ -569,6 +572,7 @@ class Target:
             stdin=subprocess.DEVNULL,
             preexec_fn=pin,
             cwd=self.data_dir,
+            env=self.environment(),
         )
         logf.close()
         deadline = t0 + timeout
@@ -681,6 +685,11 @@ class DendriteTarget(Target):
     def command(self) -> list[str]:
         # `run` execs `python -m dendrite_lite.server`: the PID stays the server's
         return [str(self.exe), "run", "--data-dir", str(self.data_dir)]
+
+    def environment(self) -> dict[str, str]:
+        # What `dendrite-lite run` sets before its exec (cli/entry.py); the --git-ref
+        # launcher runs the server without that exec, so it is set here for both.
+        return {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
 
 
 class SynapseTarget(Target):
