@@ -480,3 +480,45 @@ def test_list_order_follows_activity(http: httpx.Client) -> None:
     assert body["lists"]["all_rooms"]["ops"][0]["room_ids"] == [r2, r0, r3, r1]
     bumps = {room_id: room["bump_stamp"] for room_id, room in body["rooms"].items()}
     assert bumps[r2] > bumps[r1]
+
+
+def test_three_connections_long_poll_at_once(http: httpx.Client, server: Server) -> None:
+    """Element X keeps room-list, encryption and notifications polling together."""
+    alice, bob = new_client(http), new_client(http)
+    room = alice.create_room(invite=[bob.user_id])
+    bob.join(room)
+    notifications = {
+        "conn_id": "notifications",
+        "room_subscriptions": {room: {"timeline_limit": 1, "required_state": []}},
+    }
+    bodies_by_conn = {
+        "room-list": room_list_body(),
+        "encryption": encryption_body(),
+        "notifications": notifications,
+    }
+    positions = {conn: ss(bob, body)["pos"] for conn, body in bodies_by_conn.items()}
+    answers: dict[str, Any] = {}
+
+    def poll(conn: str) -> None:
+        with server.client() as other_http:
+            client = RoomsClient(other_http, bob.user)
+            answers[conn] = ss(client, bodies_by_conn[conn], positions[conn], timeout=3_000)
+
+    threads = [threading.Thread(target=poll, args=(conn,)) for conn in bodies_by_conn]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    alice.send(room, message("to every connection"))
+    alice.call(
+        "PUT",
+        "/sendToDevice/com.example.ping/t-three",
+        json={"messages": {bob.user_id: {bob.user.device_id: {"n": 3}}}},
+    )
+    for thread in threads:
+        thread.join(30)
+    for conn in ("room-list", "notifications"):
+        assert bodies(answers[conn]["rooms"][room]["timeline"]) == ["to every connection"], conn
+    to_device = answers["encryption"]["extensions"]["to_device"]["events"]
+    assert answers["encryption"].get("rooms", {}) == {}
+    # The message was no news for it; the to-device message was.
+    assert [(e["type"], e["content"]) for e in to_device] == [("com.example.ping", {"n": 3})]
