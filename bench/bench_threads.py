@@ -648,6 +648,14 @@ def rows(r: dict[str, Any]) -> list[Row]:
                 out += [
                     Row(f"{name}: pages", ph(name, "pages"), "lower", 0),
                     Row(f"{name}: whole walk ms", ph(name, "walk_ms"), nd=1),
+                    # Synapse's participated pages are short: time per 20 roots compares
+                    Row(
+                        f"{name}: ms per 20 roots",
+                        lambda res, name=name: (
+                            res["phases"][name]["walk_ms"] * PAGE / res["phases"][name]["roots"]
+                        ),
+                        nd=1,
+                    ),
                 ]
     for name, nd in (
         ("initial /sync, per-thread counts", 1),
