@@ -137,6 +137,20 @@ class _Aggregator:
                 by_parent[parent_id][child.row.event_id] = store.Child(
                     loaded[nid], child.relates_to, child.rel_type
                 )
+        # The query fetched the edits of each thread's newest reply only; this one
+        # stands in for it, so its own edits and references are read now.
+        stand_ins = {child.row.event_id: child.row for _, child in missing.values()}
+        grandchildren = store.aggregation_children(
+            self.conn, list(stand_ins), ignored_users(self.conn, self.user_id)
+        )
+        for grandchild in grandchildren:
+            reply = stand_ins.get(grandchild.relates_to)
+            if (
+                reply is not None
+                and grandchild.rel_type != THREAD
+                and self._visible(grandchild.row, reply)
+            ):
+                by_parent[grandchild.relates_to][grandchild.row.event_id] = grandchild
 
     def _bundle(
         self,

@@ -37,9 +37,11 @@ def _json(values: Iterable[str]) -> bytes:
 
 
 # Children of the given events with an aggregated rel_type, plus the edits and references
-# of their thread replies (a thread's latest event is served with its own aggregations).
-# The JSON is read only for edits and for the newest reply of each thread: the others
-# only count. `newest` is a window over each thread, so a thread is read once.
+# of each thread's newest reply (a thread's latest event is served with its own
+# aggregations; the other replies only count, so their children are not looked up: a
+# thread of 50 replies would otherwise cost 50 more index searches). The JSON is read
+# only for edits and for the newest reply of each thread. `newest` is a window over each
+# thread, so a thread is read once.
 _AGGREGATION_SQL = """
 WITH kids AS (
     SELECT event_nid, event_id, relates_to, rel_type, stream_pos,
@@ -54,7 +56,9 @@ WITH kids AS (
 grandkids AS (
     SELECT event_nid, event_id, relates_to, rel_type, stream_pos, NULL AS newest
     FROM events
-    WHERE relates_to IN (SELECT event_id FROM kids WHERE rel_type = 'm.thread')
+    WHERE relates_to IN (
+        SELECT event_id FROM kids WHERE rel_type = 'm.thread' AND stream_pos = newest
+    )
       AND rel_type IN ('m.replace', 'm.reference')
       AND redacted_by IS NULL
       AND sender NOT IN (SELECT value FROM json_each(?2))

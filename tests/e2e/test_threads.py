@@ -274,3 +274,33 @@ def test_notifications_carry_the_thread(http: httpx.Client) -> None:
     assert latest["actions"] and any(
         isinstance(a, dict) and a.get("set_tweak") == "highlight" for a in latest["actions"]
     )
+
+
+def test_latest_reply_a_former_member_may_see_comes_with_its_edit(http: httpx.Client) -> None:
+    """The newest reply may be out of the viewer's sight (sent after they left): the one
+    they may see stands in as latest_event, with its own edit bundled."""
+    room, (alice, bob) = room_with(http, 2)
+    carol = new_client(http, "threads")
+    carol.join(room)
+    root = alice.send(room, message("root"))
+    first = bob.send(room, reply(root, "first"))
+    bob.send(
+        room,
+        message(
+            "* first, edited",
+            **{
+                "m.new_content": {"msgtype": "m.text", "body": "first, edited"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": first},
+            },
+        ),
+    )
+    carol.leave(room)
+    bob.send(room, reply(root, "after carol left"))
+    summary = carol.event(room, root)["unsigned"]["m.relations"]["m.thread"]
+    assert summary["count"] == 1
+    latest = summary["latest_event"]
+    assert latest["event_id"] == first
+    edit = latest["unsigned"]["m.relations"]["m.replace"]
+    assert edit["content"]["m.new_content"]["body"] == "first, edited"
+    # Alice sees both replies, the newest one as latest_event.
+    assert alice.event(room, root)["unsigned"]["m.relations"]["m.thread"]["count"] == 2
