@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import shutil
 import sys
 import time
@@ -413,6 +414,7 @@ def categorize(path: Path, res: dict[str, Any]) -> dict[str, Any]:
     kind).  --gil samples are Python CPU only: time in C with the GIL
     released (SQLite, fsync) is not seen, so the per-response costs are approximate."""
     cats: dict[str, dict[str, int]] = {}
+    funcs: dict[str, dict[str, int]] = {}
     total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_s = line.rpartition(" ")
@@ -430,9 +432,13 @@ def categorize(path: Path, res: dict[str, Any]) -> dict[str, Any]:
         else:
             if any("(dendrite_lite/" in f for f in inner):
                 cat = "other project code"
+            elif "db-" in frames[0]:
+                cat = "database threads outside any handler (commit, queue)"
         leaf = h.package_of(frames[-1])
         d = cats.setdefault(cat, {})
         d[leaf] = d.get(leaf, 0) + n
+        fd = funcs.setdefault(cat, {})
+        fd[frames[-1]] = fd.get(frames[-1], 0) + n
     if not total:
         return {"samples": 0}
     proc = res.get("proc") or {}
@@ -455,6 +461,10 @@ def categorize(path: Path, res: dict[str, Any]) -> dict[str, Any]:
                 for k, v in sorted(leaves.items(), key=lambda kv: -kv[1])[:5]
             ],
         }
+        row["top_functions"] = [
+            [k, round(v / total, 3)]
+            for k, v in sorted(funcs[cat].items(), key=lambda kv: -kv[1])[:6]
+        ]
         count = per.get(cat)
         if count:
             row["ms_per_long_poll_response"] = round(share * cpu_s * 1000 / count, 2)
@@ -667,6 +677,53 @@ def print_profile(r: dict[str, Any]) -> None:
                     ]
                 )
             h.print_table(hdr, rows_)
+            for c in cats["by_category"]:
+                top = "; ".join(f"{k} {v:.1%}" for k, v in c.get("top_functions", [])[:5])
+                print(f"  {c['category']}: {top}")
+
+
+def pivot(r: dict[str, Any]) -> None:
+    """One markdown table per run file: a row per figure, per load run a column of ours, one
+    of Synapse's and their ratio (Synapse / ours for latency, CPU, memory)."""
+    runs: dict[str, dict[str, list[Any]]] = {}
+    for c in r.get("comparison", []):
+        m = re.match(r"\((\d)\) (.*)", c["label"])
+        if m:
+            runs.setdefault(m.group(2), {})[m.group(1)] = [c]
+    keys = sorted({k for v in runs.values() for k in v}, key=list(RUNS).index)
+    headers = ["figure"]
+    for k in keys:
+        headers += [f"({k}) ours", f"({k}) Synapse", "ratio"]
+    rows_ = []
+    for label, per in runs.items():
+        row = [label]
+        for k in keys:
+            c = per.get(k, [{}])[0]
+            nd = c.get("nd", 2)
+            row += [
+                h.fmt(c.get("dendrite"), nd),
+                h.fmt(c.get("synapse"), nd),
+                f"{c['ratio']:.1f}x" if c.get("ratio") else "-",
+            ]
+        rows_.append(row)
+    row = ["other load on server / client CPU"]
+    for k in keys:
+        for kind in ("dendrite", "synapse"):
+            ph = [
+                m
+                for n, m in r["servers"].get(kind, {}).get("phases", {}).items()
+                if n.startswith(f"({k})")
+            ]
+            row.append(
+                f"{h.fmt(ph[0].get('foreign_load_server_cpu'))} /"
+                f" {h.fmt(ph[0].get('foreign_load_client_cpu'))}"
+                if ph
+                else "-"
+            )
+        row.append("")
+    rows_.append(row)
+    print("runs: " + "; ".join(f"({k}) {RUNS[k][0]}" for k in keys) + "\n")
+    h.md_table(headers, rows_)
 
 
 def main() -> int:
@@ -680,6 +737,7 @@ def main() -> int:
     if args.report:
         h.report(args.report)
         for f in args.report:
+            pivot(json.loads(Path(f).read_text()))
             print_profile(json.loads(Path(f).read_text()))
         return 0
     defaults(args)
