@@ -719,7 +719,7 @@ class SynapseTarget(Target):
             )
 
     def command(self) -> list[str]:
-        return self.syn.command(self.data_dir)
+        return [str(part) for part in self.syn.command(self.data_dir)]
 
 
 def load_synapse_module() -> Any:
