@@ -86,6 +86,19 @@ def too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[A
     return unexpected_error(request, exc)
 
 
+class AnswerNow(Exception):
+    """Raised by a helper that has already made the whole answer (a page saying the CSRF
+    token is wrong, say), so that handlers need not pass a `Response | result` back up."""
+
+    def __init__(self, response: Response[Any]) -> None:
+        super().__init__()
+        self.response = response
+
+
+def answer_now(request: Request[Any, Any, Any], exc: AnswerNow) -> Response[Any]:
+    return exc.response
+
+
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     request_id = request.scope.get("state", {}).get("request_id", "-")
     log.exception(
@@ -120,6 +133,7 @@ def _oauth_shaped(handler: Any) -> Any:
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    AnswerNow: answer_now,
     MatrixError: matrix_error,
     ValidationException: _oauth_shaped(validation_error),
     HTTPException: _oauth_shaped(http_error),

@@ -138,10 +138,7 @@ async def post_cross_signing_reset(
     request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
 ) -> Response[Any]:
     """POST /account/cross_signing_reset: the m.oauth approval."""
-    checked = await checked_form(request, oauth_server)
-    if isinstance(checked, Response):
-        return checked
-    browser, _form = checked
+    browser, _form = await checked_form(request, oauth_server)
     if browser.user is None:
         return redirect("/oauth2/login")
     await oauth_server.approve_cross_signing_reset(browser.user)
@@ -158,10 +155,7 @@ async def post_delete_device(
     devices: NamedDependency[Devices],
 ) -> Response[Any]:
     """POST /account/devices/delete: sign a session out."""
-    checked = await checked_form(request, oauth_server)
-    if isinstance(checked, Response):
-        return checked
-    browser, form = checked
+    browser, form = await checked_form(request, oauth_server)
     if browser.user is None:
         return redirect("/oauth2/login")
     device_id = form.get("device_id", "")
@@ -184,10 +178,7 @@ async def post_change_password(
     devices: NamedDependency[Devices],
 ) -> Response[Any]:
     """POST /account/password"""
-    checked = await checked_form(request, oauth_server)
-    if isinstance(checked, Response):
-        return checked
-    browser, form = checked
+    browser, form = await checked_form(request, oauth_server)
     user = browser.user
     if user is None:
         return redirect("/oauth2/login")
@@ -209,10 +200,7 @@ async def post_account_logout(
     request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
 ) -> Response[Any]:
     """POST /account/logout: this browser's session ends (the devices stay)."""
-    checked = await checked_form(request, oauth_server)
-    if isinstance(checked, Response):
-        return checked
-    browser, _form = checked
+    browser, _form = await checked_form(request, oauth_server)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         await oauth_server.sign_out(cookie)

@@ -28,6 +28,7 @@ from dendrite_lite.api.client.oauth import (
     require_enabled,
 )
 from dendrite_lite.api.dependencies import client_ip
+from dendrite_lite.api.errors import AnswerNow
 from dendrite_lite.errors import ErrCode, MatrixError
 from dendrite_lite.oauth import pages
 from dendrite_lite.oauth.clients import ClientMetadata
@@ -90,24 +91,32 @@ async def browser_of(request: AnyRequest, server: AuthorizationServer) -> Browse
 
 async def checked_form(
     request: AnyRequest, server: AuthorizationServer
-) -> tuple[Browser, dict[str, str]] | Response[Any]:
-    """The posted form once its CSRF token checks out; otherwise the answer to send."""
+) -> tuple[Browser, dict[str, str]]:
+    """The posted form once its CSRF token checks out; otherwise AnswerNow with the page."""
     require_enabled(server)
     try:
         form = await read_form(request)
     except OAuthError as error:
-        return message_page(server, error.description)
+        raise AnswerNow(message_page(server, error.description)) from None
     browser = await browser_of(request, server)
     sent = form.get("csrf", "")
     if not browser.cookie_csrf or not hmac.compare_digest(
         sent.encode(), browser.cookie_csrf.encode()
     ):
-        return message_page(server, text("csrf"), status=403)
+        raise AnswerNow(message_page(server, text("csrf"), status=403))
     return browser, form
 
 
 async def _pending(server: AuthorizationServer, pending_id: str) -> Pending | None:
     return await server.load_pending(pending_id) if pending_id else None
+
+
+async def _posted_pending(server: AuthorizationServer, form: dict[str, str]) -> Pending:
+    """The sign-in request a posted form continues; AnswerNow if it expired."""
+    pending = await _pending(server, form.get("pending", ""))
+    if pending is None:
+        raise AnswerNow(message_page(server, text("expired_request")))
+    return pending
 
 
 def _after_sign_in(pending: Pending | None) -> str:
@@ -186,10 +195,7 @@ async def post_login_page(
     request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
 ) -> Response[Any]:
     """POST /oauth2/login"""
-    checked = await checked_form(request, oauth_server)
-    if isinstance(checked, Response):
-        return checked
-    browser, form = checked
+    browser, form = await checked_form(request, oauth_server)
     pending_id = form.get("pending", "")
     pending = await _pending(oauth_server, pending_id)
     if pending_id and pending is None:
@@ -362,13 +368,8 @@ async def post_register_page(
     request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
 ) -> Response[Any]:
     """POST /oauth2/register"""
-    checked = await checked_form(request, oauth_server)
-    if isinstance(checked, Response):
-        return checked
-    browser, form = checked
-    pending = await _pending(oauth_server, form.get("pending", ""))
-    if pending is None:
-        return message_page(oauth_server, text("expired_request"))
+    browser, form = await checked_form(request, oauth_server)
+    pending = await _posted_pending(oauth_server, form)
     if not oauth_server.registration_open:
         return message_page(oauth_server, text("registration_closed"), status=403)
     username = form.get("username", "")
@@ -484,13 +485,8 @@ async def post_consent_page(
     request: AnyRequest, oauth_server: NamedDependency[AuthorizationServer]
 ) -> Response[Any]:
     """POST /oauth2/consent: allow sends the code (or login token) to the client."""
-    checked = await checked_form(request, oauth_server)
-    if isinstance(checked, Response):
-        return checked
-    browser, form = checked
-    pending = await _pending(oauth_server, form.get("pending", ""))
-    if pending is None:
-        return message_page(oauth_server, text("expired_request"))
+    browser, form = await checked_form(request, oauth_server)
+    pending = await _posted_pending(oauth_server, form)
     if browser.user is None:
         return redirect(f"/oauth2/login?pending={pending.id}")
     action = form.get("action")
