@@ -35,6 +35,9 @@ class SentRoom:
     config: RoomConfig
     # Members whose member event the connection has (lazy members are not sent twice)
     members: frozenset[str] = frozenset()
+    # The is_dm the connection was told (None: unknown, a position loaded after a
+    # restart; sliding_sync/room_results.py decides from m.direct's stream position)
+    is_dm: bool | None = None
 
 
 @dataclass(frozen=True)

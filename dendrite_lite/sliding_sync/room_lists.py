@@ -11,7 +11,7 @@ tags, encryption, room types, spaces) are read only when a list asks for them.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,24 +27,38 @@ from dendrite_lite.storage.sliding_sync import ListedRoom
 LIVE = frozenset({"join", "invite", "knock"})
 
 
+class DirectRooms(frozenset[str]):
+    """The rooms the user's m.direct names (is_dm), with the stream position m.direct was
+    last set at (0: never). A room sent to a connection at or after that position was
+    sent with the is_dm that holds now."""
+
+    position: int
+
+    def __new__(cls, rooms: Iterable[str] = (), position: int = 0) -> DirectRooms:
+        self = super().__new__(cls, rooms)
+        self.position = position
+        return self
+
+
 @dataclass
 class RoomFacts:
     """Per-user facts the filters (and is_dm) need, each read at most once."""
 
     conn: apsw.Connection
     user_id: str
-    _direct: frozenset[str] | None = None
+    _direct: DirectRooms | None = None
     _encrypted: set[str] | None = None
     _types: dict[str, str | None] | None = None
     _tags: dict[str, set[str]] | None = None
     _spaces: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
 
     @property
-    def direct(self) -> frozenset[str]:
+    def direct(self) -> DirectRooms:
         if self._direct is None:
-            self._direct = direct_rooms(
-                account_data.get(self.conn, self.user_id, account_data.GLOBAL, "m.direct")
+            found = account_data.get_with_position(
+                self.conn, self.user_id, account_data.GLOBAL, "m.direct"
             )
+            self._direct = NO_DIRECT if found is None else _direct(*found)
         return self._direct
 
     @property
@@ -78,6 +92,15 @@ class RoomFacts:
             (self.user_id, room_id),
         ).fetchone()
         return row is not None
+
+
+NO_DIRECT = DirectRooms()
+
+
+@functools.lru_cache(maxsize=256)
+def _direct(content: bytes, position: int) -> DirectRooms:
+    """Built once per m.direct version, not per request."""
+    return DirectRooms(direct_rooms(content), position)
 
 
 @functools.lru_cache(maxsize=256)

@@ -28,6 +28,7 @@ from dendrite_lite.sliding_sync import room_cache
 from dendrite_lite.sliding_sync.connections import SentRoom
 from dendrite_lite.sliding_sync.required_state import MEMBER, RoomConfig
 from dendrite_lite.sliding_sync.room_cache import RoomCache, RoomSnapshot
+from dendrite_lite.sliding_sync.room_lists import DirectRooms
 from dendrite_lite.storage import events, room_state
 from dendrite_lite.storage import sliding_sync as store
 from dendrite_lite.storage.events import EventRow
@@ -51,7 +52,7 @@ class RoomContext:
     device_id: str
     now: int  # the stream position the response covers
     base: int | None  # the stream position of the request's pos (None: no pos)
-    direct: frozenset[str]
+    direct: frozenset[str]  # a DirectRooms when it knows m.direct's stream position
     ignored: frozenset[str]
     cache: RoomCache
     # Each room's newest stream position, read for all rooms at once where needed.
@@ -68,6 +69,16 @@ class RoomContext:
         if self._unread is None:
             self._unread = store.unread_counts(self.conn, self.user_id, self.candidates)
         return self._unread.get(room_id, (0, 0))
+
+
+def dm_changed(ctx: RoomContext, room_id: str, sent: SentRoom) -> bool:
+    """Whether the room's is_dm differs from what the connection was told (MSC4186: is_dm
+    "must be included in an incremental sync if the DM state changes"). A room loaded
+    after a restart does not know what it was told: it counts as changed if m.direct was
+    set after the room was last sent (then is_dm is sent again, perhaps needlessly)."""
+    if sent.is_dm is not None:
+        return sent.is_dm != (room_id in ctx.direct)
+    return isinstance(ctx.direct, DirectRooms) and ctx.direct.position > sent.stream_pos
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,13 @@ def build(
 def _invited(
     ctx: RoomContext, row: ListedRoom, config: RoomConfig, sent: SentRoom | None
 ) -> RoomUpdate | None:
-    if sent is not None and sent.membership == row.membership and row.changed_at <= sent.stream_pos:
+    is_dm = row.room_id in ctx.direct
+    if (
+        sent is not None
+        and sent.membership == row.membership
+        and row.changed_at <= sent.stream_pos
+        and not dm_changed(ctx, row.room_id, sent)
+    ):
         return None
     stripped = sync_rooms.stripped_state(ctx.conn, row.event_nid, ctx.ignored)
     if stripped is None:  # from an ignored user
@@ -107,9 +124,9 @@ def _invited(
             result["name"] = event["content"]["name"]
         elif event["type"] == "m.room.avatar" and isinstance(event["content"].get("url"), str):
             result["avatar"] = event["content"]["url"]
-    if row.room_id in ctx.direct:
+    if is_dm:
         result["is_dm"] = True
-    return RoomUpdate(result, SentRoom(ctx.now, row.membership, config), True)
+    return RoomUpdate(result, SentRoom(ctx.now, row.membership, config, is_dm=is_dm), True)
 
 
 @dataclass
@@ -175,12 +192,15 @@ def _joined(
     )
     expanded_state = sent is not None and not whole and config.expands(sent.config)
     unchanged_config = sent is not None and not (whole or expanded_timeline or expanded_state)
-    if unchanged_config and room_id in ctx.quiet:
+    is_dm = room_id in ctx.direct
+    # m.direct changed for this room: sent again (an empty delta) with the new is_dm.
+    new_dm = sent is not None and not whole and dm_changed(ctx, room_id, sent)
+    if unchanged_config and room_id in ctx.quiet and not new_dm:
         return None
     latest = ctx.latest.get(room_id) if joined else None
     if latest is None:
         latest = store.latest_stream_pos(conn, room_id, upto)
-    if unchanged_config and sent is not None and latest <= sent.stream_pos:
+    if unchanged_config and sent is not None and latest <= sent.stream_pos and not new_dm:
         return None
     since = None if sent is None or whole else sent.stream_pos
     checker: VisibilityChecker
@@ -230,7 +250,9 @@ def _joined(
     result["bump_stamp"] = row.bump_stamp
     if whole or expanded_state or meta_changed:
         meta = snapshot or room_cache.build(conn, room_id, latest)
-        _meta(ctx, room_id, meta, result, whole, changed)
+        _meta(ctx, meta, result, whole, changed)
+    if (whole and is_dm) or new_dm:
+        result["is_dm"] = is_dm  # explicitly false when the room stopped being a DM
     serve_state = snapshot.serve if snapshot is not None else _serve_state
     result["required_state"] = [
         serve_state(r, ctx.now_ts) for r in sorted(state_rows.values(), key=lambda r: r.stream_pos)
@@ -248,7 +270,7 @@ def _joined(
     result["highlight_count"] = highlights
     result["unread_notifications"] = {"notification_count": count, "highlight_count": highlights}
     return RoomUpdate(
-        result, SentRoom(upto, row.membership, config, members), whole, tl.rows, checker
+        result, SentRoom(upto, row.membership, config, members, is_dm), whole, tl.rows, checker
     )
 
 
@@ -343,13 +365,12 @@ def _wanted_state(
 
 def _meta(
     ctx: RoomContext,
-    room_id: str,
     meta: RoomSnapshot,
     result: dict[str, Any],
     whole: bool,
     changed: set[tuple[str, str]],
 ) -> None:
-    """name, avatar, heroes, is_dm and the member counts."""
+    """name, avatar, heroes and the member counts."""
     if meta.avatar is not None:
         result["avatar"] = meta.avatar
     elif not whole and AVATAR in changed:
@@ -361,8 +382,6 @@ def _meta(
         result["heroes"] = heroes
         if meta.alias is None:
             result["name"] = computed_name(heroes, meta.joined + meta.invited)
-    if room_id in ctx.direct:
-        result["is_dm"] = True
     result["joined_count"] = meta.joined
     result["invited_count"] = meta.invited
 

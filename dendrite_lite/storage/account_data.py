@@ -18,6 +18,20 @@ def get(conn: apsw.Connection, user_id: str, room_id: str, type_: str) -> bytes 
     return None
 
 
+def get_with_position(
+    conn: apsw.Connection, user_id: str, room_id: str, type_: str
+) -> tuple[bytes, int] | None:
+    """The content and the stream position it was set at (sliding sync tells from the
+    position whether a connection has seen the current m.direct)."""
+    for content, position in conn.execute(
+        "SELECT content, stream_pos FROM account_data WHERE user_id = ? AND room_id = ?"
+        " AND type = ?",
+        (user_id, room_id, type_),
+    ):
+        return bytes(content), int(position)
+    return None
+
+
 def upsert(
     conn: apsw.Connection,
     user_id: str,
