@@ -190,3 +190,19 @@ def test_is_dm_change_after_a_restart(server_factory: Any) -> None:
         after = ss(alice, dm_lists_body(), update["pos"])
         assert after.get("rooms", {}) == {}
     own.stop()
+
+
+def test_room_counts_include_thread_notifications(http: httpx.Client) -> None:
+    """No MSC defines per-thread counts in sliding sync (docs/sliding_sync.md): the room's
+    counts are the whole room's, threads included, and no per-thread field is invented."""
+    alice, bob = new_client(http), new_client(http)
+    room = alice.create_room(invite=[bob.user_id])
+    bob.join(room)
+    root = bob.send(room, message("root"))
+    thread = {"m.relates_to": {"rel_type": "m.thread", "event_id": root}}
+    bob.send(room, message("in thread", **thread))
+    body = {"conn_id": "counts", "lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 1}}}
+    entry = ss(alice, body)["rooms"][room]
+    assert entry["notification_count"] == 2
+    assert entry["unread_notifications"] == {"notification_count": 2, "highlight_count": 0}
+    assert "unread_thread_notifications" not in entry
