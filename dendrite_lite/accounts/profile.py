@@ -20,7 +20,7 @@ from dendrite_lite.identifiers import split_user_id
 from dendrite_lite.notifier import Notifier
 from dendrite_lite.rooms.membership import propagate_profile
 from dendrite_lite.rooms.pipeline import EventCreator, Persisted
-from dendrite_lite.storage import profiles, users
+from dendrite_lite.storage import presence, profiles, users
 from dendrite_lite.storage.db import Database
 
 MAX_PROFILE_BYTES = 64 * 1024
@@ -53,6 +53,15 @@ class Profiles:
         if self.notifier is not None:
             for event in persisted:
                 self.notifier.notify(event.notify, event.stream_pos)
+
+    async def _wake_profile_watchers(self, user_id: str) -> None:
+        """Wake the long-polls of the user and of everyone sharing a joined room with
+        them: sliding sync's profiles extension (MSC4262) sends them the change, custom
+        fields included (those make no member event that would wake them)."""
+        if self.notifier is None:
+            return
+        sharing = await self.db.read(lambda conn: presence.sharing_users(conn, user_id))
+        self.notifier.notify(sharing)
 
     def _check_user_id(self, user_id: str) -> None:
         try:
@@ -111,6 +120,7 @@ class Profiles:
             return self._propagate(conn, user_id, key)
 
         self._notify(await self.db.write(store))
+        await self._wake_profile_watchers(user_id)
 
     async def delete_field(self, requester: Requester, user_id: str, key: str) -> None:
         self._check_user_id(user_id)
@@ -123,6 +133,7 @@ class Profiles:
             return self._propagate(conn, user_id, key)
 
         self._notify(await self.db.write(remove))
+        await self._wake_profile_watchers(user_id)
 
     @staticmethod
     def _check_key(key: str) -> None:

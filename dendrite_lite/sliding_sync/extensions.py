@@ -1,5 +1,6 @@
 """Sliding sync extensions: to_device (MSC3885), e2ee (MSC3884), account_data (MSC3959),
-receipts (MSC3960) and typing (MSC3961), as Synapse and the clients speak them.
+receipts (MSC3960), typing (MSC3961) and profile updates (MSC4262,
+`org.matrix.msc4262.profiles`), as Synapse and the clients speak them.
 
 Each reads the same stores as /sync (to_device inbox, device-list stream, account data,
 receipts, the in-memory typing sets) inside the response's read unit. `lists` / `rooms`
@@ -21,12 +22,19 @@ from dendrite_lite.e2ee import device_lists
 from dendrite_lite.errors import ErrCode, MatrixError
 from dendrite_lite.push.ruleset import default_account_data
 from dendrite_lite.rooms.receipts import receipt_event
-from dendrite_lite.sliding_sync.requests import ScopedExtension, SyncRequest
+from dendrite_lite.sliding_sync.requests import (
+    PROFILES,
+    ProfilesExtension,
+    ScopedExtension,
+    SyncRequest,
+)
 from dendrite_lite.storage import account_data, receipts, to_device
 from dendrite_lite.storage import sliding_sync as store
 from dendrite_lite.sync.rooms import account_data_event
 
 PUSH_RULES = "m.push_rules"
+# Members of rooms first sent in a response whose profiles go with it, at most.
+MAX_BASE_PROFILES = 1000
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,11 @@ def compute(request: SyncRequest, inp: ExtensionInput) -> ExtensionOutput:
         rooms = _typing(ext.typing, inp)
         if rooms:
             response["typing"] = {"rooms": rooms}
+            news = True
+    if ext.profiles is not None and _enabled(ext.profiles):
+        users = _profiles(ext.profiles, request, inp)
+        if users:
+            response[PROFILES] = {"users": users}
             news = True
     return ExtensionOutput(response, news, acknowledged)
 
@@ -212,3 +225,61 @@ def _typing(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
         if changed:
             found[room_id] = {"type": "m.typing", "content": {"user_ids": typers}}
     return found
+
+
+def _profiles(
+    ext: ProfilesExtension, request: SyncRequest, inp: ExtensionInput
+) -> dict[str, dict[str, Any] | None]:
+    """MSC4262. A base set: on a connection's first response the user's own profile, and
+    with every room of the scope sent whole in this response, its members' profiles
+    (at most MAX_BASE_PROFILES) unless the room lazy-loads members (for those the MSC
+    sends the profiles of the users whose member events are sent; we send none: their
+    member events carry displayname and avatar_url). Then the fields changed since the
+    pos by the user or by anyone sharing a joined room with them (whether or not that
+    room is in scope), and `null` for users who no longer share any room with them."""
+    wanted = None if ext.fields is None else frozenset(ext.fields)
+    users: dict[str, dict[str, Any] | None] = {}
+
+    def add(user_id: str, field: str, value: bytes | None) -> None:
+        if wanted is not None and field not in wanted:
+            return
+        entry = users.setdefault(user_id, {})
+        assert entry is not None
+        # Both sources read current values, so a field is never both set and removed.
+        if value is None:
+            entry.setdefault("removed", []).append(field)
+        else:
+            entry.setdefault("updated", {})[field] = msgspec.Raw(value)
+
+    base_users = {inp.user_id} if inp.base is None else set()
+    eager = [
+        room_id
+        for room_id in _scope(ext, inp)
+        if room_id in inp.initial_rooms and not _lazy(request, inp, room_id)
+    ]
+    base_users.update(store.joined_members(inp.conn, eager, MAX_BASE_PROFILES))
+    for user_id, field, value in store.profile_fields_of(inp.conn, base_users):
+        add(user_id, field, value)
+    if inp.base is not None and inp.base < inp.now:
+        for user_id, field, changed in store.profile_changes(
+            inp.conn, inp.user_id, inp.base, inp.now
+        ):
+            add(user_id, field, changed)
+        _changed, left = device_lists.device_list_changes(inp.conn, inp.user_id, inp.base, inp.now)
+        for user_id in left:
+            users[user_id] = None
+    return {user_id: entry for user_id, entry in users.items() if entry is None or entry}
+
+
+def _lazy(request: SyncRequest, inp: ExtensionInput, room_id: str) -> bool:
+    """Whether the room's combined config lazy-loads members (MSC4186: it does if any
+    of the configs that matched it does)."""
+    configs = [
+        request.lists[name].config
+        for name, ids in inp.list_rooms.items()
+        if name in request.lists and room_id in ids
+    ]
+    subscription = request.subscriptions.get(room_id)
+    if subscription is not None and room_id in inp.subscribed:
+        configs.append(subscription)
+    return any(config.lazy_members for config in configs)

@@ -29,6 +29,7 @@ MAX_RANGES = 100
 MAX_SUBSCRIPTIONS = 500
 MAX_NAME_LENGTH = 255
 MAX_SCOPE_ENTRIES = 1000
+MAX_PROFILE_FIELDS = 100
 MAX_TO_DEVICE_LIMIT = 1000
 DEFAULT_TO_DEVICE_LIMIT = 100
 
@@ -74,12 +75,26 @@ class ScopedExtension(msgspec.Struct, frozen=True):
     rooms: list[str] | None = None
 
 
+class ProfilesExtension(ScopedExtension, frozen=True):
+    """`org.matrix.msc4262.profiles` (MSC4262): `lists` / `rooms` scope the rooms whose
+    members' profiles are sent when the room is first sent; `fields` keeps only those
+    profile fields (all when absent). `include_history` is accepted and ignored (a MAY:
+    only current values are sent)."""
+
+    fields: list[str] | None = None
+    include_history: bool | None = None
+
+
+PROFILES = "org.matrix.msc4262.profiles"
+
+
 class Extensions(msgspec.Struct, frozen=True):
     to_device: ToDeviceExtension | None = None
     e2ee: E2eeExtension | None = None
     account_data: ScopedExtension | None = None
     receipts: ScopedExtension | None = None
     typing: ScopedExtension | None = None
+    profiles: ProfilesExtension | None = msgspec.field(default=None, name=PROFILES)
 
 
 # -- wire: unstable ---------------------------------------------------------------------
@@ -209,11 +224,19 @@ def _check_common(
             _check_name("list name", name)
     if subscriptions is not None and len(subscriptions) > MAX_SUBSCRIPTIONS:
         raise _invalid(f"at most {MAX_SUBSCRIPTIONS} room subscriptions")
-    for scoped in (extensions.account_data, extensions.receipts, extensions.typing):
+    for scoped in (
+        extensions.account_data,
+        extensions.receipts,
+        extensions.typing,
+        extensions.profiles,
+    ):
         if scoped is None:
             continue
         if len(scoped.lists or ()) + len(scoped.rooms or ()) > MAX_SCOPE_ENTRIES:
             raise _invalid(f"extension scopes may name at most {MAX_SCOPE_ENTRIES} entries")
+    profiles = extensions.profiles
+    if profiles is not None and len(profiles.fields or ()) > MAX_PROFILE_FIELDS:
+        raise _invalid(f"the profiles extension may name at most {MAX_PROFILE_FIELDS} fields")
     to_device = extensions.to_device
     if to_device is not None and to_device.limit is not None and to_device.limit < 0:
         raise _invalid("to_device limit must not be negative")

@@ -412,3 +412,59 @@ def account_data_since(
             (user_id, since),
         )
     ]
+
+
+# -- the profiles extension (MSC4262) ---------------------------------------------------
+
+
+def profile_fields_of(
+    conn: apsw.Connection, user_ids: Iterable[str]
+) -> list[tuple[str, str, bytes]]:
+    """(user_id, field, JSON value) of every profile field of these users."""
+    wanted = sorted(user_ids)
+    if not wanted:
+        return []
+    return [
+        (str(user_id), str(field), bytes(value))
+        for user_id, field, value in conn.execute(
+            "SELECT user_id, field, value FROM profile_fields"
+            " WHERE user_id IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode(wanted),),
+        )
+    ]
+
+
+def profile_changes(
+    conn: apsw.Connection, user_id: str, after: int, upto: int
+) -> list[tuple[str, str, bytes | None]]:
+    """(user_id, field, JSON value or None if removed) of the profile fields changed in
+    (after, upto] by `user_id` or by anyone sharing a joined room with them (index
+    profile_updates_by_stream: nothing to read when nothing changed)."""
+    return [
+        (str(other), str(field), None if value is None else bytes(value))
+        for other, field, value in conn.execute(
+            "SELECT p.user_id, p.field, f.value FROM profile_updates AS p"
+            " LEFT JOIN profile_fields AS f ON f.user_id = p.user_id AND f.field = p.field"
+            " WHERE p.stream_pos > ? AND p.stream_pos <= ? AND (p.user_id = ? OR EXISTS"
+            "  (SELECT 1 FROM user_rooms AS a JOIN user_rooms AS b ON b.user_id = p.user_id"
+            "   AND b.room_id = a.room_id AND b.membership = 'join'"
+            "   WHERE a.user_id = ? AND a.membership = 'join'))"
+            " ORDER BY p.stream_pos",
+            (after, upto, user_id, user_id),
+        )
+    ]
+
+
+def joined_members(conn: apsw.Connection, room_ids: Iterable[str], limit: int) -> list[str]:
+    """Up to `limit` distinct users joined to any of these rooms."""
+    wanted = list(room_ids)
+    if not wanted:
+        return []
+    return [
+        str(member)
+        for (member,) in conn.execute(
+            "SELECT DISTINCT user_id FROM user_rooms WHERE membership = 'join'"
+            " AND room_id IN (SELECT value FROM json_each(?)) LIMIT ?",
+            (msgspec.json.encode(wanted), limit),
+        )
+    ]

@@ -206,3 +206,161 @@ def test_room_counts_include_thread_notifications(http: httpx.Client) -> None:
     assert entry["notification_count"] == 2
     assert entry["unread_notifications"] == {"notification_count": 2, "highlight_count": 0}
     assert "unread_thread_notifications" not in entry
+
+
+# -- the profiles extension (MSC4262) -------------------------------------------------
+
+PROFILES = "org.matrix.msc4262.profiles"
+LANGUAGE = "org.example.language"
+
+
+def set_profile(client: RoomsClient, field: str, value: Any) -> None:
+    client.call("PUT", f"/profile/{client.user_id}/{field}", json={field: value})
+
+
+def profiles_body(
+    fields: list[str] | None = None, lazy: bool = False, conn_id: str = "profiles"
+) -> dict[str, Any]:
+    state = [["m.room.name", ""]] + ([["m.room.member", "$LAZY"]] if lazy else [])
+    extension: dict[str, Any] = {"enabled": True}
+    if fields is not None:
+        extension["fields"] = fields
+    return {
+        "conn_id": conn_id,
+        "lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 1, "required_state": state}},
+        "extensions": {PROFILES: extension},
+    }
+
+
+def profile_users(body: dict[str, Any]) -> dict[str, Any]:
+    users: dict[str, Any] = body["extensions"].get(PROFILES, {}).get("users", {})
+    return users
+
+
+def test_profiles_extension_base_set_and_updates(http: httpx.Client, server: Server) -> None:
+    alice, bob, carol = new_client(http), new_client(http), new_client(http)
+    room = alice.create_room(name="shared", invite=[bob.user_id])
+    bob.join(room)
+    carol.create_room(name="carol alone")
+    set_profile(alice, "displayname", "Alice")
+    set_profile(bob, "displayname", "Bob")
+    set_profile(bob, LANGUAGE, "en-GB")
+    set_profile(carol, LANGUAGE, "fr")
+
+    # Without the extension: nothing.
+    plain = ss(alice, {"conn_id": "plain", "lists": profiles_body()["lists"]})
+    assert PROFILES not in plain["extensions"]
+
+    # First response: the user's own profile and the members of the (non-lazy) room.
+    first = ss(alice, profiles_body())
+    users = profile_users(first)
+    assert users[alice.user_id]["updated"]["displayname"] == "Alice"
+    assert users[bob.user_id]["updated"] == {"displayname": "Bob", LANGUAGE: "en-GB"}
+    assert "removed" not in users[bob.user_id]
+    assert carol.user_id not in users
+
+    # `fields` keeps only those fields.
+    only = profile_users(ss(alice, profiles_body([LANGUAGE], conn_id="only")))
+    assert only == {bob.user_id: {"updated": {LANGUAGE: "en-GB"}}}
+
+    # A custom field change (no member event) wakes the long-poll and is sent alone.
+    found: dict[str, Any] = {}
+
+    def poll() -> None:
+        with server.client() as other_http:
+            started = time.monotonic()
+            found["body"] = ss(
+                RoomsClient(other_http, alice.user), profiles_body(), first["pos"], 20_000
+            )
+            found["took"] = time.monotonic() - started
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    set_profile(bob, LANGUAGE, "de")
+    thread.join(30)
+    assert found["took"] < 10
+    changed = found["body"]
+    assert profile_users(changed) == {bob.user_id: {"updated": {LANGUAGE: "de"}}}
+    assert changed.get("rooms", {}) == {}
+
+    # Someone sharing no room with alice: nothing. A removal: `removed`.
+    set_profile(carol, LANGUAGE, "es")
+    bob.call("DELETE", f"/profile/{bob.user_id}/{LANGUAGE}")
+    removed = ss(alice, profiles_body(), changed["pos"])
+    assert profile_users(removed) == {bob.user_id: {"removed": [LANGUAGE]}}
+
+    # Nothing new: the same pos.
+    quiet = ss(alice, profiles_body(), removed["pos"])
+    assert quiet["pos"] == removed["pos"]
+    assert PROFILES not in quiet["extensions"]
+
+    # The user's own changes are sent too (for their other devices).
+    set_profile(alice, "m.tz", "Europe/Paris")
+    own = ss(alice, profiles_body(), removed["pos"])
+    assert profile_users(own) == {alice.user_id: {"updated": {"m.tz": "Europe/Paris"}}}
+
+    # Bob leaves the only room he shared with alice: null, stop tracking him.
+    bob.leave(room)
+    gone = ss(alice, profiles_body(), own["pos"])
+    assert profile_users(gone)[bob.user_id] is None
+    set_profile(bob, LANGUAGE, "it")
+    after = ss(alice, profiles_body(), gone["pos"])
+    assert bob.user_id not in profile_users(after)
+
+
+def test_profiles_extension_lazy_rooms_send_only_own_profile(http: httpx.Client) -> None:
+    alice, bob = new_client(http), new_client(http)
+    room = alice.create_room(invite=[bob.user_id])
+    bob.join(room)
+    set_profile(bob, LANGUAGE, "en-GB")
+    users = profile_users(ss(alice, profiles_body(lazy=True)))
+    assert bob.user_id not in users
+    assert alice.user_id in users
+
+
+def test_profiles_extension_bad_input(http: httpx.Client) -> None:
+    alice = new_client(http)
+    body = profiles_body([f"org.example.f{i}" for i in range(101)])
+    ss_bad = alice.http.post(
+        "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+        json=body,
+        headers=alice.user.headers,
+    )
+    assert ss_bad.status_code == 400
+    assert ss_bad.json()["errcode"] == "M_INVALID_PARAM"
+    wrong = {"conn_id": "x", "extensions": {PROFILES: {"enabled": True, "fields": "displayname"}}}
+    bad_type = alice.http.post(
+        "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+        json=wrong,
+        headers=alice.user.headers,
+    )
+    assert bad_type.status_code == 400
+    assert bad_type.json()["errcode"] == "M_BAD_JSON"
+
+
+def test_profiles_extension_room_entering_the_window_and_stable_shape(http: httpx.Client) -> None:
+    alice, bob, carol = new_client(http), new_client(http), new_client(http)
+    with_bob = alice.create_room(name="bob", invite=[bob.user_id])
+    bob.join(with_bob)
+    with_carol = alice.create_room(name="carol", invite=[carol.user_id])
+    carol.join(with_carol)
+    set_profile(bob, LANGUAGE, "en-GB")
+    set_profile(carol, LANGUAGE, "fr")
+    narrow = profiles_body([LANGUAGE])
+    narrow["lists"]["all"]["ranges"] = [[0, 0]]
+    first = ss(alice, narrow)
+    assert set(profile_users(first)) == {carol.user_id}  # the newest room only
+    grown = ss(alice, profiles_body([LANGUAGE]), first["pos"])
+    assert profile_users(grown) == {bob.user_id: {"updated": {LANGUAGE: "en-GB"}}}
+
+    stable = {
+        "conn_id": "v4profiles",
+        "lists": {"all": {"range": [0, 9], "timeline_limit": 1}},
+        "extensions": {PROFILES: {"enabled": True, "fields": [LANGUAGE]}},
+    }
+    answer = v4(alice, stable)
+    assert set(profile_users(answer)) == {bob.user_id, carol.user_id}
+    set_profile(carol, LANGUAGE, "de")
+    update = v4(alice, {**stable, "pos": answer["pos"]})
+    assert profile_users(update) == {carol.user_id: {"updated": {LANGUAGE: "de"}}}
