@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import apsw
@@ -50,6 +50,8 @@ class ExtensionInput:
     initial_rooms: frozenset[str]  # rooms sent whole in this response
     typing_in: Callable[[str], list[str]]
     typing_changed: Callable[[str, int], bool]
+    # rooms sent whole in this response -> members whose member event they carried
+    initial_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -232,39 +234,42 @@ def _profiles(
 ) -> dict[str, dict[str, Any] | None]:
     """MSC4262. A base set: on a connection's first response the user's own profile, and
     with every room of the scope sent whole in this response, its members' profiles
-    (at most MAX_BASE_PROFILES) unless the room lazy-loads members (for those the MSC
-    sends the profiles of the users whose member events are sent; we send none: their
-    member events carry displayname and avatar_url). Then the fields changed since the
-    pos by the user or by anyone sharing a joined room with them (whether or not that
-    room is in scope), and `null` for users who no longer share any room with them."""
+    (at most MAX_BASE_PROFILES), or, if the room lazy-loads members, only those of the
+    users whose member events the response carries for it (the MSC's rule). Then the
+    fields changed since the pos by the user or by anyone sharing a joined room with them
+    (whether or not that room is in scope), and `null` for users who no longer share any
+    room with them."""
     wanted = None if ext.fields is None else frozenset(ext.fields)
     users: dict[str, dict[str, Any] | None] = {}
 
-    def add(user_id: str, field: str, value: bytes | None) -> None:
-        if wanted is not None and field not in wanted:
+    def add(user_id: str, name: str, value: bytes | None) -> None:
+        if wanted is not None and name not in wanted:
             return
         entry = users.setdefault(user_id, {})
         assert entry is not None
         # Both sources read current values, so a field is never both set and removed.
         if value is None:
-            entry.setdefault("removed", []).append(field)
+            entry.setdefault("removed", []).append(name)
         else:
-            entry.setdefault("updated", {})[field] = msgspec.Raw(value)
+            entry.setdefault("updated", {})[name] = msgspec.Raw(value)
 
     base_users = {inp.user_id} if inp.base is None else set()
-    eager = [
-        room_id
-        for room_id in _scope(ext, inp)
-        if room_id in inp.initial_rooms and not _lazy(request, inp, room_id)
-    ]
+    eager: list[str] = []
+    for room_id in _scope(ext, inp):
+        if room_id not in inp.initial_rooms:
+            continue
+        if _lazy(request, inp, room_id):
+            base_users.update(inp.initial_members.get(room_id, ()))
+        else:
+            eager.append(room_id)
     base_users.update(store.joined_members(inp.conn, eager, MAX_BASE_PROFILES))
-    for user_id, field, value in store.profile_fields_of(inp.conn, base_users):
-        add(user_id, field, value)
+    for user_id, name, value in store.profile_fields_of(inp.conn, base_users):
+        add(user_id, name, value)
     if inp.base is not None and inp.base < inp.now:
-        for user_id, field, changed in store.profile_changes(
+        for user_id, name, changed in store.profile_changes(
             inp.conn, inp.user_id, inp.base, inp.now
         ):
-            add(user_id, field, changed)
+            add(user_id, name, changed)
         _changed, left = device_lists.device_list_changes(inp.conn, inp.user_id, inp.base, inp.now)
         for user_id in left:
             users[user_id] = None

@@ -367,6 +367,7 @@ class SlidingSync:
                 frozenset(room_id for room_id, u in updates.items() if u.initial),
                 self.typing.typing_in,
                 self.typing.changed_since,
+                {room_id: u.sent.members for room_id, u in updates.items() if u.initial},
             ),
         )
         lists_changed = base is None or base.lists != {

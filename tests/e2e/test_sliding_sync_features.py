@@ -309,14 +309,20 @@ def test_profiles_extension_base_set_and_updates(http: httpx.Client, server: Ser
     assert bob.user_id not in profile_users(after)
 
 
-def test_profiles_extension_lazy_rooms_send_only_own_profile(http: httpx.Client) -> None:
-    alice, bob = new_client(http), new_client(http)
-    room = alice.create_room(invite=[bob.user_id])
+def test_profiles_extension_lazy_rooms_send_the_members_they_carry(http: httpx.Client) -> None:
+    """A lazy-loading room (as Element X asks) brings the profiles of the users whose
+    member events it carries (here the timeline's sender), not of every member."""
+    alice, bob, carol = new_client(http), new_client(http), new_client(http)
+    room = alice.create_room(invite=[bob.user_id, carol.user_id])
+    carol.join(room)
     bob.join(room)
-    set_profile(bob, LANGUAGE, "en-GB")
-    users = profile_users(ss(alice, profiles_body(lazy=True)))
-    assert bob.user_id not in users
-    assert alice.user_id in users
+    for client in (bob, carol):
+        set_profile(client, LANGUAGE, "en-GB")
+    bob.send(room, message("the newest event"))
+    first = ss(alice, profiles_body([LANGUAGE], lazy=True))
+    carried = {e["state_key"] for e in first["rooms"][room]["required_state"]}
+    assert bob.user_id in carried and carol.user_id not in carried
+    assert profile_users(first) == {bob.user_id: {"updated": {LANGUAGE: "en-GB"}}}
 
 
 def test_profiles_extension_bad_input(http: httpx.Client) -> None:
