@@ -660,6 +660,13 @@ class DendriteTarget(Target):
         cfg = self.data_dir / "config.toml"
         set_toml(cfg, "rate_limits", "enabled", "false")
         set_toml(cfg, "presence", "enabled", "true" if self.presence else "false")
+        for item in getattr(self.args, "config", None) or []:
+            name, sep, value = item.partition("=")
+            section, dot, key = name.strip().partition(".")
+            if not sep or not dot:
+                raise BenchError(f"--config {item!r}: expected SECTION.KEY=VALUE")
+            set_toml(cfg, section, key, value.strip())
+            self.info.setdefault("config", {})[name.strip()] = value.strip()
         if getattr(self.args, "git_ref", None):
             self.info["git_ref"] = self.args.git_ref
             self.info["git_commit"] = getattr(self.args, "git_commit", None)
@@ -1094,6 +1101,14 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.05,
         help="other load counted as quiet (0.05 of a CPU)",
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="set a key of dendrite-lite's config.toml (a TOML value, e.g."
+        " database.reader_threads=1); repeatable",
     )
     p.add_argument("--py-spy", metavar="DIR", help="profile dendrite-lite per phase into DIR")
     p.add_argument("--py-spy-exe", help="the py-spy executable (default: PATH, then .venv/bin)")

@@ -13,6 +13,7 @@ wakes the user's requests for any change that concerns them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import threading
@@ -65,6 +66,8 @@ MAX_TIMEOUT_MS = 5 * 60 * 1000
 # (beyond it, each room is looked up by itself).
 QUIET_WINDOW = 5000
 MAX_CACHED_ROOM_LISTS = 1024
+# Connections whose last answer is remembered for the idle fast path (oldest forgotten first)
+MAX_IDLE_ENTRIES = 10_000
 
 
 def _recency(row: ListedRoom) -> tuple[int, str]:
@@ -99,6 +102,16 @@ class Computed:
 
 
 @dataclass(frozen=True)
+class _Answered:
+    """A connection's last answer: its pos, the notifier tick read before it was
+    computed, and the request it answered (without txn_id)."""
+
+    pos_nid: int
+    tick: int
+    request: SyncRequest
+
+
+@dataclass(frozen=True)
 class SlidingSyncResult:
     pos: str
     txn_id: str | None
@@ -125,6 +138,7 @@ class SlidingSync:
         self._room_lists: OrderedDict[str, tuple[tuple[int, ...], RoomList]] = OrderedDict()
         self._room_lists_lock = threading.Lock()
         self._writes: set[asyncio.Task[None]] = set()
+        self._answered: OrderedDict[ConnKey, _Answered] = OrderedDict()
 
     async def sync(
         self,
@@ -144,6 +158,22 @@ class SlidingSync:
         # The MSC: timeout is ignored without a pos (an initial request answers at once).
         timeout_s = 0.0 if pos_nid is None else max(0, min(timeout_ms, MAX_TIMEOUT_MS)) / 1000
         deadline = time.monotonic() + timeout_s
+        same_request = dataclasses.replace(request, txn_id=None)
+        answered = self._answered.get(key)
+        if (
+            base is not None
+            and answered is not None
+            and answered.pos_nid == base.pos_nid
+            and timeout_s > 0
+            and answered.request == same_request
+            and not self.notifier.changed_since(requester.user_id, answered.tick)
+        ):
+            # The client polls again with the pos it was just given and the same request,
+            # and nothing that concerns the user happened since that answer was computed:
+            # computing now would find nothing, so wait first (the re-poll after each
+            # wake-up of a fan-out costs no read). Every change a response shows notifies
+            # the users it concerns; that is what a waiting long-poll relies on already.
+            await self.notifier.wait(requester.user_id, timeout_s, after_tick=answered.tick)
         while True:
             tick = self.notifier.tick
             typing_serial = self.typing.serial
@@ -171,7 +201,12 @@ class SlidingSync:
                 break
             if not await self.notifier.wait(requester.user_id, remaining, after_tick=tick):
                 break
-        return self._finish(key, request, base, computed, typing_serial)
+        result = self._finish(key, request, base, computed, typing_serial)
+        self._answered[key] = _Answered(int(result.pos), tick, same_request)
+        self._answered.move_to_end(key)
+        if len(self._answered) > MAX_IDLE_ENTRIES:
+            self._answered.popitem(last=False)
+        return result
 
     def _finish(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,8 @@ from dendrite_lite.sync.tokens import SyncToken
 MAX_TIMEOUT_MS = 5 * 60 * 1000
 PUSH_RULES = "m.push_rules"
 TO_DEVICE_BATCH = 100
+# Devices whose last answer is remembered for the idle fast path (oldest forgotten first)
+MAX_IDLE_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,18 @@ class _Computed:
     response: dict[str, Any]
     empty: bool
     acknowledged_to_device: bool
+    # The answer carried to-device messages: the next request acknowledges them
+    carried_to_device: bool = False
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """The last answer a device was given: its token, the notifier tick read before it
+    was computed, and the filter it was computed with."""
+
+    token: str
+    tick: int
+    sync_filter: Filter
 
 
 class Sync:
@@ -58,6 +73,7 @@ class Sync:
         self.typing = typing
         self.presence = presence_service
         self.sent_members = SentMembers()
+        self._answered: OrderedDict[tuple[str, str], _Answered] = OrderedDict()
 
     async def sync(
         self,
@@ -75,9 +91,25 @@ class Sync:
         timeout_s = max(0, min(timeout_ms, MAX_TIMEOUT_MS)) / 1000
         deadline = time.monotonic() + timeout_s
         shaper = Shaper(sync_filter)
+        device = (requester.user_id, requester.device_id)
         if token is None:
             # A new sync sequence: the client remembers no lazy-loaded members.
-            self.sent_members.forget((requester.user_id, requester.device_id))
+            self.sent_members.forget(device)
+        answered = self._answered.get(device)
+        if (
+            answered is not None
+            and since == answered.token
+            and not full_state
+            and timeout_s > 0
+            and answered.sync_filter == sync_filter
+            and not self.notifier.changed_since(requester.user_id, answered.tick)
+        ):
+            # The client polls again with the token it was just given, and nothing that
+            # concerns it happened since that answer was computed: computing now would
+            # find nothing, so wait first (the re-poll after each wake-up of a fan-out
+            # costs no read). Every change a sync shows notifies the users it concerns;
+            # that is what a waiting long-poll relies on already.
+            await self.notifier.wait(requester.user_id, timeout_s, after_tick=answered.tick)
         while True:
             tick = self.notifier.tick
             # Read on the event loop, where typing changes happen; the serial is read
@@ -99,9 +131,22 @@ class Sync:
                 await self._delete_acknowledged(requester, token.to_device_position)
             remaining = deadline - time.monotonic()
             if not computed.empty or token is None or full_state or remaining <= 0:
-                return computed.response
+                break
             if not await self.notifier.wait(requester.user_id, remaining, after_tick=tick):
-                return computed.response
+                break
+        self._remember(device, computed, tick, sync_filter)
+        return computed.response
+
+    def _remember(
+        self, device: tuple[str, str], computed: _Computed, tick: int, sync_filter: Filter
+    ) -> None:
+        if computed.carried_to_device:
+            self._answered.pop(device, None)
+            return
+        self._answered[device] = _Answered(computed.response["next_batch"], tick, sync_filter)
+        self._answered.move_to_end(device)
+        if len(self._answered) > MAX_IDLE_ENTRIES:
+            self._answered.popitem(last=False)
 
     async def _delete_acknowledged(self, requester: Requester, upto: int) -> None:
         def delete(conn: apsw.Connection) -> None:
@@ -224,7 +269,7 @@ class Sync:
                 conn, requester.user_id, requester.device_id
             ),
         }
-        return _Computed(response, empty, acknowledged)
+        return _Computed(response, empty, acknowledged, bool(messages))
 
     def _presence(self, conn: apsw.Connection, window: Window) -> list[dict[str, Any]]:
         pf = window.filter.presence
