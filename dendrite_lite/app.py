@@ -64,7 +64,8 @@ from dendrite_lite.api.client import timestamp_to_event as timestamp_to_event_ap
 from dendrite_lite.api.client import user_directory as user_directory_api
 from dendrite_lite.api.dependencies import provide_requester
 from dendrite_lite.api.errors import EXCEPTION_HANDLERS
-from dendrite_lite.api.middleware import EdgeMiddleware
+from dendrite_lite.api.fast_lane import FastLane
+from dendrite_lite.api.middleware import EdgeMiddleware, path_value
 from dendrite_lite.auth.passwords import Passwords
 from dendrite_lite.auth.ratelimit import RateLimiter
 from dendrite_lite.auth.tokens import TokenService
@@ -469,7 +470,17 @@ def asgi_app(config: Config) -> tuple[EdgeMiddleware, Services]:
     """The app as served: Litestar wrapped in the edge middleware (CORS, metrics)."""
     services = build_services(config)
     app = build_app(config, services)
-    return EdgeMiddleware(app, services.metrics), services
+    fast_lane = FastLane(
+        db=services.db,
+        tokens=services.tokens,
+        devices=services.devices,
+        sync=services.sync_service,
+        sliding_sync=services.sliding_sync,
+        sending=services.sending,
+        max_body=config.limits.max_request_body_bytes,
+        path_value=path_value,
+    )
+    return EdgeMiddleware(app, services.metrics, fast_lane), services
 
 
 async def _flush_last_seen_forever(devices: Devices) -> None:
