@@ -12,48 +12,57 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+# A notification that wakes more long-polls than this is a fan-out (a big room's message):
+# the answers it causes are computed after other work (storage/db.py's background lane),
+# so that a DM sent meanwhile is not queued behind a hundred of them.
+FAN_OUT = 16
+
 
 class Notifier:
     def __init__(self) -> None:
         self.position = 0
         self.tick = 0
         self._latest: dict[str, int] = {}
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[asyncio.Future[int]]] = {}
 
     @property
     def active(self) -> int:
-        return sum(len(events) for events in self._waiters.values())
+        return sum(len(waiters) for waiters in self._waiters.values())
 
     def notify(self, user_ids: Iterable[str], position: int | None = None) -> None:
         if position is not None:
             self.position = max(self.position, position)
         self.tick += 1
+        woken: list[asyncio.Future[int]] = []
         for user_id in user_ids:
             self._latest[user_id] = self.tick
-            for event in self._waiters.get(user_id, ()):
-                event.set()
+            woken.extend(self._waiters.get(user_id, ()))
+        for waiter in woken:
+            if not waiter.done():
+                waiter.set_result(len(woken))
 
     def changed_since(self, user_id: str, tick: int) -> bool:
         return self._latest.get(user_id, 0) > tick
 
-    async def wait(self, user_id: str, timeout_s: float, after_tick: int | None = None) -> bool:
+    async def wait(self, user_id: str, timeout_s: float, after_tick: int | None = None) -> int:
         """Wait until a change concerns `user_id` (after `after_tick`) or time runs out.
 
-        True if woken, or if a change after `after_tick` had already happened.
+        0 if time ran out; otherwise how many long-polls the waking notification woke
+        (1 if a change after `after_tick` had already happened), so that the caller can
+        tell a fan-out from a change of its own.
         """
         if after_tick is not None and self.changed_since(user_id, after_tick):
-            return True
-        event = asyncio.Event()
-        self._waiters.setdefault(user_id, set()).add(event)
+            return 1
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(user_id, set()).add(waiter)
         try:
             async with asyncio.timeout(timeout_s):
-                await event.wait()
-            return True
+                return await waiter
         except TimeoutError:
-            return False
+            return 0
         finally:
             waiters = self._waiters.get(user_id)
             if waiters is not None:
-                waiters.discard(event)
+                waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[user_id]

@@ -27,7 +27,7 @@ import apsw
 
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.clock import now_ms
-from dendrite_lite.notifier import Notifier
+from dendrite_lite.notifier import FAN_OUT, Notifier
 from dendrite_lite.presence import Presence
 from dendrite_lite.rooms.aggregations import ignored_users
 from dendrite_lite.rooms.typing_notifications import TypingNotifications
@@ -191,6 +191,7 @@ class SlidingSync:
         timeout_s = 0.0 if pos_nid is None else max(0, min(timeout_ms, MAX_TIMEOUT_MS)) / 1000
         deadline = time.monotonic() + timeout_s
         same_request = dataclasses.replace(request, txn_id=None)
+        woken = 0  # what woke this request's last wait: a fan-out is computed after other work
         answered = self._answered.get(key)
         if (
             base is not None
@@ -205,7 +206,7 @@ class SlidingSync:
             # computing now would find nothing, so wait first (the re-poll after each
             # wake-up of a fan-out costs no read). Every change a response shows notifies
             # the users it concerns; that is what a waiting long-poll relies on already.
-            await self.notifier.wait(requester.user_id, timeout_s, after_tick=answered.tick)
+            woken = await self.notifier.wait(requester.user_id, timeout_s, after_tick=answered.tick)
         while True:
             tick = self.notifier.tick
             typing_serial = self.typing.serial
@@ -217,7 +218,8 @@ class SlidingSync:
                     base=base,
                     load_pos=pos_nid if base is None else None,
                     need_numbers=not self.connections.numbered,
-                )
+                ),
+                background=woken > FAN_OUT,
             )
             if computed.numbers is not None:
                 self.connections.start_numbering(*computed.numbers)
@@ -231,7 +233,8 @@ class SlidingSync:
             remaining = deadline - time.monotonic()
             if computed.news or base is None or remaining <= 0:
                 break
-            if not await self.notifier.wait(requester.user_id, remaining, after_tick=tick):
+            woken = await self.notifier.wait(requester.user_id, remaining, after_tick=tick)
+            if not woken:
                 break
         result = self._finish(key, request, base, computed, typing_serial)
         self._answered[key] = _Answered(int(result.pos), tick, same_request)
@@ -306,7 +309,8 @@ class SlidingSync:
 
     async def _write(self, unit: Any) -> None:
         try:
-            await self.db.write(unit)
+            # Nobody waits on it: committed when no other write is waiting.
+            await self.db.write(unit, background=True)
         except Exception:
             log.exception("recording a sliding sync position failed")
 

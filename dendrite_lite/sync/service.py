@@ -20,7 +20,7 @@ from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.clock import now_ms
 from dendrite_lite.e2ee import device_lists
 from dendrite_lite.filters import Filter, type_allowed
-from dendrite_lite.notifier import Notifier
+from dendrite_lite.notifier import FAN_OUT, Notifier
 from dendrite_lite.presence import Presence
 from dendrite_lite.push.ruleset import default_account_data
 from dendrite_lite.rooms.aggregations import ignored_users
@@ -95,6 +95,7 @@ class Sync:
         if token is None:
             # A new sync sequence: the client remembers no lazy-loaded members.
             self.sent_members.forget(device)
+        woken = 0  # what woke this request's last wait: a fan-out is computed after other work
         answered = self._answered.get(device)
         if (
             answered is not None
@@ -109,7 +110,7 @@ class Sync:
             # find nothing, so wait first (the re-poll after each wake-up of a fan-out
             # costs no read). Every change a sync shows notifies the users it concerns;
             # that is what a waiting long-poll relies on already.
-            await self.notifier.wait(requester.user_id, timeout_s, after_tick=answered.tick)
+            woken = await self.notifier.wait(requester.user_id, timeout_s, after_tick=answered.tick)
         while True:
             tick = self.notifier.tick
             # Read on the event loop, where typing changes happen; the serial is read
@@ -125,14 +126,16 @@ class Sync:
                     shaper=shaper,
                     typing_serial=typing_serial,
                     use_state_after=use_state_after,
-                )
+                ),
+                background=woken > FAN_OUT,
             )
             if computed.acknowledged_to_device and token is not None:
                 await self._delete_acknowledged(requester, token.to_device_position)
             remaining = deadline - time.monotonic()
             if not computed.empty or token is None or full_state or remaining <= 0:
                 break
-            if not await self.notifier.wait(requester.user_id, remaining, after_tick=tick):
+            woken = await self.notifier.wait(requester.user_id, remaining, after_tick=tick)
+            if not woken:
                 break
         self._remember(device, computed, tick, sync_filter)
         return computed.response

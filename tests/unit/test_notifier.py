@@ -12,8 +12,8 @@ async def test_wakes_only_the_concerned_user() -> None:
     await asyncio.sleep(0.01)
     assert notifier.active == 2
     notifier.notify(["@alice:hs"], 7)
-    assert await alice is True
-    assert await bob is False
+    assert await alice == 1  # woken, by a notification that woke one long-poll
+    assert await bob == 0  # timed out
     assert notifier.position == 7
     assert notifier.active == 0
 
@@ -22,5 +22,19 @@ async def test_change_between_read_and_wait_is_not_missed() -> None:
     notifier = Notifier()
     tick = notifier.tick  # a sync notes the tick, then reads...
     notifier.notify(["@alice:hs"])  # ...a change lands before it waits
-    assert await notifier.wait("@alice:hs", 5, after_tick=tick) is True
-    assert await notifier.wait("@alice:hs", 0.05, after_tick=notifier.tick) is False
+    assert await notifier.wait("@alice:hs", 5, after_tick=tick) == 1
+    assert await notifier.wait("@alice:hs", 0.05, after_tick=notifier.tick) == 0
+
+
+async def test_waiters_learn_the_size_of_the_fan_out() -> None:
+    notifier = Notifier()
+    many = [asyncio.create_task(notifier.wait(f"@u{i}:hs", 5)) for i in range(20)]
+    twice = asyncio.create_task(notifier.wait("@u0:hs", 5))  # a second device of @u0
+    alone = asyncio.create_task(notifier.wait("@dm:hs", 5))
+    await asyncio.sleep(0.01)
+    notifier.notify([f"@u{i}:hs" for i in range(20)] + ["@nobody:hs"])
+    notifier.notify(["@dm:hs"])
+    assert [await t for t in many] == [21] * 20
+    assert await twice == 21
+    assert await alone == 1
+    assert notifier.active == 0

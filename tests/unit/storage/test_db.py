@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
@@ -131,3 +132,80 @@ async def test_checkpoints_run_off_the_writer(tmp_path: Path) -> None:
         assert main_file.stat().st_size > before + 200_000
     finally:
         database.close()
+
+
+async def test_background_reads_never_hold_back_other_reads(tmp_path: Path) -> None:
+    database = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=1))
+    database.open()
+    try:
+        order: list[str] = []
+        gate = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def blocker(conn: apsw.Connection) -> None:
+            # A long fan-out: holds the background reader until the DM's read is done.
+            asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(5)
+            order.append("fan-out 1")
+
+        def note(name: str) -> Any:
+            return lambda conn: order.append(name)
+
+        fan_out = [
+            asyncio.ensure_future(database.read(blocker, background=True)),
+            asyncio.ensure_future(database.read(note("fan-out 2"), background=True)),
+        ]
+        await asyncio.sleep(0.05)
+        await database.read(note("dm"))  # answered while the fan-out waits
+        gate.set()
+        await asyncio.gather(*fan_out)
+        assert order == ["dm", "fan-out 1", "fan-out 2"]
+    finally:
+        database.close()
+
+
+async def test_background_writes_are_not_batched_with_foreground_ones(tmp_path: Path) -> None:
+    recorder = Recorder()
+    database = Database(tmp_path / "homeserver.db", DatabaseSettings(), recorder)
+    database.open()
+    try:
+        gate = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def blocker(conn: apsw.Connection) -> None:
+            asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(5)
+
+        first = asyncio.ensure_future(database.write(blocker))
+        await asyncio.sleep(0.05)
+        background = [
+            asyncio.ensure_future(database.write(streams.next_position, background=True))
+            for _ in range(40)
+        ]
+        foreground = asyncio.ensure_future(database.write(streams.next_position))
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(first, foreground, *background)
+        # The blocker alone, then the foreground write alone, then the background ones
+        assert recorder.batches[:2] == [1, 1]
+        assert sum(recorder.batches) == 42
+        assert await database.read(streams.current_position) == 41
+    finally:
+        database.close()
+
+
+async def test_close_commits_queued_background_writes(tmp_path: Path) -> None:
+    path = tmp_path / "homeserver.db"
+    database = Database(path, DatabaseSettings())
+    database.open()
+    pending = [
+        asyncio.ensure_future(database.write(streams.next_position, background=True))
+        for _ in range(10)
+    ]
+    await asyncio.sleep(0)
+    database.close()
+    await asyncio.gather(*pending)
+    reopened = Database(path, DatabaseSettings())
+    reopened.open()
+    try:
+        assert await reopened.read(streams.current_position) == 10
+    finally:
+        reopened.close()
