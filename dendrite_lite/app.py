@@ -377,7 +377,12 @@ def build_services(config: Config) -> Services:
         event_creator=creator,
         room_creation=RoomCreation(db, creator, notifier, config.server_name),
         membership=Membership(db, creator, notifier, config.server_name),
-        sending=Sending(db, creator, notifier),
+        sending=Sending(
+            db,
+            creator,
+            notifier,
+            RateLimiter(limits.message_per_second, limits.message_burst, enabled=limits.enabled),
+        ),
         reading=RoomReading(db),
         directory=Directory(db, creator, notifier, config.server_name),
         upgrades=RoomUpgrades(db, creator, notifier, config.server_name),

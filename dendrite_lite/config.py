@@ -87,6 +87,10 @@ class RateLimitConfig(_Section):
     failed_login_burst: int = 5
     register_per_second: float = 0.17
     register_burst: int = 5
+    # Events a user may send (messages, state, redactions): a client flooding a room is
+    # answered M_LIMIT_EXCEEDED once its burst is spent, while everyone else is served.
+    message_per_second: float = 10.0
+    message_burst: int = 200
 
 
 class WellKnownConfig(_Section):
@@ -479,6 +483,9 @@ failed_login_per_second = 0.17
 failed_login_burst = 5
 register_per_second = 0.17
 register_burst = 5
+# events (messages, state, redactions) per user
+message_per_second = 10.0
+message_burst = 200
 
 [well_known]
 # base_url served at /.well-known/matrix/client; empty: public_baseurl.

@@ -16,6 +16,10 @@ from collections.abc import Iterable
 # the answers it causes are computed after other work (storage/db.py's background lane),
 # so that a DM sent meanwhile is not queued behind a hundred of them.
 FAN_OUT = 16
+# Long-polls one user may have waiting (Element X holds three per device). Beyond it the
+# oldest is answered at once with what it has: a client that reconnects in a loop without
+# closing its old requests cannot pile up waiting requests without bound.
+MAX_WAITING_PER_USER = 32
 
 
 class Notifier:
@@ -23,7 +27,8 @@ class Notifier:
         self.position = 0
         self.tick = 0
         self._latest: dict[str, int] = {}
-        self._waiters: dict[str, set[asyncio.Future[int]]] = {}
+        # user -> their waiting long-polls, oldest first (a dict as an ordered set)
+        self._waiters: dict[str, dict[asyncio.Future[int], None]] = {}
 
     @property
     def active(self) -> int:
@@ -54,7 +59,13 @@ class Notifier:
         if after_tick is not None and self.changed_since(user_id, after_tick):
             return 1
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(user_id, set()).add(waiter)
+        waiting = self._waiters.setdefault(user_id, {})
+        if len(waiting) >= MAX_WAITING_PER_USER:
+            oldest = next(iter(waiting))
+            del waiting[oldest]
+            if not oldest.done():
+                oldest.set_result(0)
+        waiting[waiter] = None
         try:
             async with asyncio.timeout(timeout_s):
                 return await waiter
@@ -63,6 +74,6 @@ class Notifier:
         finally:
             waiters = self._waiters.get(user_id)
             if waiters is not None:
-                waiters.discard(waiter)
+                waiters.pop(waiter, None)
                 if not waiters:
                     del self._waiters[user_id]

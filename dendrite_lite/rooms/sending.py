@@ -11,6 +11,7 @@ from typing import Any
 import apsw
 import msgspec
 
+from dendrite_lite.auth.ratelimit import RateLimiter
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden
@@ -48,12 +49,21 @@ def check_content(content: Any) -> dict[str, Any]:
 
 
 class Sending:
-    def __init__(self, db: Database, creator: EventCreator, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        db: Database,
+        creator: EventCreator,
+        notifier: Notifier,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.db = db
         self.creator = creator
         self.notifier = notifier
+        # Per sender; a retry of a transaction already sent costs nothing.
+        self.limiter = limiter or RateLimiter(0, 0, enabled=False)
 
-    def _finish(self, persisted: Persisted) -> str:
+    def _finish(self, requester: Requester, persisted: Persisted) -> str:
+        self.limiter.spend(requester.user_id)
         self.notifier.notify(persisted.notify, persisted.stream_pos)
         return persisted.event_id
 
@@ -63,6 +73,7 @@ class Sending:
         """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per device and txn ID."""
         check_event_type(event_type)
         body = check_content(content)
+        self.limiter.check(requester.user_id)
         if event_type == "m.room.redaction":
             raise MatrixError(400, ErrCode.BAD_JSON, "Use the /redact API to redact events")
         transaction = Transaction(requester.device_id, txn_id, ("send", room_id, event_type))
@@ -88,7 +99,7 @@ class Sending:
         # No yield between waking the long-polls and answering: the sender's answer
         # usually leaves first. matrix-js-sdk (threads especially) stumbles when the
         # remote echo of its own event beats the answer to its PUT.
-        return result if isinstance(result, str) else self._finish(result)
+        return result if isinstance(result, str) else self._finish(requester, result)
 
     async def set_state(
         self, requester: Requester, room_id: str, event_type: str, state_key: str, content: Any
@@ -100,6 +111,7 @@ class Sending:
         body = check_content(content)
         if event_type == "m.room.power_levels":
             check_power_levels(body)
+        self.limiter.check(requester.user_id)
 
         def set_room_state(conn: apsw.Connection) -> Persisted | str:
             current = room_state.current_entry(conn, room_id, event_type, state_key)
@@ -131,12 +143,13 @@ class Sending:
         result = await self.db.write(set_room_state)
         for left in guests_left:
             self.notifier.notify(left.notify, left.stream_pos)
-        return result if isinstance(result, str) else self._finish(result)
+        return result if isinstance(result, str) else self._finish(requester, result)
 
     async def redact(
         self, requester: Requester, room_id: str, target_id: str, txn_id: str, reason: str | None
     ) -> str:
         """PUT /rooms/{roomId}/redact/{eventId}/{txnId}"""
+        self.limiter.check(requester.user_id)
         content: dict[str, Any] = {}
         if reason is not None:
             content["reason"] = reason
@@ -171,7 +184,7 @@ class Sending:
             return persisted
 
         result = await self.db.write(redact_event)
-        return result if isinstance(result, str) else self._finish(result)
+        return result if isinstance(result, str) else self._finish(requester, result)
 
 
 def apply_redaction(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dendrite_lite.notifier import Notifier
+from dendrite_lite.notifier import MAX_WAITING_PER_USER, Notifier
 
 
 async def test_wakes_only_the_concerned_user() -> None:
@@ -37,4 +37,21 @@ async def test_waiters_learn_the_size_of_the_fan_out() -> None:
     assert [await t for t in many] == [21] * 20
     assert await twice == 21
     assert await alone == 1
+    assert notifier.active == 0
+
+
+async def test_a_user_cannot_pile_up_waiting_long_polls() -> None:
+    notifier = Notifier()
+    waits = [asyncio.create_task(notifier.wait("@loop:hs", 5)) for _ in range(MAX_WAITING_PER_USER)]
+    await asyncio.sleep(0.01)
+    assert not any(w.done() for w in waits)
+    newest = asyncio.create_task(notifier.wait("@loop:hs", 5))
+    await asyncio.sleep(0.01)
+    # The oldest is answered at once (as if its time ran out); the rest keep waiting.
+    assert waits[0].done() and waits[0].result() == 0
+    assert not any(w.done() for w in waits[1:]) and not newest.done()
+    assert notifier.active == MAX_WAITING_PER_USER
+    notifier.notify(["@loop:hs"])
+    assert [await w for w in waits[1:]] == [MAX_WAITING_PER_USER] * (MAX_WAITING_PER_USER - 1)
+    assert await newest == MAX_WAITING_PER_USER
     assert notifier.active == 0
