@@ -696,7 +696,12 @@ class DendriteTarget(Target):
     def environment(self) -> dict[str, str]:
         # What `dendrite-lite run` sets before its exec (cli/entry.py); the --git-ref
         # launcher runs the server without that exec, so it is set here for both.
-        return {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
+        malloc = {
+            "MALLOC_ARENA_MAX": "2",
+            "MALLOC_MMAP_THRESHOLD_": "131072",
+            "MALLOC_TRIM_THRESHOLD_": "131072",
+        }
+        return {**malloc, **os.environ}
 
 
 class SynapseTarget(Target):

@@ -17,6 +17,8 @@ from dendrite_lite.data_dir import DataDirLocked, lock
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
+MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+
 
 def _run_data_dir(args: list[str]) -> str | None:
     """The data dir of a plain `run [--data-dir DIR]`; None: let typer handle it."""
@@ -56,6 +58,12 @@ def main() -> None:
     # arenas kept the RSS after a 500-room /sync run at 106 MiB instead of 124. glibc
     # reads this when the process starts, hence here, before the exec.
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    # glibc raises its mmap threshold each time a big block is freed, so later big
+    # buffers (a 3 MB initial /sync answer) land in the heap and leave it fragmented.
+    # A fixed threshold keeps them in mmap, given back to the kernel when freed: RSS
+    # after a 500-room sliding sync run 110 -> 96 MiB (77 with the database defaults).
+    for name, value in MALLOC_SETTINGS.items():
+        os.environ.setdefault(name, value)
     # exec keeps the PID, which systemd's Type=notify relies on.
     os.execv(  # noqa: S606 - exec our own interpreter on purpose
         sys.executable, [sys.executable, "-m", "dendrite_lite.server", "--data-dir", data_dir]

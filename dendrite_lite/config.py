@@ -37,8 +37,11 @@ class RegistrationConfig(_Section):
 class DatabaseConfig(_Section):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     reader_threads: int = 3
-    cache_size_kib: int = 16384
-    mmap_size_mib: int = 64
+    # Per connection (readers, writer, checkpointer). No memory map by default: each
+    # connection's map of the same file counts again in RSS; reads copy pages into a
+    # small cache instead, backed by the kernel's page cache (bench/RESULTS.md).
+    cache_size_kib: int = 4096
+    mmap_size_mib: int = 0
     # Group commit: how many queued writes may share one transaction.
     max_batch: int = 256
 
@@ -446,8 +449,9 @@ allow_guests = false
 # FULL: a 200 OK survives power loss. NORMAL is faster but may lose the last writes.
 synchronous = "FULL"
 reader_threads = 3
-cache_size_kib = 16384
-mmap_size_mib = 64
+# SQLite page cache and memory map per connection (a map counts in RSS once per connection)
+cache_size_kib = 4096
+mmap_size_mib = 0
 max_batch = 256
 
 [auth]

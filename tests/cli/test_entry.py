@@ -77,6 +77,8 @@ def test_run_execs_the_server_with_two_malloc_arenas(
     (tmp_path / "config.toml").write_text(render_default("localhost", "127.0.0.1:1", False))
     monkeypatch.setattr(sys, "argv", ["dendrite-lite", "run", "--data-dir", str(tmp_path)])
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     execs: list[list[str]] = []
 
     def fake_execv(path: str, argv: list[str]) -> None:
@@ -86,3 +88,5 @@ def test_run_execs_the_server_with_two_malloc_arenas(
     entry.main()
     assert execs == [[sys.executable, "-m", "dendrite_lite.server", "--data-dir", str(tmp_path)]]
     assert entry.os.environ["MALLOC_ARENA_MAX"] == "2"
+    assert entry.os.environ["MALLOC_MMAP_THRESHOLD_"] == "131072"
+    assert entry.os.environ["MALLOC_TRIM_THRESHOLD_"] == "131072"
