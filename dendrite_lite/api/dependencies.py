@@ -14,13 +14,18 @@ from dendrite_lite.errors import ErrCode, MatrixError
 
 def access_token_of(request: Request[Any, Any, Any]) -> str | None:
     """The Bearer token, or the `access_token` query parameter that spec v1.19 still allows."""
-    header = request.headers.get("authorization")
-    if header is not None:
-        scheme, _, token = header.partition(" ")
+    return bearer_token(
+        request.headers.get("authorization"), request.query_params.get("access_token")
+    )
+
+
+def bearer_token(authorization: str | None, query_token: str | None) -> str | None:
+    """The token of an Authorization header (which must be Bearer), else the query's."""
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise MatrixError(401, ErrCode.MISSING_TOKEN, "Invalid Authorization header")
         return token.strip()
-    query_token: str | None = request.query_params.get("access_token")
     return query_token or None
 
 

@@ -24,7 +24,7 @@ import msgspec
 from dendrite_lite.accounts.devices import Devices
 from dendrite_lite.api.client.sliding_sync import _unstable_response
 from dendrite_lite.api.client.sync import _load_filter
-from dendrite_lite.api.dependencies import GUEST_ENDPOINTS
+from dendrite_lite.api.dependencies import GUEST_ENDPOINTS, bearer_token
 from dendrite_lite.api.errors import JSON_HEADERS
 from dendrite_lite.auth.tokens import Requester, TokenService
 from dendrite_lite.clock import now_ms
@@ -185,14 +185,8 @@ class FastLane:
                 authorization = value.decode("latin-1")
             elif name == b"user-agent":
                 user_agent = value.decode("latin-1")
-        if authorization is not None:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise MatrixError(401, ErrCode.MISSING_TOKEN, "Invalid Authorization header")
-            token = token.strip()
-        else:
-            token = query.get("access_token") or ""
-        if not token:
+        token = bearer_token(authorization, query.get("access_token"))
+        if token is None:
             raise MatrixError(401, ErrCode.MISSING_TOKEN, "Missing access token")
         requester = await self.tokens.authenticate(token)
         if requester.is_guest and (scope["method"], scope["path_template"]) not in GUEST_ENDPOINTS:
