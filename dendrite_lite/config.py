@@ -94,6 +94,10 @@ class RateLimitConfig(_Section):
     # answered M_LIMIT_EXCEEDED once its burst is spent, while everyone else is served.
     message_per_second: float = 10.0
     message_burst: int = 200
+    # /sync and sliding sync requests per device (per connection for sliding sync): a
+    # client looping on timeout=0 is answered M_LIMIT_EXCEEDED instead of taking a core.
+    sync_per_second: float = 20.0
+    sync_burst: int = 100
 
 
 class WellKnownConfig(_Section):
@@ -490,6 +494,9 @@ register_burst = 5
 # events (messages, state, redactions) per user
 message_per_second = 10.0
 message_burst = 200
+# /sync and sliding sync requests per device (per connection for sliding sync)
+sync_per_second = 20.0
+sync_burst = 100
 
 [well_known]
 # base_url served at /.well-known/matrix/client; empty: public_baseurl.

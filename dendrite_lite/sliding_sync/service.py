@@ -25,6 +25,7 @@ from typing import Any
 
 import apsw
 
+from dendrite_lite.auth.ratelimit import RateLimiter
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.clock import now_ms
 from dendrite_lite.notifier import FAN_OUT, Notifier
@@ -160,11 +161,14 @@ class SlidingSync:
         notifier: Notifier,
         typing: TypingNotifications,
         presence_service: Presence,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.db = db
         self.notifier = notifier
         self.typing = typing
         self.presence = presence_service
+        # Requests per device (sliding sync: per connection); off unless configured
+        self.limiter = limiter or RateLimiter(0, 0, enabled=False)
         self.connections = Connections()
         self.room_cache = RoomCache()
         self._room_lists: OrderedDict[str, tuple[tuple[int, ...], RoomList]] = OrderedDict()
@@ -182,6 +186,7 @@ class SlidingSync:
         set_presence: str = "online",
     ) -> SlidingSyncResult:
         pos_nid = None if pos is None else parse_pos(pos)
+        self.limiter.check_and_spend(f"{requester.user_id}|{requester.device_id}|{request.conn_id}")
         await self.presence.on_sync(requester.user_id, set_presence)
         key: ConnKey = (requester.user_id, requester.device_id, request.conn_id)
         base = None if pos_nid is None else self.connections.find(key, pos_nid)

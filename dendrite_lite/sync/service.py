@@ -16,6 +16,7 @@ from typing import Any
 import apsw
 import msgspec
 
+from dendrite_lite.auth.ratelimit import RateLimiter
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.clock import now_ms
 from dendrite_lite.e2ee import device_lists
@@ -67,11 +68,14 @@ class Sync:
         notifier: Notifier,
         typing: TypingNotifications,
         presence_service: Presence,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.db = db
         self.notifier = notifier
         self.typing = typing
         self.presence = presence_service
+        # Requests per device (sliding sync: per connection); off unless configured
+        self.limiter = limiter or RateLimiter(0, 0, enabled=False)
         self.sent_members = SentMembers()
         self._answered: OrderedDict[tuple[str, str], _Answered] = OrderedDict()
 
@@ -87,6 +91,7 @@ class Sync:
         use_state_after: bool = False,
     ) -> dict[str, Any]:
         token = tokens.parse(since) if since is not None else None
+        self.limiter.check_and_spend(f"{requester.user_id}|{requester.device_id}")
         await self.presence.on_sync(requester.user_id, set_presence)
         timeout_s = max(0, min(timeout_ms, MAX_TIMEOUT_MS)) / 1000
         deadline = time.monotonic() + timeout_s

@@ -45,3 +45,27 @@ def test_a_flood_of_messages_is_throttled_and_others_are_served(server_factory: 
         events = other.call("GET", f"/rooms/{q(room)}/messages?dir=b&limit=100")["chunk"]
         floods = [e for e in events if e["content"].get("body", "").startswith("flood")]
         assert len(floods) == codes.count(200)
+
+
+def test_a_sync_loop_is_throttled_per_device(server_factory: Any) -> None:
+    server: Server = server_factory(
+        {"rate_limits": {"enabled": True, "sync_per_second": 0.5, "sync_burst": 3}}
+    )
+    with server.client() as http:
+        looper = new_client(http)
+        other_device = looper.other_device()
+        answers = [
+            http.get(f"{CS}/sync", params={"timeout": 0}, headers=looper.user.headers)
+            for _ in range(6)
+        ]
+        assert [a.status_code for a in answers[:3]] == [200] * 3
+        assert answers[-1].status_code == 429
+        body = answers[-1].json()
+        assert body["errcode"] == "M_LIMIT_EXCEEDED" and body["retry_after_ms"] > 0
+        # Another device of the same user, and sliding sync connections, count apart
+        r = http.get(f"{CS}/sync", params={"timeout": 0}, headers=other_device.user.headers)
+        assert r.status_code == 200
+        sss = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+        for conn_id in ("room-list", "encryption"):
+            r = http.post(sss, json={"conn_id": conn_id}, headers=looper.user.headers)
+            assert r.status_code == 200, r.text
