@@ -186,9 +186,9 @@ class SlidingSync:
         set_presence: str = "online",
     ) -> SlidingSyncResult:
         pos_nid = None if pos is None else parse_pos(pos)
-        self.limiter.check_and_spend(f"{requester.user_id}|{requester.device_id}|{request.conn_id}")
-        await self.presence.on_sync(requester.user_id, set_presence)
         key: ConnKey = (requester.user_id, requester.device_id, request.conn_id)
+        self.limiter.check_and_spend("|".join(key))
+        await self.presence.on_sync(requester.user_id, set_presence)
         base = None if pos_nid is None else self.connections.find(key, pos_nid)
         if base is not None:
             self.connections.confirm(key, base.pos_nid)
