@@ -254,17 +254,21 @@ class Database:
                         break
                     batch.append(nxt)
                 results: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-                conn.execute("BEGIN")
+                jobs_of_batch = [job for job in batch if isinstance(job, _Job)]
                 try:
-                    for job in batch:
-                        assert isinstance(job, _Job)
+                    conn.execute("BEGIN")
+                except apsw.Error as exc:  # every unit of the batch fails with it
+                    for job in jobs_of_batch:
+                        results.setdefault(job.loop, []).append((job.future, False, exc))
+                else:
+                    for job in jobs_of_batch:
                         try:
                             outcome = (True, job.fn(conn))
                         except BaseException as exc:
                             outcome = (False, exc)
                         results.setdefault(job.loop, []).append((job.future, *outcome))
-                finally:
-                    conn.execute("COMMIT")
+                    with contextlib.suppress(apsw.Error):
+                        conn.execute("COMMIT")  # a read transaction: nothing to lose
                 for loop, outcomes in results.items():
                     with contextlib.suppress(RuntimeError):
                         loop.call_soon_threadsafe(_resolve, outcomes)
