@@ -22,8 +22,8 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from dendrite_lite.accounts.devices import Devices
-from dendrite_lite.api.client.sliding_sync import _unstable_response
-from dendrite_lite.api.client.sync import _load_filter
+from dendrite_lite.api.client.sliding_sync import unstable_response
+from dendrite_lite.api.client.sync import load_filter
 from dendrite_lite.api.dependencies import GUEST_ENDPOINTS, bearer_token
 from dendrite_lite.api.errors import JSON_HEADERS
 from dendrite_lite.auth.tokens import Requester, TokenService
@@ -127,7 +127,7 @@ class FastLane:
             set_presence = _presence(query)
             if timeout < 0:
                 raise MatrixError(400, ErrCode.INVALID_PARAM, "timeout must not be negative")
-            sync_filter = await _load_filter(self.db, requester.user_id, query.get("filter"))
+            sync_filter = await load_filter(self.db, requester.user_id, query.get("filter"))
             return await self.sync_service.sync(
                 requester,
                 since=query.get("since"),
@@ -159,7 +159,7 @@ class FastLane:
                 timeout_ms=timeout,
                 set_presence=set_presence,
             )
-            return _unstable_response(result)
+            return unstable_response(result)
 
         await self._answer(scope, send, handle)
 

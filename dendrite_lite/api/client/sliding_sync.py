@@ -30,7 +30,7 @@ _STABLE_RENAMED = {
 _STABLE_DROPPED = frozenset({"notification_count", "highlight_count", "unread_notifications"})
 
 
-def _unstable_response(result: SlidingSyncResult) -> dict[str, Any]:
+def unstable_response(result: SlidingSyncResult) -> dict[str, Any]:
     lists: dict[str, Any] = {}
     for name, found in result.lists.items():
         ops = [
@@ -85,7 +85,7 @@ async def sliding_sync_unstable(
     result = await sliding_sync.sync(
         requester, request, pos=pos, timeout_ms=timeout, set_presence=set_presence
     )
-    return _unstable_response(result)
+    return unstable_response(result)
 
 
 @post("/_matrix/client/v4/sync", status_code=200)

@@ -16,7 +16,7 @@ from dendrite_lite.storage.db import Database
 from dendrite_lite.sync.service import Sync
 
 
-async def _load_filter(db: Database, user_id: str, raw: str | None) -> Filter:
+async def load_filter(db: Database, user_id: str, raw: str | None) -> Filter:
     """The `filter` parameter: JSON when it starts with '{', else a filter ID."""
     if raw is None or raw == "":
         return Filter()
@@ -46,7 +46,7 @@ async def sync(
     """GET /_matrix/client/v3/sync"""
     if timeout < 0:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "timeout must not be negative")
-    sync_filter = await _load_filter(db, requester.user_id, filter)
+    sync_filter = await load_filter(db, requester.user_id, filter)
     return await sync_service.sync(
         requester,
         since=since,
