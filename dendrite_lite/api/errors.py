@@ -23,12 +23,19 @@ log = logging.getLogger("dendrite_lite.api")
 JSON_HEADERS = {"Cache-Control": "no-cache, no-store, must-revalidate"}
 
 
-def error_response(status: int, errcode: str, message: str, **extra: Any) -> Response[Any]:
+def error_headers(errcode: str, extra: dict[str, Any]) -> dict[str, str]:
+    """The headers of an error answer (api/fast_lane.py writes them too)."""
     headers = dict(JSON_HEADERS)
     if errcode == ErrCode.LIMIT_EXCEEDED and "retry_after_ms" in extra:
         headers["Retry-After"] = str(max(1, (int(extra["retry_after_ms"]) + 999) // 1000))
+    return headers
+
+
+def error_response(status: int, errcode: str, message: str, **extra: Any) -> Response[Any]:
     return Response(
-        {"errcode": errcode, "error": message, **extra}, status_code=status, headers=headers
+        {"errcode": errcode, "error": message, **extra},
+        status_code=status,
+        headers=error_headers(errcode, extra),
     )
 
 

@@ -25,7 +25,7 @@ from dendrite_lite.accounts.devices import Devices
 from dendrite_lite.api.client.sliding_sync import unstable_response
 from dendrite_lite.api.client.sync import load_filter
 from dendrite_lite.api.dependencies import GUEST_ENDPOINTS, bearer_token
-from dendrite_lite.api.errors import JSON_HEADERS
+from dendrite_lite.api.errors import error_headers
 from dendrite_lite.auth.tokens import Requester, TokenService
 from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError
@@ -48,7 +48,6 @@ _SEND = re.compile(r"/_matrix/client/v3/rooms/([^/]+)/send/([^/]+)/([^/]+)")
 PRESENCE_STATES = frozenset({"offline", "online", "unavailable"})
 
 _JSON = (b"content-type", b"application/json")
-_ERROR_HEADERS = [(k.lower().encode(), v.encode()) for k, v in JSON_HEADERS.items()]
 
 
 class _Missing:
@@ -236,17 +235,14 @@ class FastLane:
             body = msgspec.json.encode(await handle())
             status, headers = 200, [_JSON]
         except MatrixError as exc:
-            status, headers = exc.status, [*_ERROR_HEADERS, _JSON]
-            body = msgspec.json.encode({"errcode": exc.errcode, "error": exc.message, **exc.extra})
-            if exc.errcode == ErrCode.LIMIT_EXCEEDED and "retry_after_ms" in exc.extra:
-                seconds = max(1, (int(exc.extra["retry_after_ms"]) + 999) // 1000)
-                headers.append((b"retry-after", str(seconds).encode()))
+            status, headers = exc.status, [*_raw(error_headers(exc.errcode, exc.extra)), _JSON]
+            body = msgspec.json.encode(exc.to_json())
         except Exception:
             request_id = scope.get("state", {}).get("request_id", "-")
             log.exception(
                 "unhandled error [request %s] %s %s", request_id, scope["method"], scope["path"]
             )
-            status, headers = 500, [*_ERROR_HEADERS, _JSON]
+            status, headers = 500, [*_raw(error_headers(ErrCode.UNKNOWN, {})), _JSON]
             body = msgspec.json.encode(
                 {
                     "errcode": ErrCode.UNKNOWN,
@@ -256,6 +252,10 @@ class FastLane:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
 
 
 def _query(scope: Scope) -> dict[str, str]:
