@@ -4,7 +4,6 @@ the list filters re-evaluated with it; over both request shapes and across a res
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -12,6 +11,7 @@ import httpx
 
 from tests.e2e._rooms_server import RoomsClient, message, new_client
 from tests.e2e.harness import Server
+from tests.e2e.test_long_poll_idle import in_background
 from tests.e2e.test_sliding_sync import ss
 from tests.e2e.test_sliding_sync_v4 import v4
 
@@ -49,18 +49,11 @@ def test_is_dm_follows_m_direct_changes(http: httpx.Client, server: Server) -> N
     assert window(first, "dms") == [dm]
 
     # The group becomes a DM too: a long-poll wakes with it, not initial, is_dm true.
-    found: dict[str, Any] = {}
-
-    def poll() -> None:
+    def poll() -> Any:
         with server.client() as other_http:
-            started = time.monotonic()
-            found["body"] = ss(
-                RoomsClient(other_http, alice.user), dm_lists_body(), first["pos"], 20_000
-            )
-            found["took"] = time.monotonic() - started
+            return ss(RoomsClient(other_http, alice.user), dm_lists_body(), first["pos"], 20_000)
 
-    thread = threading.Thread(target=poll)
-    thread.start()
+    thread, found = in_background(poll)
     time.sleep(0.5)
     set_direct(alice, {bob.user_id: [dm, group]})
     thread.join(30)
@@ -264,18 +257,11 @@ def test_profiles_extension_base_set_and_updates(http: httpx.Client, server: Ser
     assert only == {bob.user_id: {"updated": {LANGUAGE: "en-GB"}}}
 
     # A custom field change (no member event) wakes the long-poll and is sent alone.
-    found: dict[str, Any] = {}
-
-    def poll() -> None:
+    def poll() -> Any:
         with server.client() as other_http:
-            started = time.monotonic()
-            found["body"] = ss(
-                RoomsClient(other_http, alice.user), profiles_body(), first["pos"], 20_000
-            )
-            found["took"] = time.monotonic() - started
+            return ss(RoomsClient(other_http, alice.user), profiles_body(), first["pos"], 20_000)
 
-    thread = threading.Thread(target=poll)
-    thread.start()
+    thread, found = in_background(poll)
     time.sleep(0.5)
     set_profile(bob, LANGUAGE, "de")
     thread.join(30)
