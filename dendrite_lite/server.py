@@ -8,9 +8,12 @@ loads the command line's libraries (typer, rich, and pydantic through typer): ab
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
 import sys
+import time
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -22,6 +25,34 @@ log = logging.getLogger("dendrite_lite")
 
 
 class _Server(uvicorn.Server):
+    """uvicorn's server, waking once a second when idle instead of ten times.
+
+    uvicorn's main loop sleeps 0.1 s at a time to notice a stop signal and to refresh the
+    Date header every tenth tick. On a small board each of those wake-ups after an idle
+    gap costs ~1 ms of cold-cache CPU: ~3 % of a core with nobody connected. Here the
+    loop wakes on the second (the Date header stays exact) and a stop signal wakes it at
+    once.
+    """
+
+    _tick: asyncio.Future[None] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        self._loop = loop = asyncio.get_running_loop()
+        # on_tick(0) refreshes the Date header and says whether to stop.
+        while not await self.on_tick(0):
+            tick = self._tick = loop.create_future()
+            timer = loop.call_later(1.0 - time.time() % 1.0, _wake, tick)
+            try:
+                await tick
+            finally:
+                timer.cancel()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._loop is not None and self._tick is not None:
+            self._loop.call_soon_threadsafe(_wake, self._tick)
+
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets)
         if not self.should_exit:
@@ -31,6 +62,11 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: Any = None) -> None:
         systemd_notify.notify("STOPPING=1")
         await super().shutdown(sockets)
+
+
+def _wake(tick: asyncio.Future[None]) -> None:
+    if not tick.done():
+        tick.set_result(None)
 
 
 def configure_logging(level: str) -> None:
