@@ -8,7 +8,6 @@ simulate the same behaviour of a client doing aggregation locally on the thread"
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import apsw
@@ -112,4 +111,4 @@ class Threads:
 
 def _as_redacted(row: EventRow, version: Any) -> EventRow:
     pruned = redact(msgspec.json.decode(row.client), version)
-    return dataclasses.replace(row, client=msgspec.json.encode(pruned))
+    return msgspec.structs.replace(row, client=msgspec.json.encode(pruned))

@@ -68,19 +68,14 @@ class VisibilityChecker:
         visibility = "shared"
         membership = None
         if group is not None:
-            nid = room_state.state_entry_at(self.conn, group, "m.room.history_visibility", "")
-            if nid is not None:
-                row = events.get_by_nids(self.conn, [nid]).get(nid)
-                if row is not None:
-                    content = msgspec.json.decode(row.client).get("content", {})
-                    value = content.get("history_visibility") if isinstance(content, dict) else None
-                    if isinstance(value, str):
-                        visibility = value
-            member_nid = room_state.state_entry_at(
-                self.conn, group, "m.room.member", self.viewer.user_id
+            client, membership = room_state.visibility_entries_at(
+                self.conn, group, self.viewer.user_id
             )
-            if member_nid is not None:
-                membership = events.membership_of_event(self.conn, member_nid)
+            if client is not None:
+                content = msgspec.json.decode(client).get("content", {})
+                value = content.get("history_visibility") if isinstance(content, dict) else None
+                if isinstance(value, str):
+                    visibility = value
         self._by_group[group] = (visibility, membership)
         return visibility, membership
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import apsw
 import msgspec
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(msgspec.Struct, frozen=True, gc=False):
+    """A stored event as the read paths need it. A Struct, not a dataclass: an initial
+    sync builds ~15,000 of these, and a frozen dataclass's __init__ (plus a conversion
+    per column) cost ~3 µs each against ~0.1 µs here. No cycles are possible (scalars
+    only), hence gc=False."""
+
     event_nid: int
     event_id: str
     room_id: str
@@ -35,25 +40,10 @@ _COLUMNS = (
 )
 
 
-def _row(row: Sequence[object]) -> EventRow:
-    return EventRow(
-        int(row[0]),  # type: ignore[call-overload]
-        str(row[1]),
-        str(row[2]),
-        str(row[3]),
-        None if row[4] is None else str(row[4]),
-        str(row[5]),
-        int(row[6]),  # type: ignore[call-overload]
-        int(row[7]),  # type: ignore[call-overload]
-        int(row[8]),  # type: ignore[call-overload]
-        None if row[9] is None else int(row[9]),  # type: ignore[call-overload]
-        None if row[10] is None else int(row[10]),  # type: ignore[call-overload]
-        bytes(row[11]),  # type: ignore[call-overload]
-        None if row[12] is None else str(row[12]),
-        None if row[13] is None else str(row[13]),
-        None if row[14] is None else str(row[14]),
-        bytes(row[15]),  # type: ignore[call-overload]
-    )
+def _row(row: Sequence[Any]) -> EventRow:
+    # The columns of _COLUMNS, in order; the table is STRICT, so SQLite already gives
+    # each one its type (INTEGER -> int, TEXT -> str, BLOB -> bytes).
+    return EventRow(*row)
 
 
 @dataclass(frozen=True)

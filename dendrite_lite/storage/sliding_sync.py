@@ -161,9 +161,10 @@ def add_position(
 # -- the room list ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ListedRoom:
-    """A row of the user's room list (user_rooms), newest activity first."""
+class ListedRoom(msgspec.Struct, frozen=True, gc=False):
+    """A row of the user's room list (user_rooms), newest activity first. A Struct: a
+    room list of 500 rows is built on every cache miss, and a frozen dataclass's
+    __init__ is ~10x slower."""
 
     room_id: str
     membership: str
@@ -188,11 +189,11 @@ def room_list(
         params = (user_id, *changed_after)
     return [
         ListedRoom(
-            str(room_id),
-            str(membership),
-            int(event_nid),
-            int(changed_at),
-            int(bump),
+            room_id,
+            membership,
+            event_nid,
+            changed_at,
+            bump,
             sender is not None and sender != user_id,
         )
         for room_id, membership, event_nid, changed_at, bump, sender in conn.execute(
