@@ -395,7 +395,9 @@ def _tail_timeline(
     if snapshot is None or after is not None:
         return None
     tail = snapshot.tail
-    if limit > len(tail) and len(tail) == room_cache.TAIL:
+    if limit >= len(tail) == room_cache.TAIL:
+        # A full tail, all of it wanted: whether older events exist (`limited`) is
+        # not known from it.
         return None
     picked = list(tail[-limit:]) if limit else []
     if any(r.stream_pos <= joined_at or r.sender in ctx.ignored for r in picked):

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from dendrite_lite.sliding_sync import room_cache
 from tests.e2e._rooms_server import TEXT, RoomsClient, bodies, message, new_client
 from tests.e2e.harness import Server
 from tests.e2e.matrix import expect
@@ -405,6 +406,28 @@ def test_messages_sent_to_room_are_in_timeline_order(http: httpx.Client) -> None
     assert bodies(entry["timeline"]) == ["n1", "n2"]
     assert entry["limited"] is True
     assert [e["type"] for e in entry["timeline"]] == [TEXT, TEXT]
+
+
+def test_limited_is_right_at_every_timeline_limit_around_the_hot_tail(
+    http: httpx.Client,
+) -> None:
+    """A room sent whole takes its newest events from the hot room data (a tail of
+    room_cache.TAIL events) when it can: `limited` must still say whether older events
+    exist, at, below and above the tail's length (the room holds create, member, power
+    levels, join rules, history visibility and TAIL + 2 messages)."""
+    alice = new_client(http)
+    room = alice.create_room()
+    texts = [f"m{i}" for i in range(room_cache.TAIL + 2)]
+    for text in texts:
+        alice.send(room, message(text))
+    for limit in range(1, room_cache.TAIL + 4):
+        body = room_list_body()
+        body["lists"]["all_rooms"]["timeline_limit"] = limit
+        entry = ss(alice, body)["rooms"][room]
+        timeline = entry["timeline"]
+        assert len(timeline) == limit, limit
+        assert bodies(timeline) == texts[-limit:], limit
+        assert entry["limited"] is True, limit  # the room's state events are older still
 
 
 def test_pos_survives_a_server_restart(server_factory: Any) -> None:
