@@ -202,7 +202,12 @@ class Database:
 
     async def write(self, fn: Callable[[apsw.Connection], T], *, background: bool = False) -> T:
         """Run ``fn(conn)`` on the writer thread; returns once it is durably committed.
-        Background writes are committed with other work only when none is waiting."""
+
+        Background writes are committed with other work only when none is waiting, and
+        without an fsync of their own (``synchronous=NORMAL`` for their batch): they are
+        for what may be lost to a power cut (a sliding sync position; the client starts
+        over), never for what a client was told is saved. The next durable commit's
+        fsync covers them too, and a crash of the process alone loses nothing."""
         if self._closed:
             raise DatabaseClosed("database is closed")
         loop = asyncio.get_running_loop()
@@ -357,13 +362,19 @@ class Database:
             if batch:
                 for _ in range(tokens - len(batch)):
                     self._queue.put(None)  # the background jobs keep their tokens
+                self._commit_batch(conn, batch)
             else:
                 batch = [background.popleft() for _ in range(tokens)]
-            self._commit_batch(conn, batch)
+                self._commit_batch(conn, batch, durable=False)
 
-    def _commit_batch(self, conn: apsw.Connection, batch: list[_Job]) -> None:
+    def _commit_batch(
+        self, conn: apsw.Connection, batch: list[_Job], *, durable: bool = True
+    ) -> None:
         started = time.perf_counter()
         outcomes: list[tuple[bool, Any]] = []
+        relaxed = not durable and self.settings.synchronous == "FULL"
+        if relaxed:
+            conn.pragma("synchronous", "NORMAL")
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
@@ -385,6 +396,9 @@ class Database:
             if not conn.getautocommit():
                 conn.execute("ROLLBACK")
             outcomes = [(False, exc)] * len(batch)
+        finally:
+            if relaxed:
+                conn.pragma("synchronous", self.settings.synchronous)
         for listener in self._commit_listeners:
             try:
                 listener(conn)

@@ -209,3 +209,39 @@ async def test_close_commits_queued_background_writes(tmp_path: Path) -> None:
         assert await reopened.read(streams.current_position) == 10
     finally:
         reopened.close()
+
+
+async def test_background_writes_commit_without_their_own_fsync(db: Database) -> None:
+    """Background batches run with synchronous=NORMAL (what they hold may be lost to a
+    power cut); every other write, before and after them, keeps FULL."""
+
+    def level(conn: apsw.Connection) -> int:
+        return int(conn.pragma("synchronous"))
+
+    assert await db.write(level) == 2  # FULL
+    assert await db.write(level, background=True) == 1  # NORMAL
+    assert await db.write(level) == 2
+    # A background unit that fails leaves the connection at FULL too.
+
+    def fail(conn: apsw.Connection) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await db.write(fail, background=True)
+    assert await db.write(level) == 2
+
+
+async def test_background_writes_stay_at_the_configured_level_when_it_is_normal(
+    tmp_path: Path,
+) -> None:
+    database = Database(tmp_path / "homeserver.db", DatabaseSettings(synchronous="NORMAL"))
+    database.open()
+    try:
+
+        def level(conn: apsw.Connection) -> int:
+            return int(conn.pragma("synchronous"))
+
+        assert await database.write(level, background=True) == 1
+        assert await database.write(level) == 1
+    finally:
+        database.close()
