@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import apsw
+import msgspec
 import pytest
 
-from dendrite_lite.storage import room_state
+from dendrite_lite.storage import room_state, rooms
 from dendrite_lite.storage.db import DatabaseSettings, connect
 from dendrite_lite.storage.migrations import migrate
 from dendrite_lite.storage.room_state import MAX_CHAIN, StateKey
@@ -243,3 +244,56 @@ def test_current_state(conn: apsw.Connection) -> None:
     assert room_state.member_counts(conn, ROOM) == {"join": 2, "leave": 1}
     assert room_state.member_counts(conn, other) == {"join": 1}
     assert room_state.current_state(conn, "!none:localhost") == {}
+
+
+def _event(conn: apsw.Connection, nid: int, type_: str, key: str, membership: str | None) -> None:
+    content = {"membership": membership} if membership else {"history_visibility": f"v{nid}"}
+    conn.execute(
+        "INSERT INTO events (event_nid, event_id, room_id, type, state_key, sender,"
+        " origin_server_ts, depth, stream_pos, pdu, client, unsigned, membership)"
+        " VALUES (?, ?, ?, ?, ?, '@a:x', 0, ?, ?, x'7b7d', ?, x'7b7d', ?)",
+        (
+            nid,
+            f"$e{nid}",
+            ROOM,
+            type_,
+            key,
+            nid,
+            nid,
+            msgspec.json.encode({"content": content}),
+            membership,
+        ),
+    )
+
+
+def test_visibility_entries_at_takes_the_nearest_entry_of_each_key(
+    conn: apsw.Connection,
+) -> None:
+    """What history visibility reads per state group, in one query: the nearest group's
+    entry of m.room.history_visibility and of the user's member event (a removal there
+    means none), as state_entry_at would find them one by one."""
+    hv, member = ("m.room.history_visibility", ""), ("m.room.member", "@a:x")
+    with conn:
+        rooms.insert(conn, ROOM, "10", "@a:x", 0)
+        for nid, (type_, key), membership in [
+            (1, hv, None),
+            (2, member, "invite"),
+            (3, member, "join"),
+            (4, hv, None),
+        ]:
+            _event(conn, nid, type_, key, membership)
+        root = room_state.new_group(conn, ROOM, None, {hv: 1, member: 2})
+        joined = room_state.new_group(conn, ROOM, root, {member: 3})
+        changed = room_state.new_group(conn, ROOM, joined, {hv: 4})
+        removed = room_state.new_group(conn, ROOM, changed, {member: None, hv: None})
+
+    def visibility_of(group: int, user_id: str) -> tuple[str | None, str | None]:
+        client, membership = room_state.visibility_entries_at(conn, group, user_id)
+        value = None if client is None else msgspec.json.decode(client)["content"]
+        return (None if value is None else value["history_visibility"], membership)
+
+    assert visibility_of(root, "@a:x") == ("v1", "invite")
+    assert visibility_of(joined, "@a:x") == ("v1", "join")
+    assert visibility_of(changed, "@a:x") == ("v4", "join")
+    assert visibility_of(removed, "@a:x") == (None, None)
+    assert visibility_of(changed, "@b:x") == ("v4", None)
