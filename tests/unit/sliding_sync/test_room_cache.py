@@ -1,0 +1,40 @@
+"""Sliding sync's hot room data serves state events exactly as client_format does."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from dendrite_lite.rooms import client_format
+from dendrite_lite.sliding_sync.room_cache import RoomSnapshot
+from dendrite_lite.storage.events import EventRow
+
+
+def _row(unsigned: bytes) -> EventRow:
+    client = msgspec.json.encode(
+        {
+            "event_id": "$topic",
+            "room_id": "!r:x",
+            "type": "m.room.topic",
+            "state_key": "",
+            "sender": "@a:x",
+            "origin_server_ts": 1_000,
+            "content": {"topic": "hello"},
+        }
+    )
+    return EventRow(
+        7, "$topic", "!r:x", "m.room.topic", "", "@a:x", 1_000, 3, 9, 1, 2, client, None, None,
+        None, unsigned,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "unsigned",
+    [b"{}", msgspec.json.encode({"prev_content": {"topic": "old"}, "replaces_state": "$old"})],
+)
+def test_served_state_matches_client_format(unsigned: bytes) -> None:
+    snapshot = RoomSnapshot(9, {}, {}, 1, 0, None, None, None, (), (), ())
+    row = _row(unsigned)
+    served = msgspec.json.decode(snapshot.serve(row, 5_000))
+    assert served == msgspec.json.decode(client_format.serve(row, now=5_000))
+    assert served["unsigned"]["age"] == 4_000
