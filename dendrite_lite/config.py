@@ -40,7 +40,7 @@ class DatabaseConfig(_Section):
     # Per connection (readers, writer, checkpointer). No memory map by default: each
     # connection's map of the same file counts again in RSS; reads copy pages into a
     # small cache instead, backed by the kernel's page cache (bench/RESULTS.md).
-    cache_size_kib: int = 2048
+    cache_size_kib: int = 1024
     mmap_size_mib: int = 0
     # Group commit: how many queued writes may share one transaction.
     max_batch: int = 256
@@ -454,7 +454,7 @@ allow_guests = false
 synchronous = "FULL"
 reader_threads = 3
 # SQLite page cache and memory map per connection (a map counts in RSS once per connection)
-cache_size_kib = 2048
+cache_size_kib = 1024
 mmap_size_mib = 0
 max_batch = 256
 

@@ -51,7 +51,7 @@ class WriteObserver(Protocol):
 class DatabaseSettings:
     synchronous: str = "FULL"
     reader_threads: int = 3
-    cache_size_kib: int = 2048
+    cache_size_kib: int = 1024
     mmap_size_mib: int = 0
     max_batch: int = 256
     checkpoint_pages: int = 1000  # as SQLite's wal_autocheckpoint default
