@@ -287,6 +287,11 @@ def build_services(config: Config) -> Services:
         observer=metrics,
     )
     limits = config.rate_limits
+
+    def sync_limiter() -> RateLimiter:
+        # One each for /sync (keyed by device) and sliding sync (keyed by connection).
+        return RateLimiter(limits.sync_per_second, limits.sync_burst, enabled=limits.enabled)
+
     notifier = Notifier()
     metrics.track_long_polls(lambda: notifier.active)
     passwords = Passwords(config.auth)
@@ -390,20 +395,8 @@ def build_services(config: Config) -> Services:
         timestamps=TimestampLookup(db),
         relations=Relations(db),
         threads=Threads(db),
-        sync_service=Sync(
-            db,
-            notifier,
-            typing,
-            presence_service,
-            RateLimiter(limits.sync_per_second, limits.sync_burst, enabled=limits.enabled),
-        ),
-        sliding_sync=SlidingSync(
-            db,
-            notifier,
-            typing,
-            presence_service,
-            RateLimiter(limits.sync_per_second, limits.sync_burst, enabled=limits.enabled),
-        ),
+        sync_service=Sync(db, notifier, typing, presence_service, sync_limiter()),
+        sliding_sync=SlidingSync(db, notifier, typing, presence_service, sync_limiter()),
         presence=presence_service,
         typing_notifications=typing,
         receipts=Receipts(db, notifier, push_hook),

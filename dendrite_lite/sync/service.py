@@ -74,7 +74,7 @@ class Sync:
         self.notifier = notifier
         self.typing = typing
         self.presence = presence_service
-        # Requests per device (sliding sync: per connection); off unless configured
+        # Requests per device; off unless configured
         self.limiter = limiter or RateLimiter(0, 0, enabled=False)
         self.sent_members = SentMembers()
         self._answered: OrderedDict[tuple[str, str], _Answered] = OrderedDict()
