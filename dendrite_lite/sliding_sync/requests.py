@@ -22,7 +22,7 @@ import msgspec
 from dendrite_lite.api.body import parse_body
 from dendrite_lite.errors import ErrCode, MatrixError
 from dendrite_lite.sliding_sync import required_state
-from dendrite_lite.sliding_sync.required_state import RoomConfig, StateSpec
+from dendrite_lite.sliding_sync.required_state import RoomConfig, StateSpec, room_config
 
 MAX_LISTS = 100
 MAX_RANGES = 100
@@ -255,14 +255,14 @@ def parse_unstable(data: Any, user_id: str) -> SyncRequest:
         lists[name] = ListSpec(
             name,
             tuple(_check_range(a, b) for a, b in entry.ranges),
-            RoomConfig(_timeline_limit(entry.timeline_limit), frozenset({spec})),
+            room_config(_timeline_limit(entry.timeline_limit), spec),
             entry.filters or Filters(),
         )
     subscriptions: dict[str, RoomConfig] = {}
     for room_id, sub in (body.room_subscriptions or {}).items():
         _check_state_size(len(sub.required_state))
         spec = required_state.from_pairs(sub.required_state, user_id)
-        subscriptions[room_id] = RoomConfig(_timeline_limit(sub.timeline_limit), frozenset({spec}))
+        subscriptions[room_id] = room_config(_timeline_limit(sub.timeline_limit), spec)
     return SyncRequest(body.conn_id or "", body.txn_id, lists, subscriptions, extensions)
 
 
@@ -288,13 +288,12 @@ def parse_stable(data: Any, user_id: str) -> tuple[StableBody, SyncRequest]:
         lists[name] = ListSpec(
             name,
             None if entry.range is None else (_check_range(*entry.range),),
-            RoomConfig(_timeline_limit(entry.timeline_limit), frozenset({spec})),
+            room_config(_timeline_limit(entry.timeline_limit), spec),
             entry.filters or Filters(),
         )
     subscriptions = {
-        room_id: RoomConfig(
-            _timeline_limit(sub.timeline_limit),
-            frozenset({_stable_spec(sub.required_state, user_id)}),
+        room_id: room_config(
+            _timeline_limit(sub.timeline_limit), _stable_spec(sub.required_state, user_id)
         )
         for room_id, sub in (body.room_subscriptions or {}).items()
     }

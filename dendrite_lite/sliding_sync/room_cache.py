@@ -7,13 +7,20 @@ is the one it was built at: one indexed lookup validates it and nothing has to b
 of writes (the event pipeline stays untouched, and no invalidation can be forgotten).
 Entries are immutable and replaced whole, so reader threads share them without locks
 beyond the one that keeps the map's size bounded (least recently used out first).
+
+An entry outdated only by messages is carried forward instead of rebuilt: the room's
+current state changes only when a state event is persisted (rooms/pipeline.py is the
+one writer of `current_state`) and a stored event only by a redaction (an event too),
+so if the room's events since the entry was built hold neither, only its tail is new.
+That is the common case of a room list: a message lifts a room into the window, and
+the room is sent whole with the state it had.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import apsw
@@ -31,6 +38,8 @@ HERO_CANDIDATES = 6  # 5 heroes, one spare for the user looking
 # The newest events kept per room: room lists ask for 1 (Element X) to a few; a longer
 # timeline is read from the database.
 TAIL = 3
+# An entry is carried forward over at most this many new events (beyond, rebuilt).
+MAX_CARRIED = 64
 
 
 @dataclass(frozen=True)
@@ -140,11 +149,26 @@ def build(conn: apsw.Connection, room_id: str, latest: int) -> RoomSnapshot:
         _text(content(("m.room.canonical_alias", "")), "alias"),
         present,
         departed,
-        tuple(
-            reversed(
-                events.room_timeline(conn, room_id, before=latest + 1, limit=TAIL, backwards=True)
-            )
-        ),
+        _tail(conn, room_id, latest),
+    )
+
+
+def carried_forward(
+    conn: apsw.Connection, room_id: str, snapshot: RoomSnapshot, latest: int
+) -> RoomSnapshot | None:
+    """The snapshot as of `latest` if the room's events since it was built are neither
+    state events nor redactions (then only the tail differs), else None."""
+    if latest <= snapshot.latest:
+        return None
+    if not store.only_messages_between(conn, room_id, snapshot.latest, latest, MAX_CARRIED):
+        return None
+    # The member lookups and matched state stay valid with the state: shared.
+    return replace(snapshot, latest=latest, tail=_tail(conn, room_id, latest))
+
+
+def _tail(conn: apsw.Connection, room_id: str, latest: int) -> tuple[EventRow, ...]:
+    return tuple(
+        reversed(events.room_timeline(conn, room_id, before=latest + 1, limit=TAIL, backwards=True))
     )
 
 
@@ -163,7 +187,8 @@ class RoomCache:
         self._lock = threading.Lock()
         self._max = max_rooms
         self.hits = 0
-        self.misses = 0
+        self.misses = 0  # built from scratch
+        self.carried = 0  # carried forward over messages
 
     def get(self, conn: apsw.Connection, room_id: str, latest: int) -> RoomSnapshot:
         """The room's snapshot as of its newest stream position `latest` (looked up in
@@ -174,9 +199,13 @@ class RoomCache:
                 self._rooms.move_to_end(room_id)
                 self.hits += 1
                 return found
-        snapshot = build(conn, room_id, latest)
+        carried = None if found is None else carried_forward(conn, room_id, found, latest)
+        snapshot = build(conn, room_id, latest) if carried is None else carried
         with self._lock:
-            self.misses += 1
+            if carried is None:
+                self.misses += 1
+            else:
+                self.carried += 1
             self._rooms[room_id] = snapshot
             self._rooms.move_to_end(room_id)
             while len(self._rooms) > self._max:

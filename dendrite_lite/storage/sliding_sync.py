@@ -181,8 +181,9 @@ def room_list(
     """The user's rooms, newest activity first; with `changed_after` = (bump_stamp,
     stream_pos, event_nid) maxima of an earlier read, only the rows changed since (a bump
     or a membership change takes a greater stream position, a new membership event a
-    greater event_nid)."""
-    where = ""
+    greater event_nid), in no particular order: sorting them would make SQLite walk the
+    recency index and look every row up, ~4x the cost of scanning the user's rows."""
+    where = " ORDER BY u.bump_stamp DESC, u.room_id"
     params: tuple[object, ...] = (user_id,)
     if changed_after is not None:
         where = " AND (u.bump_stamp > ? OR u.stream_pos > ? OR u.event_nid > ?)"
@@ -200,8 +201,7 @@ def room_list(
             "SELECT u.room_id, u.membership, u.event_nid, u.stream_pos, u.bump_stamp,"
             " CASE WHEN u.membership IN ('leave', 'ban') THEN"
             "  (SELECT sender FROM events WHERE event_nid = u.event_nid) END"
-            f" FROM user_rooms AS u WHERE u.user_id = ? AND u.forgotten = 0{where}"
-            " ORDER BY u.bump_stamp DESC, u.room_id",
+            f" FROM user_rooms AS u WHERE u.user_id = ? AND u.forgotten = 0{where}",
             params,
         )
     ]
@@ -383,6 +383,19 @@ def state_changes(
             (room_id, after, upto),
         )
     }
+
+
+def only_messages_between(
+    conn: apsw.Connection, room_id: str, after: int, upto: int, limit: int
+) -> bool:
+    """Whether the room's events in (after, upto] are at most `limit`, none of them a
+    state event or a redaction (the only events that change what is stored before them)."""
+    rows = conn.execute(
+        "SELECT state_key IS NOT NULL OR type = 'm.room.redaction' FROM events"
+        " WHERE room_id = ? AND stream_pos > ? AND stream_pos <= ? LIMIT ?",
+        (room_id, after, upto, limit + 1),
+    ).fetchall()
+    return len(rows) <= limit and not any(changes for (changes,) in rows)
 
 
 def first_members(

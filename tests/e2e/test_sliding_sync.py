@@ -430,6 +430,61 @@ def test_limited_is_right_at_every_timeline_limit_around_the_hot_tail(
         assert entry["limited"] is True, limit  # the room's state events are older still
 
 
+def test_a_room_lifted_by_messages_is_sent_whole_with_its_state_as_it_is_now(
+    http: httpx.Client,
+) -> None:
+    """The hot room data of a room outdated only by messages is carried forward (its
+    tail renewed), not rebuilt; a state event or a redaction since makes it rebuilt.
+    Each step starts a connection over with a window of one room, so the room a message
+    lifted is sent whole from that data."""
+    alice = new_client(http)
+    room = alice.create_room(name="old name", topic="old topic")
+    other = alice.create_room(name="other")
+    ss(alice, room_list_body(end=1))  # both rooms' hot data built
+
+    def whole() -> dict[str, Any]:
+        entry: dict[str, Any] = ss(alice, room_list_body(end=0))["rooms"][room]
+        assert entry["initial"] is True
+        return entry
+
+    def topic(entry: dict[str, Any]) -> Any:
+        found = [e for e in entry["required_state"] if e["type"] == "m.room.topic"]
+        assert len(found) == 1
+        return found[0]["content"].get("topic")
+
+    alice.send(room, message("m1"))  # carried forward: only messages since
+    entry = whole()
+    assert (entry["name"], topic(entry), bodies(entry["timeline"])) == (
+        "old name",
+        "old topic",
+        ["m1"],
+    )
+
+    alice.set_state(room, "m.room.name", {"name": "new name"})
+    alice.send(other, message("lifts the other room"))
+    alice.send(room, message("m2"))
+    entry = whole()
+    assert (entry["name"], bodies(entry["timeline"])) == ("new name", ["m2"])
+    names = [e["content"] for e in entry["required_state"] if e["type"] == "m.room.name"]
+    assert names == [{"name": "new name"}]
+
+    state = alice.state(room)
+    topic_id = next(e["event_id"] for e in state if e["type"] == "m.room.topic")
+    alice.redact(room, topic_id)  # changes a stored state event in place
+    alice.send(room, message("m3"))
+    entry = whole()
+    assert topic(entry) is None
+    assert bodies(entry["timeline"]) == ["m3"]
+
+    for i in range(room_cache.MAX_CARRIED + 1):  # too many to look through: rebuilt
+        alice.send(room, message(f"n{i}"))
+    entry = whole()
+    assert entry["name"] == "new name"
+    assert bodies(entry["timeline"]) == [f"n{room_cache.MAX_CARRIED}"]
+    alice.send(room, message("last"))
+    assert bodies(whole()["timeline"]) == ["last"]
+
+
 def test_pos_survives_a_server_restart(server_factory: Any) -> None:
     """Element X's sequence with a restart in the middle: the pos stays valid and the
     connection only gets what changed, not a resync."""

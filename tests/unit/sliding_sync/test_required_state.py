@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dendrite_lite.sliding_sync.requests import parse_unstable
 from dendrite_lite.sliding_sync.required_state import (
     RoomConfig,
     decode_config,
     encode_config,
     from_elements,
     from_pairs,
+    room_config,
 )
 
 ME = "@me:example.org"
@@ -70,3 +72,29 @@ def test_config_round_trips_through_json() -> None:
     spec = from_elements([("m.room.name", "")], [("x", None)], True, ME)
     config = RoomConfig(5, frozenset({spec, from_pairs([("a", "*")], ME)}))
     assert decode_config(encode_config(config)) == config
+
+
+def test_equal_configs_are_one_object() -> None:
+    """A client repeats its request on every poll: the configs parsed from it, and the
+    ones stored for a restart, are the very objects the rooms were last sent with, so
+    comparing them costs no hashing; equal configs built apart still compare equal."""
+    body = {
+        "lists": {
+            "all": {
+                "ranges": [[0, 9]],
+                "required_state": [["m.room.name", ""], ["m.room.member", "$LAZY"]],
+                "timeline_limit": 1,
+            }
+        },
+        "room_subscriptions": {"!r:x": {"required_state": [["*", "*"]], "timeline_limit": 5}},
+    }
+    first, again = parse_unstable(body, ME), parse_unstable(body, ME)
+    assert first.lists["all"].config is again.lists["all"].config
+    assert first.subscriptions["!r:x"] is again.subscriptions["!r:x"]
+    config = first.lists["all"].config
+    assert decode_config(encode_config(config)) is config
+    assert not config.expands(config)
+    built_apart = RoomConfig(1, frozenset({from_pairs([("m.room.name", "")], ME)}))
+    assert room_config(1, from_pairs([("m.room.name", "")], ME)) == built_apart
+    assert not built_apart.expands(room_config(1, from_pairs([("m.room.name", "")], ME)))
+    assert config.combine(config) is config
