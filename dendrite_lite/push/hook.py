@@ -9,11 +9,12 @@ commit with the event, so a sync never sees one without the other, and concurren
 (serialised by the writer) count exactly.
 
 Per event, whatever the number of members:
-- one query: the joined members, each with their display name and whether they ignore
-  the sender;
+- two queries: the joined members, and those of them who ignore the sender;
 - the recipients' compiled rules from the `RuleCache` (one query for those not cached);
 - evaluation: everyone on the default rules who is not named by the event (mentions,
-  state_key) shares one evaluation;
+  state_key) shares one evaluation; a display name (a member event's content, costly
+  to extract for a whole big room) is read only for a recipient evaluated on their own,
+  since the default rules never look at it (MSC4210);
 - one statement each to store the notifications and to raise the counts.
 A failure here is logged and rolled back to a savepoint: push never fails a send.
 """
@@ -53,17 +54,29 @@ THREAD_HOPS = 3
 LEFT = frozenset({"leave", "ban"})
 
 _MEMBERS_SQL = """
-SELECT c.state_key,
-       json_extract(CAST(e.client AS TEXT), '$.content.displayname'),
-       EXISTS (
-           SELECT 1 FROM account_data AS a,
-                json_each(CAST(a.content AS TEXT), '$.ignored_users') AS j
-           WHERE a.user_id = c.state_key AND a.room_id = '' AND a.type = 'm.ignored_user_list'
-             AND j.key = ?1
-       )
-FROM current_state AS c JOIN events AS e ON e.event_nid = c.event_nid
-WHERE c.room_id = ?2 AND c.type = 'm.room.member' AND c.membership = 'join'
+SELECT state_key FROM current_state
+WHERE room_id = ? AND type = 'm.room.member' AND membership = 'join'
 """
+_IGNORERS_SQL = """
+SELECT c.state_key
+FROM current_state AS c
+JOIN account_data AS a
+  ON a.user_id = c.state_key AND a.room_id = '' AND a.type = 'm.ignored_user_list',
+  json_each(CAST(a.content AS TEXT), '$.ignored_users') AS j
+WHERE c.room_id = ?2 AND c.type = 'm.room.member' AND c.membership = 'join' AND j.key = ?1
+"""
+_DISPLAY_NAME_SQL = """
+SELECT json_extract(CAST(e.client AS TEXT), '$.content.displayname')
+FROM current_state AS c JOIN events AS e ON e.event_nid = c.event_nid
+WHERE c.room_id = ? AND c.type = 'm.room.member' AND c.state_key = ?
+"""
+
+
+class _Unread:
+    """A display name not read yet (see the module's docstring)."""
+
+
+UNREAD = _Unread()
 
 
 @dataclass(frozen=True)
@@ -116,14 +129,14 @@ class PushHook:
 
     def _process(self, conn: apsw.Connection, pushed: PushEvent) -> list[str]:
         event = pushed.event
-        rows = conn.execute(_MEMBERS_SQL, (event.sender, pushed.room_id)).fetchall()
-        members = [str(row[0]) for row in rows]
+        members = [str(row[0]) for row in conn.execute(_MEMBERS_SQL, (pushed.room_id,))]
         sender, suffix = event.sender, self.suffix
+        ignoring = {str(row[0]) for row in conn.execute(_IGNORERS_SQL, (sender, pushed.room_id))}
         # (user ID, display name in the room, joined)
-        recipients = [
-            (str(user_id), name if isinstance(name, str) else None, True)
-            for user_id, name, ignores in rows
-            if user_id != sender and not ignores and str(user_id).endswith(suffix)
+        recipients: list[tuple[str, str | _Unread | None, bool]] = [
+            (user_id, UNREAD, True)
+            for user_id in members
+            if user_id != sender and user_id.endswith(suffix) and user_id not in ignoring
         ]
         target = event.state_key if event.type == "m.room.member" else None
         if target is not None and target.endswith(suffix):
@@ -159,7 +172,7 @@ class PushHook:
         conn: apsw.Connection,
         pushed: PushEvent,
         member_count: int,
-        recipients: list[tuple[str, str | None, bool]],
+        recipients: list[tuple[str, str | _Unread | None, bool]],
     ) -> list[store.Notified]:
         event = pushed.event
         as_dict: dict[str, Any] = {
@@ -189,6 +202,8 @@ class PushHook:
                     shared = evaluate(default, view, NOBODY, None)
                 outcome = shared
             else:
+                if isinstance(display_name, _Unread):
+                    display_name = _display_name(conn, pushed.room_id, user_id)
                 outcome = evaluate(ruleset, view, user_id, display_name)
             if isinstance(outcome, Outcome) and outcome.notify:
                 notified.append(store.Notified(user_id, outcome.highlight, outcome.actions, joined))
@@ -217,6 +232,12 @@ class PushHook:
                 except AuthError:
                     continue
         return Power(level, levels)
+
+
+def _display_name(conn: apsw.Connection, room_id: str, user_id: str) -> str | None:
+    row = conn.execute(_DISPLAY_NAME_SQL, (room_id, user_id)).fetchone()
+    name = None if row is None else row[0]
+    return name if isinstance(name, str) else None
 
 
 def _load_state(conn: apsw.Connection, room_id: str, version: RoomVersion) -> dict[StateKey, Pdu]:
