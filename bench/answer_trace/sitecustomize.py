@@ -1,0 +1,94 @@
+"""Server-side timestamps of the message path, for bench/answer_times.py.
+
+Put this directory on PYTHONPATH and set DENDRITE_ANSWER_TRACE=FILE in the environment
+of a dendrite-lite server (bench_load.py passes its environment on):
+
+    PYTHONPATH=$PWD/bench/answer_trace DENDRITE_ANSWER_TRACE=/tmp/answers.txt \
+        .venv/bin/python bench/bench_load.py --servers dendrite --runs 1
+
+Every request of the fast lane (api/fast_lane.py: `PUT .../send/...`, `GET /sync`, the
+sliding sync `POST`) is recorded as one line "start_ns end_ns kind path" (perf_counter,
+so comparable with a client's on the same host; path only for sends), the end being
+when the handler has handed its answer to the transport. Benchmark tooling only: the
+product never imports it, and without the variable it does nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.abc
+import importlib.util
+import os
+import sys
+import threading
+import time
+from types import ModuleType
+from typing import Any
+
+OUT = os.environ.get("DENDRITE_ANSWER_TRACE")
+TARGET = "dendrite_lite.api.fast_lane"
+_records: list[tuple[int, int, str, str]] = []
+
+
+def _patch(module: ModuleType) -> None:
+    lane = module.FastLane
+    for attr, kind in (("_send", "send"), ("_sync", "sync"), ("_sliding_sync", "sss")):
+        original = getattr(lane, attr)
+
+        async def traced(
+            self: Any,
+            scope: Any,
+            receive: Any,
+            send: Any,
+            *,
+            _original: Any = original,
+            _kind: str = kind,
+        ) -> None:
+            started = time.perf_counter_ns()
+            try:
+                await _original(self, scope, receive, send)
+            finally:
+                path = scope["path"] if _kind == "send" else ""
+                _records.append((started, time.perf_counter_ns(), _kind, path))
+
+        setattr(lane, attr, traced)
+
+
+def _dump() -> None:
+    assert OUT is not None
+    with open(OUT, "w") as f:
+        for started, ended, kind, path in list(_records):
+            f.write(f"{started} {ended} {kind} {path}\n")
+
+
+def _dump_every(seconds: float) -> None:
+    while True:
+        time.sleep(seconds)
+        _dump()
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Patches the fast lane right after it is imported."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != TARGET:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        loader: Any = spec.loader
+        execute = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            execute(module)
+            _patch(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+if OUT:
+    sys.meta_path.insert(0, _Finder())
+    atexit.register(_dump)
+    threading.Thread(target=_dump_every, args=(5.0,), daemon=True).start()
