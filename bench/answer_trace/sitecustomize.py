@@ -52,6 +52,10 @@ def _patch(module: ModuleType) -> None:
                 _records.append((started, time.perf_counter_ns(), _kind, path))
 
         setattr(lane, attr, traced)
+    # Only the server writes the file (every Python process of the benchmark that
+    # inherits the environment loads this module).
+    atexit.register(_dump)
+    threading.Thread(target=_dump_every, args=(5.0,), daemon=True).start()
 
 
 def _dump() -> None:
@@ -90,5 +94,3 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 if OUT:
     sys.meta_path.insert(0, _Finder())
-    atexit.register(_dump)
-    threading.Thread(target=_dump_every, args=(5.0,), daemon=True).start()
