@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -119,6 +119,15 @@ def room_allowed(f: RoomFilter, room_id: str) -> bool:
     if room_id in f.not_rooms:
         return False
     return f.rooms is None or room_id in f.rooms
+
+
+def without_nulls(definition: dict[str, Any]) -> dict[str, Any]:
+    """The members of a filter definition (and of the objects in it) that are not null."""
+    return {
+        key: without_nulls(value) if isinstance(value, dict) else value
+        for key, value in definition.items()
+        if value is not None
+    }
 
 
 def decode_filter(raw: bytes | str) -> Filter:

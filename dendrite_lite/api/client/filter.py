@@ -13,7 +13,7 @@ from litestar.params import FromPath
 from dendrite_lite.api.middleware import path_value
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.errors import ErrCode, MatrixError, forbidden, not_found
-from dendrite_lite.filters import decode_filter
+from dendrite_lite.filters import decode_filter, without_nulls
 from dendrite_lite.storage import filters
 from dendrite_lite.storage.db import Database
 
@@ -30,6 +30,10 @@ async def define_filter(
         raise forbidden("Cannot create filters for other users")
     if not isinstance(data, dict):
         raise MatrixError(400, ErrCode.BAD_JSON, "A filter is a JSON object")
+    # No field of a filter is nullable; a null means "not given" here, as everywhere a
+    # filter is read, and is left out of what is stored, so that the filter read back
+    # is a valid definition with the same meaning.
+    data = without_nulls(data)
     decode_filter(msgspec.json.encode(data))  # validate the shape
     stored = msgspec.json.encode(data, order="sorted")
 
