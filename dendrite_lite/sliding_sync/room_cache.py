@@ -124,8 +124,9 @@ def _text(content: dict[str, Any], key: str) -> str | None:
 
 
 def build(conn: apsw.Connection, room_id: str, latest: int) -> RoomSnapshot:
-    non_member = store.non_member_state(conn, room_id)
-    rows = events.get_by_nids(conn, non_member.values())
+    state = events.current_state_rows(conn, room_id)
+    non_member = {(row.type, row.state_key or ""): row.event_nid for row in state}
+    rows = {row.event_nid: row for row in state}
 
     def content(key: tuple[str, str]) -> dict[str, Any]:
         nid = non_member.get(key)

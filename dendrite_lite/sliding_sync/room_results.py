@@ -150,6 +150,20 @@ class _State:
         found = known[user_id]
         return None if found is None else found[0]
 
+    def prefetch_members(self, conn: apsw.Connection, room_id: str, users: set[str]) -> None:
+        """Reads the membership events of those users the hot data does not know yet, in
+        one statement (looked up one by one, each took two)."""
+        if self.snapshot is None or self.members is not None:
+            return
+        known = self.snapshot.members
+        wanted = [user_id for user_id in users if user_id not in known]
+        if not wanted:
+            return
+        found = {r.state_key: r for r in events.current_state_rows(conn, room_id, wanted)}
+        for user_id in wanted:
+            row = found.get(user_id)
+            known[user_id] = None if row is None else (row.event_nid, row)
+
     def cached_rows(self) -> dict[int, EventRow]:
         if self.snapshot is None:
             return {}
@@ -234,6 +248,15 @@ def _joined(
     else:
         state = _load_state(ctx, room_id, upto)
     known = frozenset() if sent is None or whole else sent.members
+    if snapshot is not None and not config.all_members():
+        # The member events _wanted_state will look for, read together.
+        needed = config.member_keys() if whole or expanded_state else set()
+        if config.lazy_members:
+            for r in tl.rows:
+                needed.add(r.sender)
+                if r.type == MEMBER and r.state_key is not None:
+                    needed.add(r.state_key)
+        state.prefetch_members(conn, room_id, needed)
     wanted = _wanted_state(
         ctx, room_id, config, sent, state, tl.rows, changed, whole, known, tl.limited
     )

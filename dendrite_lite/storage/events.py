@@ -115,6 +115,28 @@ def get_by_nids(conn: apsw.Connection, nids: Iterable[int]) -> dict[int, EventRo
     return {int(row[0]): _row(row) for row in rows}
 
 
+def current_state_rows(
+    conn: apsw.Connection, room_id: str, members: Iterable[str] | None = None
+) -> list[EventRow]:
+    """The events holding the room's current state: everything but memberships, or
+    (with `members`) the memberships of those users. One statement, where the state
+    entries and then their events took two."""
+    if members is None:
+        where = "type != 'm.room.member'"
+        params: tuple[object, ...] = (room_id,)
+    else:
+        where = "type = 'm.room.member' AND state_key IN (SELECT value FROM json_each(?))"
+        params = (room_id, _json_list(list(members)))
+    return [
+        _row(row)
+        for row in conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE event_nid IN"
+            f" (SELECT event_nid FROM current_state WHERE room_id = ? AND {where})",
+            params,
+        )
+    ]
+
+
 def get_many(conn: apsw.Connection, event_ids: Iterable[str]) -> dict[str, EventRow]:
     wanted = list(event_ids)
     if not wanted:

@@ -349,17 +349,6 @@ def rooms_with_events(conn: apsw.Connection, after: int, upto: int) -> set[str]:
     }
 
 
-def non_member_state(conn: apsw.Connection, room_id: str) -> dict[tuple[str, str], int]:
-    return {
-        (str(t), str(k)): int(nid)
-        for t, k, nid in conn.execute(
-            "SELECT type, state_key, event_nid FROM current_state"
-            " WHERE room_id = ? AND type != 'm.room.member'",
-            (room_id,),
-        )
-    }
-
-
 def all_members(conn: apsw.Connection, room_id: str) -> dict[str, int]:
     return {
         str(k): int(nid)
