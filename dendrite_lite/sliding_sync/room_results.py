@@ -144,15 +144,13 @@ class _State:
             return room_state.current_entry(conn, room_id, MEMBER, user_id)
         known = self.snapshot.members
         if user_id not in known:
-            nid = room_state.current_entry(conn, room_id, MEMBER, user_id)
-            row = None if nid is None else events.get_by_nids(conn, [nid]).get(nid)
-            known[user_id] = None if nid is None or row is None else (nid, row)
+            self.prefetch_members(conn, room_id, {user_id})
         found = known[user_id]
         return None if found is None else found[0]
 
     def prefetch_members(self, conn: apsw.Connection, room_id: str, users: set[str]) -> None:
         """Reads the membership events of those users the hot data does not know yet, in
-        one statement (looked up one by one, each took two)."""
+        one statement."""
         if self.snapshot is None or self.members is not None:
             return
         known = self.snapshot.members

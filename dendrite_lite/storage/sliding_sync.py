@@ -183,10 +183,10 @@ def room_list(
     or a membership change takes a greater stream position, a new membership event a
     greater event_nid), in no particular order: sorting them would make SQLite walk the
     recency index and look every row up, ~4x the cost of scanning the user's rows."""
-    where = " ORDER BY u.bump_stamp DESC, u.room_id"
+    rest = " ORDER BY u.bump_stamp DESC, u.room_id"
     params: tuple[object, ...] = (user_id,)
     if changed_after is not None:
-        where = " AND (u.bump_stamp > ? OR u.stream_pos > ? OR u.event_nid > ?)"
+        rest = " AND (u.bump_stamp > ? OR u.stream_pos > ? OR u.event_nid > ?)"
         params = (user_id, *changed_after)
     return [
         ListedRoom(
@@ -201,7 +201,7 @@ def room_list(
             "SELECT u.room_id, u.membership, u.event_nid, u.stream_pos, u.bump_stamp,"
             " CASE WHEN u.membership IN ('leave', 'ban') THEN"
             "  (SELECT sender FROM events WHERE event_nid = u.event_nid) END"
-            f" FROM user_rooms AS u WHERE u.user_id = ? AND u.forgotten = 0{where}",
+            f" FROM user_rooms AS u WHERE u.user_id = ? AND u.forgotten = 0{rest}",
             params,
         )
     ]
