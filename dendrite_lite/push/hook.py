@@ -76,7 +76,7 @@ class _Unread:
     """A display name not read yet (see the module's docstring)."""
 
 
-UNREAD = _Unread()
+_UNREAD = _Unread()
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class PushHook:
         ignoring = {str(row[0]) for row in conn.execute(_IGNORERS_SQL, (sender, pushed.room_id))}
         # (user ID, display name in the room, joined)
         recipients: list[tuple[str, str | _Unread | None, bool]] = [
-            (user_id, UNREAD, True)
+            (user_id, _UNREAD, True)
             for user_id in members
             if user_id != sender and user_id.endswith(suffix) and user_id not in ignoring
         ]

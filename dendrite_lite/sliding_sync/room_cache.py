@@ -187,9 +187,6 @@ class RoomCache:
         self._rooms: OrderedDict[str, RoomSnapshot] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_rooms
-        self.hits = 0
-        self.misses = 0  # built from scratch
-        self.carried = 0  # carried forward over messages
 
     def get(self, conn: apsw.Connection, room_id: str, latest: int) -> RoomSnapshot:
         """The room's snapshot as of its newest stream position `latest` (looked up in
@@ -198,15 +195,11 @@ class RoomCache:
             found = self._rooms.get(room_id)
             if found is not None and found.latest == latest:
                 self._rooms.move_to_end(room_id)
-                self.hits += 1
                 return found
-        carried = None if found is None else carried_forward(conn, room_id, found, latest)
-        snapshot = build(conn, room_id, latest) if carried is None else carried
+        snapshot = None if found is None else carried_forward(conn, room_id, found, latest)
+        if snapshot is None:
+            snapshot = build(conn, room_id, latest)
         with self._lock:
-            if carried is None:
-                self.misses += 1
-            else:
-                self.carried += 1
             self._rooms[room_id] = snapshot
             self._rooms.move_to_end(room_id)
             while len(self._rooms) > self._max:
