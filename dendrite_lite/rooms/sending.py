@@ -62,10 +62,17 @@ class Sending:
         # Per sender; a retry of a transaction already sent costs nothing.
         self.limiter = limiter or RateLimiter(0, 0, enabled=False)
 
-    def _finish(self, requester: Requester, persisted: Persisted) -> str:
+    def _wake(self, result: Persisted | str) -> None:
+        """on_commit: the long-polls the event concerns read it while the commit is
+        flushed to disk (storage/db.py holds their answers until it is)."""
+        if isinstance(result, Persisted):
+            self.notifier.notify(result.notify, result.stream_pos)
+
+    def _finish(self, requester: Requester, result: Persisted | str) -> str:
+        if isinstance(result, str):  # a retried transaction, or a state change already made
+            return result
         self.limiter.spend(requester.user_id)
-        self.notifier.notify(persisted.notify, persisted.stream_pos)
-        return persisted.event_id
+        return result.event_id
 
     async def send(
         self, requester: Requester, room_id: str, event_type: str, txn_id: str, content: Any
@@ -95,11 +102,11 @@ class Sending:
                 transaction=transaction,
             )
 
-        result = await self.db.write(send_event)
-        # No yield between waking the long-polls and answering: the sender's answer
-        # usually leaves first. matrix-js-sdk (threads especially) stumbles when the
-        # remote echo of its own event beats the answer to its PUT.
-        return result if isinstance(result, str) else self._finish(requester, result)
+        # The sender's answer leaves before the long-polls' (storage/db.py resolves a
+        # write before the reads its commit held back): matrix-js-sdk (threads
+        # especially) stumbles when the remote echo of its own event beats the answer
+        # to its PUT.
+        return self._finish(requester, await self.db.write(send_event, on_commit=self._wake))
 
     async def set_state(
         self, requester: Requester, room_id: str, event_type: str, state_key: str, content: Any
@@ -140,10 +147,10 @@ class Sending:
             return persisted
 
         guests_left: list[Persisted] = []
-        result = await self.db.write(set_room_state)
+        result = await self.db.write(set_room_state, on_commit=self._wake)
         for left in guests_left:
             self.notifier.notify(left.notify, left.stream_pos)
-        return result if isinstance(result, str) else self._finish(requester, result)
+        return self._finish(requester, result)
 
     async def redact(
         self, requester: Requester, room_id: str, target_id: str, txn_id: str, reason: str | None
@@ -183,8 +190,7 @@ class Sending:
             apply_redaction(conn, room_id, persisted.event_nid, target.event_nid)
             return persisted
 
-        result = await self.db.write(redact_event)
-        return result if isinstance(result, str) else self._finish(requester, result)
+        return self._finish(requester, await self.db.write(redact_event, on_commit=self._wake))
 
 
 def apply_redaction(

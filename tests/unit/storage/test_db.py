@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import apsw
 import pytest
 
+from dendrite_lite.storage import db as db_module
 from dendrite_lite.storage import streams
 from dendrite_lite.storage.db import Database, DatabaseClosed, DatabaseSettings
 
@@ -211,29 +214,119 @@ async def test_close_commits_queued_background_writes(tmp_path: Path) -> None:
         reopened.close()
 
 
-async def test_background_writes_commit_without_their_own_fsync(db: Database) -> None:
-    """Background batches run with synchronous=NORMAL (what they hold may be lost to a
-    power cut); every other write, before and after them, keeps FULL."""
+class Flushes:
+    """Stands in for os.fdatasync: records which file each flush was for, and can hold
+    the writer inside a flush (as a slow disk would) until released."""
+
+    def __init__(self, *, gate: threading.Event | None = None, error: OSError | None = None):
+        self.files: list[str] = []
+        self.gate = gate
+        self.error = error
+        self.entered = threading.Event()
+
+    def __call__(self, fd: int) -> None:
+        self.files.append(os.readlink(f"/proc/self/fd/{fd}"))
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.error is not None:
+            raise self.error
+        os.fsync(fd)
+
+
+async def test_durable_writes_flush_the_wal_and_background_ones_do_not(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With synchronous=FULL the writer commits as NORMAL and flushes the WAL itself;
+    background batches (what may be lost to a power cut) are not flushed."""
+    flushes = Flushes()
+    monkeypatch.setattr(db_module, "_flush", flushes)
 
     def level(conn: apsw.Connection) -> int:
         return int(conn.pragma("synchronous"))
 
-    assert await db.write(level) == 2  # FULL
-    assert await db.write(level, background=True) == 1  # NORMAL
-    assert await db.write(level) == 2
-    # A background unit that fails leaves the connection at FULL too.
+    assert await db.write(level) == 1  # NORMAL, and then our own flush
+    assert flushes.files == [f"{db.path}-wal"]
+    assert await db.write(level, background=True) == 1
+    assert len(flushes.files) == 1
+    await db.write(streams.next_position)
+    assert len(flushes.files) == 2
 
     def fail(conn: apsw.Connection) -> None:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
         await db.write(fail, background=True)
-    assert await db.write(level) == 2
+    assert len(flushes.files) == 2
+    assert await db.read(streams.current_position) == 1
+
+
+async def test_a_read_that_saw_an_unflushed_commit_waits_for_the_flush(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """on_commit runs once the data is visible, before the flush; a read that sees the
+    commit is answered only after the flush, and after the write itself."""
+    gate = threading.Event()
+    flushes = Flushes(gate=gate)
+    monkeypatch.setattr(db_module, "_flush", flushes)
+    committed = asyncio.Event()
+    order: list[str] = []
+    write = asyncio.ensure_future(
+        db.write(streams.next_position, on_commit=lambda pos: committed.set())
+    )
+    write.add_done_callback(lambda _: order.append("write"))
+    await asyncio.wait_for(committed.wait(), 5)
+    read = asyncio.ensure_future(db.read(streams.current_position))
+    read.add_done_callback(lambda _: order.append("read"))
+    background_read = asyncio.ensure_future(db.read(streams.current_position, background=True))
+    await asyncio.sleep(0.2)
+    assert flushes.entered.is_set()
+    assert not write.done() and not read.done() and not background_read.done()
+    gate.set()
+    assert await read == 1
+    assert await background_read == 1
+    assert await write == 1
+    assert order == ["write", "read"]
+
+
+async def test_on_commit_runs_only_for_units_that_were_committed(db: Database) -> None:
+    called: list[Any] = []
+
+    def bad(conn: apsw.Connection) -> None:
+        streams.next_position(conn)
+        raise ValueError("refused")
+
+    results = await asyncio.gather(
+        db.write(streams.next_position, on_commit=called.append),
+        db.write(bad, on_commit=called.append),
+        return_exceptions=True,
+    )
+    assert results[0] == 1 and isinstance(results[1], ValueError)
+    assert called == [1]
+
+    def boom(value: Any) -> None:
+        raise RuntimeError("a failing callback is logged, not fatal")
+
+    assert await db.write(streams.next_position, on_commit=boom) == 2
+
+
+async def test_a_failed_flush_fails_the_writes_and_holds_no_read(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether the data reached the disk is unknown: nobody is told it was saved, and
+    the reads held for it are not left waiting."""
+    monkeypatch.setattr(db_module, "_flush", Flushes(error=OSError(5, "I/O error")))
+    with pytest.raises(OSError):
+        await db.write(streams.next_position)
+    monkeypatch.setattr(db_module, "_flush", Flushes())
+    assert await asyncio.wait_for(db.read(streams.current_position), 5) == 1
 
 
 async def test_background_writes_stay_at_the_configured_level_when_it_is_normal(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    flushes = Flushes()
+    monkeypatch.setattr(db_module, "_flush", flushes)
     database = Database(tmp_path / "homeserver.db", DatabaseSettings(synchronous="NORMAL"))
     database.open()
     try:
@@ -243,5 +336,6 @@ async def test_background_writes_stay_at_the_configured_level_when_it_is_normal(
 
         assert await database.write(level, background=True) == 1
         assert await database.write(level) == 1
+        assert flushes.files == []  # NORMAL: SQLite's own level, no flush of ours
     finally:
         database.close()
