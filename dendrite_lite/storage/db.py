@@ -150,6 +150,7 @@ class Database:
         # module docstring); other levels are left to SQLite.
         self._flushes_wal = self.settings.synchronous == "FULL"
         self._wal_path = f"{self.path}-wal"
+        self._wal_fd: int | None = None  # the writer thread's
         # Commits numbered: raised before a COMMIT (an upper bound on what a reader may
         # see), and after its flush. Reads that may have seen more than is durable wait
         # in _held; all three are guarded by _durable_lock.
@@ -343,11 +344,18 @@ class Database:
             _post(loop, _resolve, outcomes)
 
     def _flush_wal(self) -> None:
-        fd = os.open(self._wal_path, os.O_RDONLY)
-        try:
-            _flush(fd)
-        finally:
-            os.close(fd)
+        """fdatasync the WAL through a descriptor kept open: opening it here would let
+        go of the GIL between waking the loop and starting the flush, and the reads the
+        wake-up starts would then hold the flush back instead of overlapping it."""
+        if self._wal_fd is None:
+            self._wal_fd = os.open(self._wal_path, os.O_RDONLY)
+        _flush(self._wal_fd)
+        if os.fstat(self._wal_fd).st_nlink == 0:
+            # The WAL file was deleted and made anew (nothing of ours does that while
+            # the writer's connection is open): flush the file in use now.
+            os.close(self._wal_fd)
+            self._wal_fd = os.open(self._wal_path, os.O_RDONLY)
+            _flush(self._wal_fd)
 
     @staticmethod
     def _run_read(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> T:
@@ -402,6 +410,9 @@ class Database:
             self._writer_loop(conn)
         finally:
             conn.close()
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
 
     def _writer_loop(self, conn: apsw.Connection) -> None:
         stopping = False

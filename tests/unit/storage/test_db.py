@@ -339,3 +339,14 @@ async def test_background_writes_stay_at_the_configured_level_when_it_is_normal(
         assert flushes.files == []  # NORMAL: SQLite's own level, no flush of ours
     finally:
         database.close()
+
+
+async def test_a_wal_deleted_under_the_server_fails_writes_instead_of_acknowledging_them(
+    db: Database,
+) -> None:
+    """SQLite goes on writing to the deleted file, which nothing would read back: the
+    flush looks for the file in use, finds none, and the write fails."""
+    await db.write(streams.next_position)
+    os.unlink(f"{db.path}-wal")
+    with pytest.raises(FileNotFoundError):
+        await db.write(streams.next_position)
