@@ -80,7 +80,12 @@ class ToDevice:
             to_device.insert_many(conn, position, rows)
             return position, sorted({row[0] for row in rows})
 
-        position, users = await self.db.write(deliver)
+        await self.db.write(deliver, on_commit=self._wake)
+
+    def _wake(self, delivered: tuple[int, list[str]]) -> None:
+        """on_commit: the recipients' long-polls read the messages while the commit is
+        flushed (storage/db.py holds their answers until it is)."""
+        position, users = delivered
         if users:
             self.notifier.notify(users, position)
 

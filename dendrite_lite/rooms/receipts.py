@@ -34,6 +34,12 @@ class Receipts:
         self.notifier = notifier
         self.push_hook = push_hook
 
+    def _wake(self, stored: tuple[int, list[str], bool]) -> None:
+        """on_commit: the long-polls the receipt concerns read it while the commit is
+        flushed (storage/db.py holds their answers until it is)."""
+        position, notify, _ = stored
+        self.notifier.notify(notify, position)
+
     async def send_receipt(
         self,
         requester: Requester,
@@ -89,8 +95,7 @@ class Receipts:
                 notify = room_state.members(conn, room_id)
             return position, notify, read
 
-        position, notify, read = await self.db.write(store)
-        self.notifier.notify(notify, position)
+        _, _, read = await self.db.write(store, on_commit=self._wake)
         if read and self.push_hook is not None:
             self.push_hook.read_by(user_id)
 
