@@ -514,7 +514,9 @@ class Database:
                     self._flush_wal()
                 except OSError as exc:
                     # Whether the data reached the disk is unknown: nobody is told it is
-                    # saved. (SQLite's own FULL commit fails the same way.)
+                    # saved. (Readers see it all the same: it is in the file, as after
+                    # any failed fsync, where SQLite's own FULL commit would have rolled
+                    # it back.)
                     log.exception("flushing the WAL after a commit of %d failed", len(batch))
                     outcomes = [(False, exc)] * len(batch)
         if self.observer is not None:
