@@ -157,7 +157,7 @@ class Database:
         self._visible = 0
         self._durable = 0
         self._durable_lock = threading.Lock()
-        self._held: list[tuple[int, asyncio.AbstractEventLoop, list[_Outcome]]] = []
+        self._held: list[tuple[asyncio.AbstractEventLoop, list[_Outcome]]] = []
 
     def add_commit_listener(self, listener: Callable[[apsw.Connection], None]) -> None:
         """Run `listener(conn)` on the writer thread after every commit.
@@ -343,18 +343,17 @@ class Database:
         seen (`seen`, noted after its transaction) are flushed."""
         with self._durable_lock:
             if seen > self._durable:
-                self._held.append((seen, loop, outcomes))
+                self._held.append((loop, outcomes))
                 return
         _post(loop, _resolve, outcomes)
 
     def _mark_durable(self, seq: int) -> None:
+        # Every held read saw at most `seq`: the one writer numbers the next commit only
+        # after this call.
         with self._durable_lock:
             self._durable = seq
-            if not self._held:
-                return
-            released = [held for held in self._held if held[0] <= seq]
-            self._held = [held for held in self._held if held[0] > seq]
-        for _, loop, outcomes in released:
+            released, self._held = self._held, []
+        for loop, outcomes in released:
             _post(loop, _resolve, outcomes)
 
     def _flush_wal(self) -> None:
