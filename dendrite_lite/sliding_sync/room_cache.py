@@ -138,7 +138,10 @@ def build(conn: apsw.Connection, room_id: str, latest: int) -> RoomSnapshot:
     departed: tuple[Hero, ...] = ()
     if name is None:
         present = _heroes(conn, room_id, ("join", "invite"))
-        departed = _heroes(conn, room_id, ("leave", "ban"))
+        if len({hero.user_id for hero in present}) < 2:
+            # Departed members are heroes only for a user who finds nobody else present
+            # (RoomSnapshot.heroes); with two present, every user finds someone.
+            departed = _heroes(conn, room_id, ("leave", "ban"))
     return RoomSnapshot(
         latest,
         non_member,

@@ -600,3 +600,22 @@ def test_three_connections_long_poll_at_once(http: httpx.Client, server: Server)
     assert answers["encryption"].get("rooms", {}) == {}
     # The message was no news for it; the to-device message was.
     assert [(e["type"], e["content"]) for e in to_device] == [("com.example.ping", {"n": 3})]
+
+
+def test_heroes_are_the_members_present_and_departed_ones_only_for_a_user_left_alone(
+    http: httpx.Client,
+) -> None:
+    """MSC4186 heroes of a room without a name: the other joined or invited members; once
+    everybody else has left, the departed ones (as /sync's summary does)."""
+    alice, bob, carol = new_client(http), new_client(http), new_client(http)
+    room = alice.create_room(invite=[bob.user_id, carol.user_id])
+    bob.join(room)
+    alice.send(room, message("hello"))
+    heroes = ss(bob, room_list_body())["rooms"][room]["heroes"]
+    assert {h["user_id"] for h in heroes} == {alice.user_id, carol.user_id}
+    carol.leave(room)  # invited, never joined: she turns the invite down
+    alice.leave(room)
+    bob.send(room, message("anyone?"))  # a new event: the room's hot data is built anew
+    heroes = ss(bob, room_list_body())["rooms"][room]["heroes"]
+    assert {h["user_id"] for h in heroes} == {alice.user_id, carol.user_id}
+    assert ss(bob, room_list_body())["rooms"][room]["joined_count"] == 1
