@@ -333,7 +333,7 @@ class Database:
         millisecond building the event, so the flush followed the read instead of
         overlapping it. One sched_yield gives the writer the CPU to start the flush.
         """
-        if self._visible > self._durable:
+        if self._flushes_wal and self._visible > self._durable:
             os.sched_yield()
 
     def _answer_read(
