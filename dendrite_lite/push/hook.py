@@ -9,7 +9,8 @@ commit with the event, so a sync never sees one without the other, and concurren
 (serialised by the writer) count exactly.
 
 Per event, whatever the number of members:
-- two queries: the joined members, and those of them who ignore the sender;
+- two queries: the joined members (room_state.members), and those of them who ignore
+  the sender;
 - the recipients' compiled rules from the `RuleCache` (one query for those not cached);
 - evaluation: everyone on the default rules who is not named by the event (mentions,
   state_key) shares one evaluation; a display name (a member event's content, costly
@@ -53,10 +54,6 @@ THREAD = "m.thread"
 THREAD_HOPS = 3
 LEFT = frozenset({"leave", "ban"})
 
-_MEMBERS_SQL = """
-SELECT state_key FROM current_state
-WHERE room_id = ? AND type = 'm.room.member' AND membership = 'join'
-"""
 _IGNORERS_SQL = """
 SELECT c.state_key
 FROM current_state AS c
@@ -129,7 +126,7 @@ class PushHook:
 
     def _process(self, conn: apsw.Connection, pushed: PushEvent) -> list[str]:
         event = pushed.event
-        members = [str(row[0]) for row in conn.execute(_MEMBERS_SQL, (pushed.room_id,))]
+        members = room_state.members(conn, pushed.room_id)
         sender, suffix = event.sender, self.suffix
         ignoring = {str(row[0]) for row in conn.execute(_IGNORERS_SQL, (sender, pushed.room_id))}
         # (user ID, display name in the room, joined)
