@@ -22,9 +22,25 @@ from .common import DEFAULT_DATA_DIR, DataDir, console, fail, load_config, with_
 app = typer.Typer(help="Inspect and moderate uploaded media.", no_args_is_help=True)
 
 
+_MEDIA_ID_HELP = (
+    "The media ID (the last part of mxc://) or the whole mxc:// URI."
+    " An ID that begins with '-' goes after '--'."
+)
+
+
 def _repository(data_dir: Path, db: Database) -> MediaRepository:
     config = load_config(data_dir)
     return MediaRepository(db, config.media, config.server_name)
+
+
+def _local_media_id(text: str, server_name: str) -> str:
+    """The media ID in a bare ID or in an mxc:// URI of ours, as copied from a client."""
+    if not text.startswith("mxc://"):
+        return text
+    origin, _, media_id = text.removeprefix("mxc://").partition("/")
+    if origin != server_name or not media_id or "/" in media_id:
+        raise fail(f"{text} is not media of {server_name}")
+    return media_id
 
 
 @app.command("list")
@@ -63,15 +79,16 @@ def list_media(
 
 @app.command("quarantine")
 def quarantine(
-    media_id: Annotated[str, typer.Argument(help="The media ID (the last part of mxc://).")],
+    media: Annotated[str, typer.Argument(metavar="MEDIA", help=_MEDIA_ID_HELP)],
     release: Annotated[bool, typer.Option("--release", help="Serve it again.")] = False,
     data_dir: DataDir = Path(DEFAULT_DATA_DIR),
 ) -> None:
     """Stop serving a media item (downloads answer M_NOT_FOUND), or serve it again.
 
-    Example: dendrite-lite media quarantine AbCdEf123
+    Example: dendrite-lite media quarantine AbCdEf123 (or mxc://example.org/AbCdEf123)
     """
     config = load_config(data_dir)
+    media_id = _local_media_id(media, config.server_name)
 
     async def work(db: Database) -> bool:
         return await _repository(data_dir, db).set_quarantined(media_id, not release)
@@ -83,7 +100,7 @@ def quarantine(
 
 @app.command("delete")
 def delete(
-    media_id: Annotated[str, typer.Argument(help="The media ID (the last part of mxc://).")],
+    media: Annotated[str, typer.Argument(metavar="MEDIA", help=_MEDIA_ID_HELP)],
     data_dir: DataDir = Path(DEFAULT_DATA_DIR),
 ) -> None:
     """Delete a media item, its content and its thumbnails.
@@ -91,6 +108,7 @@ def delete(
     Example: dendrite-lite media delete AbCdEf123
     """
     config = load_config(data_dir)
+    media_id = _local_media_id(media, config.server_name)
 
     async def work(db: Database) -> bool:
         return await _repository(data_dir, db).delete(media_id)

@@ -22,7 +22,11 @@ from .common import DEFAULT_DATA_DIR, DataDir, console, fail, load_config, with_
 
 app = typer.Typer(help="Manage registration tokens.", no_args_is_help=True)
 
-_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-"
+_RANDOM_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+# The spec's grammar for tokens: [A-Za-z0-9._~-]{1,64}. Random ones use letters and
+# digits only, so that none begins with "-" (which `registration-token revoke` would
+# take for an option) and all read out loud well.
+_TOKEN_CHARS = _RANDOM_TOKEN_CHARS + "._~-"
 
 
 @app.command("create")
@@ -43,8 +47,7 @@ def create(
     Example: dendrite-lite registration-token create --uses 5 --expires-in-days 7
     """
     config = load_config(data_dir)
-    value = token or "".join(secrets.choice(_TOKEN_CHARS) for _ in range(16))
-    # The spec's grammar for tokens: [A-Za-z0-9._~-]{1,64}.
+    value = token or "".join(secrets.choice(_RANDOM_TOKEN_CHARS) for _ in range(16))
     if not (0 < len(value) <= 64) or any(c not in _TOKEN_CHARS for c in value):
         raise fail("a token is 1-64 characters of A-Z a-z 0-9 . _ ~ -", 2)
     if uses is not None and uses < 1:

@@ -57,7 +57,15 @@ class MxcUri:
 
 
 def new_media_id() -> str:
-    return secrets.token_urlsafe(18)
+    """A random ID that never begins with "-".
+
+    Operators paste media IDs into `dendrite-lite media ...`, where a leading "-"
+    would be read as an option (one upload in 64 would have needed `--`).
+    """
+    while True:
+        media_id = secrets.token_urlsafe(18)
+        if not media_id.startswith("-"):
+            return media_id
 
 
 def check_content_type(content_type: str | None) -> str:

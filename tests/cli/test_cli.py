@@ -287,7 +287,7 @@ def test_registration_tokens(data_dir: Path) -> None:
     generated = ok(
         "registration-token", "create", "--expires-in-days", "7", "--data-dir", data_dir
     ).stdout.strip()
-    assert len(generated) == 16
+    assert len(generated) == 16 and generated.isalnum()
 
     listed = json.loads(ok("registration-token", "list", "--json", "--data-dir", data_dir).stdout)
     by_token = {entry["token"]: entry for entry in listed}
@@ -310,6 +310,9 @@ def test_registration_tokens(data_dir: Path) -> None:
     fails(2, "registration-token", "create", "--uses", "0", "--data-dir", data_dir)
 
     ok("registration-token", "revoke", "family-2026", "--data-dir", data_dir)
+    # A token of the operator's own that begins with "-" is revoked after "--".
+    ok("registration-token", "create", "--token=-dash", "--data-dir", data_dir)
+    ok("registration-token", "revoke", "--data-dir", data_dir, "--", "-dash")
     fails(1, "registration-token", "revoke", "family-2026", "--data-dir", data_dir)
     listed = json.loads(ok("registration-token", "list", "--json", "--data-dir", data_dir).stdout)
     assert [entry["token"] for entry in listed] == [generated]

@@ -24,7 +24,7 @@ from nio import (
 from PIL import Image
 
 from tests.e2e.conftest import ServerFactory
-from tests.e2e.harness import Server
+from tests.e2e.harness import Server, run_cli
 from tests.e2e.matrix import User, expect, register_user
 
 V1 = "/_matrix/client/v1/media"
@@ -460,12 +460,20 @@ def test_quarantine_and_deletion_through_the_cli(server_factory: ServerFactory) 
         assert first.split("/")[1] in listing and "one.txt" in listing
         server.cli("media", "quarantine", first.split("/")[1])
         expect(http.get(f"{V1}/download/{first}", headers=user.headers), 404, "M_NOT_FOUND")
-        server.cli("media", "quarantine", "--release", first.split("/")[1])
+        # The whole mxc:// URI, as copied from a client, names it as well.
+        server.cli("media", "quarantine", "--release", f"mxc://{first}")
         assert http.get(f"{V1}/download/{first}", headers=user.headers).content == b"one"
+        foreign = server.cli("media", "delete", f"mxc://elsewhere.example/{first}", check=False)
+        assert foreign.returncode != 0 and "not media of" in foreign.stderr
         server.cli("media", "delete", second.split("/")[1])
         expect(http.get(f"{V1}/download/{second}", headers=user.headers), 404, "M_NOT_FOUND")
         missing = server.cli("media", "delete", "nope", check=False)
         assert missing.returncode != 0
+        # An ID that begins with "-" (older servers made one upload in 64 so) goes after "--".
+        dashed = run_cli(
+            "media", "delete", "--data-dir", str(server.data_dir), "--", "-nope", check=False
+        )
+        assert dashed.returncode != 0 and "no media -nope" in dashed.stderr
 
 
 def test_guests_may_download_but_not_upload(server_factory: ServerFactory) -> None:
