@@ -372,6 +372,33 @@ def fsync_probe(directory: Path, n: int = 200) -> dict[str, Any]:
     return summarize(samples)
 
 
+def host_probe(rounds: int = 3) -> dict[str, float]:
+    """How fast this host is right now, in two ways: random reads over 32 MiB of pointers
+    (bound by cache misses, as a server with cold caches between requests is) and a JSON
+    round trip of a small document (bound by the core). The machine is a shared VM: on
+    2026-11-29 a similar walk (300,000 reads) went from 190 to 350 ms within hours while
+    the second stayed put, and every latency of the day moved with the first. The best
+    of `rounds`, in ms."""
+    rng = random.Random(1)
+    table = list(range(4_000_000))
+    order = [rng.randrange(len(table)) for _ in range(200_000)]
+    doc = {
+        f"!r{i}:x": [{"type": "m.room.message", "n": j, "body": "x" * 50} for j in range(10)]
+        for i in range(300)
+    }
+    walk, codec = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        total = 0
+        for i in order:
+            total += table[i]
+        walk.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        json.loads(json.dumps(doc))
+        codec.append(time.perf_counter() - t)
+    return {"random_access_ms": round(min(walk) * 1000, 1), "json_ms": round(min(codec) * 1000, 2)}
+
+
 def filesystem_of(path: Path) -> str | None:
     with contextlib.suppress(OSError, subprocess.CalledProcessError, IndexError):
         return (
@@ -1149,6 +1176,8 @@ def run_servers(args: argparse.Namespace, workload: Workload, bench_name: str) -
         env["dendrite_git_commit"] = args.git_commit
     env["fsync"] = fsync_probe(root)
     log(f"fsync of a 4 KiB append: p50 {env['fsync']['p50_ms']} ms; data under {root}")
+    env["host_probe"] = host_probe()
+    log(f"host probe: {env['host_probe']}")
     try:
         for kind in servers:
             t0 = time.perf_counter()
@@ -1229,6 +1258,7 @@ def print_comparison(r: dict[str, Any]) -> None:
     print(
         f"{e['nproc']} x {e['cpu_model']}; servers on CPU {e['server_cpu']}, client on CPU"
         f" {e['client_cpu']} ({e['client']}); fsync p50 {e['fsync']['p50_ms']} ms"
+        + (f"; host probe {e['host_probe']}" if e.get("host_probe") else "")
     )
     for kind, res in r["servers"].items():
         idle = (res.get("idle_after") or {}).get("server_cpu_util")
