@@ -66,6 +66,24 @@ def matches(f: RoomEventFilter, row: EventRow) -> bool:
     return True
 
 
+def _check_ids(f: RoomEventFilter | EventFilter | RoomFilter) -> None:
+    """The spec's patterns for the IDs a filter lists: room IDs start with '!', user IDs
+    with '@' (sync_filter.yaml, room_event_filter.yaml, event_filter.yaml). Anything else
+    could never match, so it is a client's mistake worth telling."""
+    if isinstance(f, (RoomEventFilter, RoomFilter)):
+        for room_id in (*(f.rooms or ()), *f.not_rooms):
+            if not room_id.startswith("!"):
+                raise MatrixError(
+                    400, ErrCode.BAD_JSON, f"Invalid filter: {room_id!r} is not a room ID"
+                )
+    if isinstance(f, (RoomEventFilter, EventFilter)):
+        for user_id in (*(f.senders or ()), *f.not_senders):
+            if not user_id.startswith("@"):
+                raise MatrixError(
+                    400, ErrCode.BAD_JSON, f"Invalid filter: {user_id!r} is not a user ID"
+                )
+
+
 def parse_room_event_filter(raw: str | None) -> RoomEventFilter:
     """A `filter` query parameter (JSON) as a RoomEventFilter."""
     if raw is None or raw == "":
@@ -78,6 +96,7 @@ def parse_room_event_filter(raw: str | None) -> RoomEventFilter:
         raise MatrixError(400, ErrCode.NOT_JSON, "filter is not valid JSON") from None
     if parsed.limit is not None and parsed.limit < 0:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "filter limit must not be negative")
+    _check_ids(parsed)
     return parsed
 
 
@@ -130,8 +149,11 @@ def without_nulls(definition: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def decode_filter(raw: bytes | str) -> Filter:
-    """A filter definition as sent by a client; bad shapes are M_BAD_JSON."""
+def decode_filter(raw: bytes | str, *, check_ids: bool = True) -> Filter:
+    """A filter definition as sent by a client; bad shapes are M_BAD_JSON.
+
+    `check_ids=False` is for filters stored by an older version, which did not check the
+    room and user IDs in them: a client's saved filter keeps working."""
     try:
         parsed = msgspec.json.decode(raw, type=Filter)
     except msgspec.ValidationError as exc:
@@ -146,4 +168,16 @@ def decode_filter(raw: bytes | str) -> Filter:
     ):
         if limit is not None and limit < 0:
             raise MatrixError(400, ErrCode.BAD_JSON, "Filter limits must not be negative")
+    if check_ids:
+        room = parsed.room
+        for part in (
+            parsed.presence,
+            parsed.account_data,
+            room,
+            room.ephemeral,
+            room.state,
+            room.timeline,
+            room.account_data,
+        ):
+            _check_ids(part)
     return parsed

@@ -546,6 +546,8 @@ def test_canonical_alias_must_point_to_the_room(alice: RoomsClient, room: str) -
         ({"filter": '{"types": 5}'}, "M_BAD_JSON"),
         ({"filter": '{"limit": -3}'}, "M_INVALID_PARAM"),
         ({"filter": "[]"}, "M_BAD_JSON"),
+        ({"filter": '{"not_rooms": [""]}'}, "M_BAD_JSON"),
+        ({"filter": '{"senders": ["alice"]}'}, "M_BAD_JSON"),
     ],
     ids=lambda v: repr(v),
 )

@@ -119,6 +119,12 @@ def test_filter_round_trip_and_errors(http: httpx.Client) -> None:
         {"event_fields": "content.body"},
         {"room": {"rooms": "!a:localhost"}},
         {"presence": {"senders": [5]}},
+        # IDs the spec's patterns refuse (the fuzzer stored `not_rooms: [""]`)
+        {"room": {"ephemeral": {"not_rooms": [""]}}},
+        {"room": {"not_rooms": ["a:localhost"]}},
+        {"room": {"timeline": {"rooms": ["#alias:localhost"]}}},
+        {"presence": {"senders": ["alice"]}},
+        {"room": {"state": {"not_senders": ["!a:localhost"]}}},
     ):
         alice.call("POST", filter_path(alice), 400, "M_BAD_JSON", json=bad)
 
@@ -152,6 +158,7 @@ def test_sync_filter_parameter_errors(http: httpx.Client) -> None:
     sync(alice, filter="abc", status=400, errcode="M_INVALID_PARAM")
     sync(alice, filter="{nope", status=400, errcode="M_NOT_JSON")
     sync(alice, filter={"room": {"timeline": {"limit": "x"}}}, status=400, errcode="M_BAD_JSON")
+    sync(alice, filter={"room": {"rooms": ["nope"]}}, status=400, errcode="M_BAD_JSON")
     sync(alice, filter="[]", status=400, errcode="M_INVALID_PARAM")
 
 

@@ -28,7 +28,7 @@ async def load_filter(db: Database, user_id: str, raw: str | None) -> Filter:
     stored = await db.read(lambda conn: filters.get(conn, user_id, number))
     if stored is None:
         raise MatrixError(400, ErrCode.INVALID_PARAM, f"No filter with ID {raw}")
-    return decode_filter(stored)
+    return decode_filter(stored, check_ids=False)
 
 
 @get("/_matrix/client/v3/sync")
