@@ -42,7 +42,7 @@ from typing import Any, Protocol, TypeVar
 
 import apsw
 
-from dendrite_lite.storage import migrations
+from dendrite_lite.storage import migrations, snapshot
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -310,12 +310,13 @@ class Database:
                     for job in jobs_of_batch:
                         results.setdefault(job.loop, []).append((job.future, False, exc))
                 else:
-                    for job in jobs_of_batch:
-                        try:
-                            outcome = (True, job.fn(conn))
-                        except BaseException as exc:
-                            outcome = (False, exc)
-                        results.setdefault(job.loop, []).append((job.future, *outcome))
+                    with snapshot.shared(conn):  # one snapshot: the units share its reads
+                        for job in jobs_of_batch:
+                            try:
+                                outcome = (True, job.fn(conn))
+                            except BaseException as exc:
+                                outcome = (False, exc)
+                            results.setdefault(job.loop, []).append((job.future, *outcome))
                     with contextlib.suppress(apsw.Error):
                         conn.execute("COMMIT")  # a read transaction: nothing to lose
                 seen = self._visible

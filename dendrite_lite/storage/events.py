@@ -9,6 +9,8 @@ from typing import Any
 import apsw
 import msgspec
 
+from dendrite_lite.storage import snapshot
+
 
 class EventRow(msgspec.Struct, frozen=True, gc=False):
     """A stored event as the read paths need it. A Struct, not a dataclass: an initial
@@ -178,6 +180,21 @@ def depths(conn: apsw.Connection, event_ids: Iterable[str]) -> dict[str, int]:
     }
 
 
+def rooms_with_events(conn: apsw.Connection, after: int, upto: int) -> frozenset[str]:
+    """The rooms with events after `after`, up to `upto`: what an incremental sync looks at."""
+
+    def read() -> frozenset[str]:
+        return frozenset(
+            str(room_id)
+            for (room_id,) in conn.execute(
+                "SELECT DISTINCT room_id FROM events WHERE stream_pos > ? AND stream_pos <= ?",
+                (after, upto),
+            )
+        )
+
+    return snapshot.once(conn, ("rooms_with_events", after, upto), read)
+
+
 def room_timeline(
     conn: apsw.Connection,
     room_id: str,
@@ -188,6 +205,23 @@ def room_timeline(
     backwards: bool,
 ) -> list[EventRow]:
     """Events of a room between stream positions (exclusive), newest first if backwards."""
+    key = ("room_timeline", room_id, before, after, limit, backwards)
+    # A new list each time: the rows are frozen and shared, the list is the caller's.
+    return list(
+        snapshot.once(
+            conn, key, lambda: tuple(_room_timeline(conn, room_id, before, after, limit, backwards))
+        )
+    )
+
+
+def _room_timeline(
+    conn: apsw.Connection,
+    room_id: str,
+    before: int | None,
+    after: int | None,
+    limit: int,
+    backwards: bool,
+) -> list[EventRow]:
     clauses = ["room_id = ?"]
     params: list[object] = [room_id]
     if before is not None:

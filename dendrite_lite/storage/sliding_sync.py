@@ -339,16 +339,6 @@ def parents_with_children(conn: apsw.Connection, event_ids: list[str]) -> set[st
     }
 
 
-def rooms_with_events(conn: apsw.Connection, after: int, upto: int) -> set[str]:
-    return {
-        str(room_id)
-        for (room_id,) in conn.execute(
-            "SELECT DISTINCT room_id FROM events WHERE stream_pos > ? AND stream_pos <= ?",
-            (after, upto),
-        )
-    }
-
-
 def all_members(conn: apsw.Connection, room_id: str) -> dict[str, int]:
     return {
         str(k): int(nid)

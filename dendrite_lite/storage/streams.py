@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import apsw
 
+from dendrite_lite.storage import snapshot
 from dendrite_lite.types import StreamPos
 
 
@@ -17,6 +18,10 @@ def next_position(conn: apsw.Connection) -> StreamPos:
 
 
 def current_position(conn: apsw.Connection) -> StreamPos:
+    return snapshot.once(conn, "current_position", lambda: _read_position(conn))
+
+
+def _read_position(conn: apsw.Connection) -> StreamPos:
     for (position,) in conn.execute("SELECT position FROM stream_position WHERE id = 0"):
         return StreamPos(position)
     raise RuntimeError("stream_position row is missing")

@@ -628,17 +628,7 @@ def _ephemeral(
     return found
 
 
-def _rooms_with_events(conn: apsw.Connection, since: int, upto: int) -> set[str]:
-    return {
-        str(room_id)
-        for (room_id,) in conn.execute(
-            "SELECT DISTINCT room_id FROM events WHERE stream_pos > ? AND stream_pos <= ?",
-            (since, upto),
-        )
-    }
-
-
-def _candidate_rooms(ctx: Context, event_rooms: set[str]) -> set[str] | None:
+def _candidate_rooms(ctx: Context, event_rooms: frozenset[str]) -> set[str] | None:
     """Rooms that may have anything new for an incremental sync; None: every room.
 
     New events, receipts, room account data and typing changes in the window are all
@@ -689,7 +679,9 @@ def rooms_section(ctx: Context) -> dict[str, dict[str, Any]]:
     since = window.since
     incremental = since is not None and not window.full_state
     event_rooms = (
-        _rooms_with_events(conn, since, window.now) if since is not None and incremental else set()
+        events.rooms_with_events(conn, since, window.now)
+        if since is not None and incremental
+        else frozenset()
     )
     memberships = _memberships(ctx, _candidate_rooms(ctx, event_rooms) if incremental else None)
     continued: list[str] = []

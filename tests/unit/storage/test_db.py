@@ -12,7 +12,7 @@ import apsw
 import pytest
 
 from dendrite_lite.storage import db as db_module
-from dendrite_lite.storage import streams
+from dendrite_lite.storage import snapshot, streams
 from dendrite_lite.storage.db import Database, DatabaseClosed, DatabaseSettings
 
 
@@ -350,3 +350,39 @@ async def test_a_wal_deleted_under_the_server_fails_writes_instead_of_acknowledg
     os.unlink(f"{db.path}-wal")
     with pytest.raises(FileNotFoundError):
         await db.write(streams.next_position)
+
+
+async def test_background_reads_of_one_batch_share_their_repeated_reads(tmp_path: Path) -> None:
+    """A fan-out's woken long-polls are answered in batches that share one snapshot, and
+    a read they all make runs once per batch (storage/snapshot.py), never across batches."""
+    database = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=1))
+    database.open()
+    try:
+        gate = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        reads: list[int] = []
+
+        def blocker(conn: apsw.Connection) -> None:
+            asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(5)
+
+        def probe(conn: apsw.Connection) -> int:
+            reads.append(1)
+            return len(reads)
+
+        def unit(conn: apsw.Connection) -> tuple[int, int]:
+            return streams.current_position(conn), snapshot.once(conn, "probe", lambda: probe(conn))
+
+        held = asyncio.ensure_future(database.read(blocker, background=True))
+        await asyncio.sleep(0.05)  # the reader holds the blocker; the units queue together
+        batch = [asyncio.ensure_future(database.read(unit, background=True)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await held
+        assert await asyncio.gather(*batch) == [(0, 1)] * 3
+        assert len(reads) == 1
+        await database.write(streams.next_position)
+        # A later batch reads afresh; a foreground read never shares.
+        assert await database.read(unit, background=True) == (1, 2)
+        assert await database.read(unit) == (1, 3)
+    finally:
+        database.close()
