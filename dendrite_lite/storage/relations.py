@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import apsw
 import msgspec
 
+from dendrite_lite.storage import snapshot
 from dendrite_lite.storage.events import _COLUMNS as EVENT_COLUMNS
 from dendrite_lite.storage.events import EventRow
 from dendrite_lite.storage.events import _row as event_row
@@ -85,10 +86,16 @@ def aggregation_children(
     """One query for a whole page: see `_AGGREGATION_SQL`. Oldest first."""
     if not parent_ids:
         return []
-    return [
-        Child(event_row(row[:16]), str(row[16]), str(row[17]))
-        for row in conn.execute(_AGGREGATION_SQL, (_json(parent_ids), _json(ignored_senders)))
-    ]
+    parents, ignored = tuple(parent_ids), tuple(sorted(ignored_senders))
+
+    def read() -> tuple[Child, ...]:
+        return tuple(
+            Child(event_row(row[:16]), str(row[16]), str(row[17]))
+            for row in conn.execute(_AGGREGATION_SQL, (_json(parents), _json(ignored)))
+        )
+
+    # A new list each time: the children are frozen and shared, the list is the caller's.
+    return list(snapshot.once(conn, ("aggregation_children", parents, ignored), read))
 
 
 _RELATED_SQL = f"""
