@@ -3,9 +3,9 @@
 A big room's message wakes a hundred long-polls, and storage/db.py computes their answers
 in batches that share one read snapshot. Several of their reads then have the same
 arguments: the stream position, the rooms with new events or receipts since the position
-they all had, the room's new events and their children. Within one snapshot such a read cannot give another answer, so the
-first unit's answer serves the others (SQLite's statement profile of a 100-client fan-out
-in bench/RESULTS.md, seventh session).
+they all had, the room's new events and their children. Within one snapshot such a read
+cannot give another answer, so the first unit's answer serves the others (SQLite's
+statement profile of a 100-client fan-out in bench/RESULTS.md, seventh session).
 
 Only reads whose answers are immutable values take part: the units share them.
 """
