@@ -56,8 +56,8 @@ from dendrite_lite.sliding_sync.room_lists import (
     server_list,
 )
 from dendrite_lite.sliding_sync.room_results import RoomContext, RoomUpdate
-from dendrite_lite.storage import events, streams, to_device
 from dendrite_lite.storage import sliding_sync as store
+from dendrite_lite.storage import streams, to_device
 from dendrite_lite.storage.db import Database
 from dendrite_lite.storage.sliding_sync import ListedRoom
 
@@ -396,7 +396,7 @@ class SlidingSync:
         quiet: frozenset[str] = frozenset()
         if base is not None and base_stream is not None and now - base_stream <= QUIET_WINDOW:
             checked = {room_id for _, ids in base.lists.values() for room_id in ids}
-            active = events.rooms_with_events(conn, base_stream, now)
+            active = streams.rooms_between(conn, "events", base_stream, now)
             quiet = frozenset(checked - active)
         ctx = RoomContext(
             conn,

@@ -180,21 +180,6 @@ def depths(conn: apsw.Connection, event_ids: Iterable[str]) -> dict[str, int]:
     }
 
 
-def rooms_with_events(conn: apsw.Connection, after: int, upto: int) -> frozenset[str]:
-    """The rooms with events after `after`, up to `upto`: what an incremental sync looks at."""
-
-    def read() -> frozenset[str]:
-        return frozenset(
-            str(room_id)
-            for (room_id,) in conn.execute(
-                "SELECT DISTINCT room_id FROM events WHERE stream_pos > ? AND stream_pos <= ?",
-                (after, upto),
-            )
-        )
-
-    return snapshot.once(conn, ("rooms_with_events", after, upto), read)
-
-
 def room_timeline(
     conn: apsw.Connection,
     room_id: str,

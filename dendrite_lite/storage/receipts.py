@@ -8,8 +8,6 @@ from dataclasses import dataclass
 import apsw
 import msgspec
 
-from dendrite_lite.storage import snapshot
-
 
 @dataclass(frozen=True)
 class ReceiptRow:
@@ -55,19 +53,6 @@ def changed_in_rooms(
             (msgspec.json.encode(wanted), after, upto),
         )
     ]
-
-
-def rooms_changed(conn: apsw.Connection, after: int, upto: int) -> frozenset[str]:
-    def read() -> frozenset[str]:
-        return frozenset(
-            str(room_id)
-            for (room_id,) in conn.execute(
-                "SELECT DISTINCT room_id FROM receipts WHERE stream_pos > ? AND stream_pos <= ?",
-                (after, upto),
-            )
-        )
-
-    return snapshot.once(conn, ("receipt_rooms_changed", after, upto), read)
 
 
 def stream_pos_of_event(conn: apsw.Connection, room_id: str, event_id: str) -> int | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import apsw
 
 from dendrite_lite.storage import snapshot
@@ -25,3 +27,21 @@ def _read_position(conn: apsw.Connection) -> StreamPos:
     for (position,) in conn.execute("SELECT position FROM stream_position WHERE id = 0"):
         return StreamPos(position)
     raise RuntimeError("stream_position row is missing")
+
+
+def rooms_between(
+    conn: apsw.Connection, stream: Literal["events", "receipts"], after: int, upto: int
+) -> frozenset[str]:
+    """The rooms with rows of `stream` after position `after`, up to `upto`: where an
+    incremental sync looks. Shared by the units of a background batch (storage/snapshot.py)."""
+
+    def read() -> frozenset[str]:
+        return frozenset(
+            str(room_id)
+            for (room_id,) in conn.execute(
+                f"SELECT DISTINCT room_id FROM {stream} WHERE stream_pos > ? AND stream_pos <= ?",
+                (after, upto),
+            )
+        )
+
+    return snapshot.once(conn, ("rooms_between", stream, after, upto), read)

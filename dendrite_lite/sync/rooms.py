@@ -25,7 +25,14 @@ from dendrite_lite.rooms.aggregations import filter_related, serve_events
 from dendrite_lite.rooms.reading import make_token
 from dendrite_lite.rooms.receipts import receipt_event
 from dendrite_lite.rooms.visibility import VisibilityChecker, viewer
-from dendrite_lite.storage import account_data, events, notifications, receipts, room_state
+from dendrite_lite.storage import (
+    account_data,
+    events,
+    notifications,
+    receipts,
+    room_state,
+    streams,
+)
 from dendrite_lite.storage.events import EventRow
 from dendrite_lite.storage.room_state import StateKey, StateMap
 from dendrite_lite.sync.lazy_members import SentMembers
@@ -642,7 +649,7 @@ def _candidate_rooms(ctx: Context, event_rooms: frozenset[str]) -> set[str] | No
     if typing is None:
         return None
     candidates = typing | event_rooms
-    candidates.update(receipts.rooms_changed(conn, window.since, window.now))
+    candidates.update(streams.rooms_between(conn, "receipts", window.since, window.now))
     candidates.update(room_id for room_id, _type, _content in ctx.account_data if room_id)
     return candidates
 
@@ -679,7 +686,7 @@ def rooms_section(ctx: Context) -> dict[str, dict[str, Any]]:
     since = window.since
     incremental = since is not None and not window.full_state
     event_rooms = (
-        events.rooms_with_events(conn, since, window.now)
+        streams.rooms_between(conn, "events", since, window.now)
         if since is not None and incremental
         else frozenset()
     )
