@@ -9,8 +9,8 @@ commit with the event, so a sync never sees one without the other, and concurren
 (serialised by the writer) count exactly.
 
 Per event, whatever the number of members:
-- two queries: the joined members (room_state.members), and those of them who ignore
-  the sender;
+- two queries: the joined members (room_state.members), and the users who ignore the
+  sender (one index probe, whatever the room's size);
 - the recipients' compiled rules from the `RuleCache` (one query for those not cached);
 - evaluation: everyone on the default rules who is not named by the event (mentions,
   state_key) shares one evaluation; a display name (a member event's content, costly
@@ -38,7 +38,6 @@ from dendrite_lite.push.evaluator import (
     NOBODY,
     CompiledRuleset,
     EventView,
-    Outcome,
     Power,
     RuleCache,
     evaluate,
@@ -54,14 +53,8 @@ THREAD = "m.thread"
 THREAD_HOPS = 3
 LEFT = frozenset({"leave", "ban"})
 
-_IGNORERS_SQL = """
-SELECT c.state_key
-FROM current_state AS c
-JOIN account_data AS a
-  ON a.user_id = c.state_key AND a.room_id = '' AND a.type = 'm.ignored_user_list',
-  json_each(CAST(a.content AS TEXT), '$.ignored_users') AS j
-WHERE c.room_id = ?2 AND c.type = 'm.room.member' AND c.membership = 'join' AND j.key = ?1
-"""
+# The ignored_users table is kept from m.ignored_user_list by triggers (schema delta 0010).
+_IGNORERS_SQL = "SELECT ignorer_user_id FROM ignored_users WHERE ignored_user_id = ?"
 _DISPLAY_NAME_SQL = """
 SELECT json_extract(CAST(e.client AS TEXT), '$.content.displayname')
 FROM current_state AS c JOIN events AS e ON e.event_nid = c.event_nid
@@ -128,7 +121,7 @@ class PushHook:
         event = pushed.event
         members = room_state.members(conn, pushed.room_id)
         sender, suffix = event.sender, self.suffix
-        ignoring = {str(row[0]) for row in conn.execute(_IGNORERS_SQL, (sender, pushed.room_id))}
+        ignoring = {str(row[0]) for row in conn.execute(_IGNORERS_SQL, (sender,))}
         # (user ID, display name in the room, joined)
         recipients: list[tuple[str, str | _Unread | None, bool]] = [
             (user_id, _UNREAD, True)
@@ -190,20 +183,28 @@ class PushHook:
         if event.state_key is not None:
             named.add(event.state_key.lower())
         default = self.cache.default
-        shared: Outcome | bool | None = False  # False: not evaluated yet
+        # Everyone who shares the default answer is collected first and evaluated once:
+        # in a room of 500 the per-recipient work is then a lookup and an append.
+        sharing: list[tuple[str, bool]] = []
         notified: list[store.Notified] = []
         for user_id, display_name, joined in recipients:
             ruleset: CompiledRuleset = rulesets[user_id]
             if ruleset is default and not (named and user_id.lower() in named):
-                if shared is False:
-                    shared = evaluate(default, view, NOBODY, None)
-                outcome = shared
-            else:
-                if isinstance(display_name, _Unread):
-                    display_name = _display_name(conn, pushed.room_id, user_id)
-                outcome = evaluate(ruleset, view, user_id, display_name)
-            if isinstance(outcome, Outcome) and outcome.notify:
+                sharing.append((user_id, joined))
+                continue
+            if isinstance(display_name, _Unread):
+                display_name = _display_name(conn, pushed.room_id, user_id)
+            outcome = evaluate(ruleset, view, user_id, display_name)
+            if outcome is not None and outcome.notify:
                 notified.append(store.Notified(user_id, outcome.highlight, outcome.actions, joined))
+        if sharing:
+            shared = evaluate(default, view, NOBODY, None)
+            if shared is not None and shared.notify:
+                highlight, actions = shared.highlight, shared.actions
+                notified.extend(
+                    store.Notified(user_id, highlight, actions, joined)
+                    for user_id, joined in sharing
+                )
         return notified
 
     @staticmethod

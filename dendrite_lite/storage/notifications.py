@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import apsw
 import msgspec
@@ -29,9 +30,9 @@ _JOINED_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class Notified:
-    """The event's notification for one recipient."""
+class Notified(NamedTuple):
+    """The event's notification for one recipient (a tuple: a big room's send makes one
+    per member)."""
 
     user_id: str
     highlight: bool
