@@ -115,7 +115,8 @@ def read_through(
 def recount(conn: apsw.Connection, user_id: str, room_id: str) -> None:
     """Recompute the user's counts in a room from the notifications after their read
     marks: a notification is read when the unthreaded mark or its thread's mark is at or
-    past it. Scans the room's notifications (everyone's) after the unthreaded mark."""
+    past it. Walks the room's events after the unthreaded mark and probes the user's
+    notification of each (push_notifications is keyed by position and user)."""
     marks: dict[str, int] = {
         str(thread): int(position)
         for thread, position in conn.execute(
@@ -126,8 +127,9 @@ def recount(conn: apsw.Connection, user_id: str, room_id: str) -> None:
     base = marks.get(UNTHREADED, 0)
     counts: dict[str, list[int]] = {}
     for thread_id, stream_pos, highlight in conn.execute(
-        "SELECT thread_id, stream_pos, highlight FROM push_notifications"
-        " WHERE room_id = ? AND stream_pos > ? AND user_id = ?",
+        "SELECT n.thread_id, n.stream_pos, n.highlight FROM events AS e"
+        " JOIN push_notifications AS n ON n.stream_pos = e.stream_pos AND n.user_id = ?3"
+        " WHERE e.room_id = ?1 AND e.stream_pos > ?2",
         (room_id, base, user_id),
     ):
         if stream_pos <= marks.get(str(thread_id), 0):

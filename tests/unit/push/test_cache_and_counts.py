@@ -80,6 +80,14 @@ def test_cache_is_bounded(conn: apsw.Connection) -> None:
 def notify(
     conn: apsw.Connection, position: int, thread: str = store.MAIN, highlight: bool = False
 ) -> None:
+    """A notification of Alice's for a message at `position` (the message is stored too:
+    a recount walks the room's events)."""
+    conn.execute(
+        "INSERT INTO events (event_id, room_id, type, sender, origin_server_ts, depth,"
+        " stream_pos, pdu, client, unsigned)"
+        " VALUES (?, ?, 'm.room.message', ?, 0, ?, ?, x'7b7d', x'7b7d', x'7b7d')",
+        (f"$e{position}", ROOM, BOB, position, position),
+    )
     store.record(
         conn, position, ROOM, position, thread, 0, [store.Notified(ALICE, highlight, b"[]", True)]
     )
@@ -162,3 +170,23 @@ def test_a_failing_evaluation_never_fails_the_send(
     marks = conn.execute("SELECT user_id FROM push_read_marks").fetchall()
     assert marks == [(BOB,)]
     assert "push rule evaluation failed for $e" in caplog.text
+
+
+def test_a_recount_counts_only_the_readers_own_notifications(conn: apsw.Connection) -> None:
+    notify(conn, 10)
+    notify(conn, 11)
+    notify(conn, 12)
+    # Carol was notified of 11 and 12 as well, and of 13 alone.
+    store.record(conn, 11, ROOM, 11, store.MAIN, 0, [store.Notified(CAROL, True, b"[]", True)])
+    store.record(conn, 12, ROOM, 12, store.MAIN, 0, [store.Notified(CAROL, True, b"[]", True)])
+    conn.execute(
+        "INSERT INTO events (event_id, room_id, type, sender, origin_server_ts, depth,"
+        " stream_pos, pdu, client, unsigned)"
+        " VALUES ('$e13', ?, 'm.room.message', ?, 0, 13, 13, x'7b7d', x'7b7d', x'7b7d')",
+        (ROOM, BOB),
+    )
+    store.record(conn, 13, ROOM, 13, store.MAIN, 0, [store.Notified(CAROL, True, b"[]", True)])
+    # A receipt at 10 with newer notifications left: Alice's counts are recounted.
+    assert mark_read(conn, ALICE, ROOM, store.UNTHREADED, 10)
+    assert counts(conn) == (2, 0)
+    assert store.unread_by_room(conn, CAROL).get(ROOM) == (3, 3)
