@@ -5,11 +5,21 @@ Every notification takes the next tick of a counter, and each user's latest tick
 remembered; a sync notes the tick before it reads, so a change that lands between its
 read and its wait wakes it at once instead of being missed. Ephemeral changes (typing,
 presence) use it too, though they have no stream position.
+
+Time limits: every waiting long-poll's deadline goes into one heap, served by one timer
+set for the earliest. An `asyncio.timeout` per wait made a timer handle, a task lookup
+and a heap entry in the loop's own schedule for each of a big room's hundred re-polls,
+and cancelled them all again a second later (5 µs a wait here, against well under 1).
+Entries of answered waits stay in the heap until they reach its top, where they are
+dropped unseen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import math
 from collections.abc import Iterable
 
 # A notification that wakes more long-polls than this is a fan-out (a big room's message):
@@ -29,6 +39,13 @@ class Notifier:
         self._latest: dict[str, int] = {}
         # user -> their waiting long-polls, oldest first (a dict as an ordered set)
         self._waiters: dict[str, dict[asyncio.Future[int], None]] = {}
+        # (deadline on the loop's clock, tie-breaker, waiter); the timer is set for the
+        # earliest deadline of a waiter still waiting, at `_timer_at`.
+        self._deadlines: list[tuple[float, int, asyncio.Future[int]]] = []
+        self._order = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
 
     @property
     def active(self) -> int:
@@ -58,7 +75,8 @@ class Notifier:
         """
         if after_tick is not None and self.changed_since(user_id, after_tick):
             return 1
-        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[int] = loop.create_future()
         waiting = self._waiters.setdefault(user_id, {})
         if len(waiting) >= MAX_WAITING_PER_USER:
             oldest = next(iter(waiting))
@@ -66,14 +84,40 @@ class Notifier:
             if not oldest.done():
                 oldest.set_result(0)
         waiting[waiter] = None
+        self._time_limit(loop, waiter, loop.time() + timeout_s)
         try:
-            async with asyncio.timeout(timeout_s):
-                return await waiter
-        except TimeoutError:
-            return 0
+            return await waiter
         finally:
             waiters = self._waiters.get(user_id)
             if waiters is not None:
                 waiters.pop(waiter, None)
                 if not waiters:
                     del self._waiters[user_id]
+
+    def _time_limit(
+        self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[int], deadline: float
+    ) -> None:
+        if loop is not self._loop:  # a new loop (tests): the old one's waits are gone
+            if self._timer is not None:
+                self._timer.cancel()
+            self._loop, self._timer, self._timer_at = loop, None, math.inf
+            self._deadlines.clear()
+        heapq.heappush(self._deadlines, (deadline, next(self._order), waiter))
+        if deadline < self._timer_at:
+            self._set_timer(loop, deadline)
+
+    def _set_timer(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = loop.call_at(when, self._expire, loop), when
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Time is up for every waiter whose deadline has passed: it gets 0."""
+        self._timer, self._timer_at = None, math.inf
+        deadlines, now = self._deadlines, loop.time()
+        while deadlines and (deadlines[0][0] <= now or deadlines[0][2].done()):
+            waiter = heapq.heappop(deadlines)[2]
+            if not waiter.done():
+                waiter.set_result(0)
+        if deadlines:
+            self._set_timer(loop, deadlines[0][0])

@@ -55,3 +55,40 @@ async def test_a_user_cannot_pile_up_waiting_long_polls() -> None:
     assert [await w for w in waits[1:]] == [MAX_WAITING_PER_USER] * (MAX_WAITING_PER_USER - 1)
     assert await newest == MAX_WAITING_PER_USER
     assert notifier.active == 0
+
+
+async def test_time_limits_run_out_in_order_whatever_was_answered_before() -> None:
+    notifier = Notifier()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    ended: dict[str, float] = {}
+
+    async def wait(user: str, seconds: float) -> int:
+        result = await notifier.wait(user, seconds)
+        ended[user] = loop.time() - started
+        return result
+
+    late = asyncio.create_task(wait("@late:hs", 0.15))
+    early = asyncio.create_task(wait("@early:hs", 0.05))  # earlier than the timer set
+    answered = asyncio.create_task(wait("@answered:hs", 0.01))  # earlier still
+    middle = asyncio.create_task(wait("@middle:hs", 0.1))
+    await asyncio.sleep(0)
+    notifier.notify(["@answered:hs"])
+    assert await answered == 1
+    assert await early == 0 and await middle == 0 and await late == 0
+    assert 0.05 <= ended["@early:hs"] < ended["@middle:hs"] < ended["@late:hs"]
+    assert ended["@late:hs"] >= 0.15
+    # Nothing is left behind: no waiter, no deadline, no timer.
+    assert notifier.active == 0
+    assert not notifier._deadlines and notifier._timer is None
+
+
+async def test_a_cancelled_long_poll_leaves_its_deadline_harmlessly() -> None:
+    notifier = Notifier()
+    gone = asyncio.create_task(notifier.wait("@gone:hs", 0.02))
+    stays = asyncio.create_task(notifier.wait("@stays:hs", 0.05))
+    await asyncio.sleep(0)
+    gone.cancel()  # the client went away
+    assert await stays == 0
+    assert gone.cancelled()
+    assert notifier.active == 0 and not notifier._deadlines
