@@ -1,7 +1,7 @@
 """The user's room list, filtered and cut into windows (MSC4186 "Lists").
 
 The server list is the user's rooms by recent activity (user_rooms, ordered by
-bump_stamp: DESIGN.md's per-user recency index): every room joined, invited to or
+bump_stamp: DESIGN.md's per-user room list table): every room joined, invited to or
 knocked on; rooms the user was kicked or banned from; rooms the user left only when this
 connection was sent them before (so it learns of the leave). A list filters that
 sequence and its ranges index into the filtered sequence. The filters' inputs (m.direct,

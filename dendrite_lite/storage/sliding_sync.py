@@ -183,8 +183,8 @@ def room_list(
     """The user's rooms, newest activity first; with `changed_after` = (bump_stamp,
     stream_pos, event_nid) maxima of an earlier read, only the rows changed since (a bump
     or a membership change takes a greater stream position, a new membership event a
-    greater event_nid), in no particular order: sorting them would make SQLite walk the
-    recency index and look every row up, ~4x the cost of scanning the user's rows."""
+    greater event_nid), in no particular order (the full list is sorted from the user's
+    rows in primary key order; schema delta 0012 says why there is no recency index)."""
     rest = " ORDER BY u.bump_stamp DESC, u.room_id"
     params: tuple[object, ...] = (user_id,)
     if changed_after is not None:
