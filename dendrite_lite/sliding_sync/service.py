@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apsw
+import msgspec
 
 from dendrite_lite.auth.ratelimit import RateLimiter
 from dendrite_lite.auth.tokens import Requester
@@ -117,6 +118,16 @@ class RoomList:
         return RoomList(rows, by_id, not_live)
 
 
+@dataclass(frozen=True)
+class CachedRoomList:
+    """A user's room list as of stream position `at`, and the aggregate over their
+    memberships it was read with (storage/sliding_sync.room_list_version)."""
+
+    version: tuple[int, int, int, int]
+    at: int
+    rows: RoomList
+
+
 @dataclass
 class Computed:
     """One computation of a response, before it is given a pos."""
@@ -171,7 +182,7 @@ class SlidingSync:
         self.limiter = limiter or RateLimiter(0, 0, enabled=False)
         self.connections = Connections()
         self.room_cache = RoomCache()
-        self._room_lists: OrderedDict[str, tuple[tuple[int, ...], RoomList]] = OrderedDict()
+        self._room_lists: OrderedDict[str, CachedRoomList] = OrderedDict()
         self._room_lists_lock = threading.Lock()
         self._writes: set[asyncio.Task[None]] = set()
         self._answered: OrderedDict[ConnKey, _Answered] = OrderedDict()
@@ -327,27 +338,61 @@ class SlidingSync:
 
     # -- on a reader thread --------------------------------------------------------------
 
-    def _room_list(self, conn: apsw.Connection, user_id: str) -> RoomList:
-        """The user's room list by recency, kept in memory while it does not change
-        (one aggregate over the user's rows tells)."""
+    def _room_list(self, conn: apsw.Connection, user_id: str, now: int) -> RoomList:
+        """The user's room list by recency, kept in memory with the stream position it
+        holds for: memberships changed since (one aggregate over the user's rows tells)
+        and rooms bumped since (the rooms with events since, a position window the
+        batch's other reads share) are merged in; anything else rebuilds it."""
         version = store.room_list_version(conn, user_id)
         cached = self._room_lists.get(user_id)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        count, _bump, _pos, _nid, forgotten = version
-        if cached is not None and cached[0][4] == forgotten and cached[0][0] <= count:
-            # Rooms bumped or whose membership changed (a message, typically): read only
-            # those rows and merge them into the list the cache has.
-            changed = store.room_list(conn, user_id, (cached[0][1], cached[0][2], cached[0][3]))
-            rows = cached[1].merged(changed)
-        else:
+        rows = None
+        if cached is not None and cached.at <= now and now - cached.at <= QUIET_WINDOW:
+            rows = self._updated(conn, user_id, cached, version, now)
+        if rows is None:
             rows = RoomList(store.room_list(conn, user_id))
+        fresh = CachedRoomList(version, now, rows)
+        if fresh == cached:  # nothing changed, not even the position (RoomList: identity)
+            return rows
         with self._room_lists_lock:
-            self._room_lists[user_id] = (version, rows)
+            self._room_lists[user_id] = fresh
             self._room_lists.move_to_end(user_id)
             while len(self._room_lists) > MAX_CACHED_ROOM_LISTS:
                 self._room_lists.popitem(last=False)
         return rows
+
+    @staticmethod
+    def _updated(
+        conn: apsw.Connection,
+        user_id: str,
+        cached: CachedRoomList,
+        version: tuple[int, int, int, int],
+        now: int,
+    ) -> RoomList | None:
+        """`cached` brought to `now`, or None if only a rebuild will do (a room forgotten
+        or gone)."""
+        changed: dict[str, ListedRoom] = {}
+        if version != cached.version:
+            count, _pos, _nid, forgotten = version
+            if cached.version[3] != forgotten or cached.version[0] > count:
+                return None
+            # Memberships changed (a join, typically): read only those rows.
+            changed_after = (cached.version[1], cached.version[2])
+            changed = {row.room_id: row for row in store.room_list(conn, user_id, changed_after)}
+        if now > cached.at:
+            listed = cached.rows.by_id
+            candidates = [
+                room_id
+                for room_id in streams.rooms_between(conn, "events", cached.at, now)
+                if room_id in listed and room_id not in changed
+            ]
+            if candidates:
+                for room_id, stamp in store.bumps(conn, candidates).items():
+                    row = listed[room_id]
+                    if row.membership in LIVE and stamp > row.bump_stamp:
+                        changed[room_id] = msgspec.structs.replace(row, bump_stamp=stamp)
+        if not changed:
+            return cached.rows
+        return cached.rows.merged(list(changed.values()))
 
     def _compute(
         self,
@@ -373,7 +418,7 @@ class SlidingSync:
         now = streams.current_position(conn)
         base_stream = None if base is None else min(base.stream_pos, now)
         sent_rooms = {} if base is None else base.rooms
-        room_list = self._room_list(conn, user_id)
+        room_list = self._room_list(conn, user_id, now)
         rows = room_list.rows
         facts = RoomFacts(conn, user_id)
         list_results, configs, in_lists = compute_lists(

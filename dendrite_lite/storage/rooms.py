@@ -71,12 +71,9 @@ def set_membership(
 
 
 def bump(conn: apsw.Connection, room_id: str, stream_pos: int) -> None:
-    """A bump event arrived: every member's list moves the room up."""
-    conn.execute(
-        "UPDATE user_rooms SET bump_stamp = ? WHERE room_id = ?"
-        " AND membership IN ('join', 'invite', 'knock')",
-        (stream_pos, room_id),
-    )
+    """A bump event arrived: the room moves up in its live members' lists (one row,
+    whatever the number of members; storage/sliding_sync.room_list reads it)."""
+    conn.execute("UPDATE rooms SET bump_stamp = ? WHERE room_id = ?", (stream_pos, room_id))
 
 
 def membership_of(conn: apsw.Connection, user_id: str, room_id: str) -> tuple[str, int] | None:

@@ -177,18 +177,28 @@ class ListedRoom(msgspec.Struct, frozen=True, gc=False):
     by_other: bool
 
 
+# A room's place in a member's list: for a live membership the room's latest bump or the
+# membership change, whichever came later; a room the user left stays where they left it
+# (schema delta 0013).
+_BUMP = (
+    "CASE WHEN u.membership IN ('join', 'invite', 'knock') AND r.bump_stamp > u.bump_stamp"
+    " THEN r.bump_stamp ELSE u.bump_stamp END"
+)
+
+
 def room_list(
-    conn: apsw.Connection, user_id: str, changed_after: tuple[int, int, int] | None = None
+    conn: apsw.Connection, user_id: str, changed_after: tuple[int, int] | None = None
 ) -> list[ListedRoom]:
-    """The user's rooms, newest activity first; with `changed_after` = (bump_stamp,
-    stream_pos, event_nid) maxima of an earlier read, only the rows changed since (a bump
-    or a membership change takes a greater stream position, a new membership event a
-    greater event_nid), in no particular order (the full list is sorted from the user's
-    rows in primary key order; schema delta 0012 says why there is no recency index)."""
-    rest = " ORDER BY u.bump_stamp DESC, u.room_id"
+    """The user's rooms, newest activity first; with `changed_after` = (stream_pos,
+    event_nid) maxima of an earlier read, only the rows whose membership changed since
+    (a membership change takes a greater stream position, a new membership event a
+    greater event_nid), in no particular order. Bumps since are `bumps`' to tell. (The
+    full list is sorted from the user's rows in primary key order; schema delta 0012
+    says why there is no recency index.)"""
+    rest = " ORDER BY bump DESC, u.room_id"
     params: tuple[object, ...] = (user_id,)
     if changed_after is not None:
-        rest = " AND (u.bump_stamp > ? OR u.stream_pos > ? OR u.event_nid > ?)"
+        rest = " AND (u.stream_pos > ? OR u.event_nid > ?)"
         params = (user_id, *changed_after)
     return [
         ListedRoom(
@@ -200,13 +210,26 @@ def room_list(
             sender is not None and sender != user_id,
         )
         for room_id, membership, event_nid, changed_at, bump, sender in conn.execute(
-            "SELECT u.room_id, u.membership, u.event_nid, u.stream_pos, u.bump_stamp,"
+            f"SELECT u.room_id, u.membership, u.event_nid, u.stream_pos, {_BUMP} AS bump,"
             " CASE WHEN u.membership IN ('leave', 'ban') THEN"
             "  (SELECT sender FROM events WHERE event_nid = u.event_nid) END"
-            f" FROM user_rooms AS u WHERE u.user_id = ? AND u.forgotten = 0{rest}",
+            " FROM user_rooms AS u JOIN rooms AS r ON r.room_id = u.room_id"
+            f" WHERE u.user_id = ? AND u.forgotten = 0{rest}",
             params,
         )
     ]
+
+
+def bumps(conn: apsw.Connection, room_ids: Iterable[str]) -> dict[str, int]:
+    """room_id -> the room's latest bump (0: none yet), for these rooms."""
+    return {
+        str(room_id): int(stamp)
+        for room_id, stamp in conn.execute(
+            "SELECT room_id, bump_stamp FROM rooms"
+            " WHERE room_id IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode(list(room_ids)),),
+        )
+    }
 
 
 def unread_counts(
@@ -224,18 +247,18 @@ def unread_counts(
     }
 
 
-def room_list_version(conn: apsw.Connection, user_id: str) -> tuple[int, ...]:
-    """What changes whenever the user's room list does: a bump or a membership change
-    takes a new, greater stream position; a new membership event a greater event_nid;
-    forgetting flips a flag; rooms come and go."""
+def room_list_version(conn: apsw.Connection, user_id: str) -> tuple[int, int, int, int]:
+    """What changes whenever the user's memberships do: (rows, the greatest stream_pos,
+    the greatest event_nid, rows forgotten). A membership change takes a new, greater
+    stream position; a new membership event a greater event_nid; forgetting flips a flag;
+    rooms come and go. Bumps are not in it: they are the room's (`bumps`)."""
     row = conn.execute(
-        "SELECT count(*), coalesce(max(bump_stamp), 0), coalesce(max(stream_pos), 0),"
-        " coalesce(max(event_nid), 0), coalesce(sum(forgotten), 0)"
-        " FROM user_rooms WHERE user_id = ?",
+        "SELECT count(*), coalesce(max(stream_pos), 0), coalesce(max(event_nid), 0),"
+        " coalesce(sum(forgotten), 0) FROM user_rooms WHERE user_id = ?",
         (user_id,),
     ).fetchone()
     assert row is not None
-    return tuple(int(v) for v in row)
+    return (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
 def encrypted_rooms(conn: apsw.Connection, user_id: str) -> set[str]:

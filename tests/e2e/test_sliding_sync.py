@@ -560,6 +560,33 @@ def test_list_order_follows_activity(http: httpx.Client) -> None:
     assert bumps[r2] > bumps[r1]
 
 
+def test_bumps_move_live_memberships_only(http: httpx.Client) -> None:
+    """A room's bump counts for its joined and invited members; a room the user left
+    stays where the leave put it, in the list built from scratch and in the one a
+    connection keeps up to date alike."""
+    alice, bob = new_client(http), new_client(http)
+    joined, left, invited = (alice.create_room(name=n) for n in ("joined", "left", "invited"))
+    for room in (joined, left, invited):
+        alice.invite(room, bob.user_id)
+    bob.join(joined)
+    bob.join(left)
+    body = ss(bob, room_list_body())
+    assert body["lists"]["all_rooms"]["ops"][0]["room_ids"] == [left, joined, invited]
+    alice.send(invited, message("to the invitee"))
+    body = ss(bob, room_list_body(), body["pos"])
+    assert body["lists"]["all_rooms"]["ops"][0]["room_ids"] == [invited, left, joined]
+    bob.leave(left)
+    alice.send(joined, message("bump"))
+    alice.send(left, message("after the leave"))
+    body = ss(bob, room_list_body(), body["pos"])
+    order = body["lists"]["all_rooms"]["ops"][0]["room_ids"]
+    assert order == [joined, left, invited]
+    # A new connection of the same user reads the list from scratch: the same order of
+    # the rooms it lists (a room left by the user themselves is not among them).
+    fresh = ss(bob, {**room_list_body(), "conn_id": "other"})
+    assert fresh["lists"]["all_rooms"]["ops"][0]["room_ids"] == [joined, invited]
+
+
 def test_three_connections_long_poll_at_once(http: httpx.Client, server: Server) -> None:
     """Element X keeps room-list, encryption and notifications polling together."""
     alice, bob = new_client(http), new_client(http)
