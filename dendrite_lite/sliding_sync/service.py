@@ -120,10 +120,11 @@ class RoomList:
 
 @dataclass(frozen=True)
 class CachedRoomList:
-    """A user's room list as of stream position `at`, and the aggregate over their
-    memberships it was read with (storage/sliding_sync.room_list_version)."""
+    """A user's room list as of stream position `at`, with the version of their
+    memberships it was read at and their summary (storage/sliding_sync.py)."""
 
-    version: tuple[int, int, int, int]
+    version: int
+    summary: tuple[int, int, int, int]
     at: int
     rows: RoomList
 
@@ -340,17 +341,20 @@ class SlidingSync:
 
     def _room_list(self, conn: apsw.Connection, user_id: str, now: int) -> RoomList:
         """The user's room list by recency, kept in memory with the stream position it
-        holds for: memberships changed since (one aggregate over the user's rows tells)
-        and rooms bumped since (the rooms with events since, a position window the
-        batch's other reads share) are merged in; anything else rebuilds it."""
+        holds for: memberships changed since (a per-user counter tells, storage/
+        sliding_sync.room_list_version) and rooms bumped since (the rooms with events
+        since, a position window the batch's other reads share) are merged in; anything
+        else rebuilds it."""
         version = store.room_list_version(conn, user_id)
         cached = self._room_lists.get(user_id)
-        rows = None
+        updated = None
         if cached is not None and cached.at <= now and now - cached.at <= QUIET_WINDOW:
-            rows = self._updated(conn, user_id, cached, version, now)
-        if rows is None:
-            rows = RoomList(store.room_list(conn, user_id))
-        fresh = CachedRoomList(version, now, rows)
+            updated = self._updated(conn, user_id, cached, version, now)
+        if updated is None:
+            summary = store.memberships_summary(conn, user_id)
+            updated = (RoomList(store.room_list(conn, user_id)), summary)
+        rows, summary = updated
+        fresh = CachedRoomList(version, summary, now, rows)
         if fresh == cached:  # nothing changed, not even the position (RoomList: identity)
             return rows
         with self._room_lists_lock:
@@ -362,21 +366,19 @@ class SlidingSync:
 
     @staticmethod
     def _updated(
-        conn: apsw.Connection,
-        user_id: str,
-        cached: CachedRoomList,
-        version: tuple[int, int, int, int],
-        now: int,
-    ) -> RoomList | None:
-        """`cached` brought to `now`, or None if only a rebuild will do (a room forgotten
-        or gone)."""
+        conn: apsw.Connection, user_id: str, cached: CachedRoomList, version: int, now: int
+    ) -> tuple[RoomList, tuple[int, int, int, int]] | None:
+        """`cached` brought to `now` (with the summary of memberships it was read with), or
+        None if only a rebuild will do (a room forgotten or gone)."""
         changed: dict[str, ListedRoom] = {}
+        summary = cached.summary
         if version != cached.version:
-            count, _pos, _nid, forgotten = version
-            if cached.version[3] != forgotten or cached.version[0] > count:
+            summary = store.memberships_summary(conn, user_id)
+            count, _pos, _nid, forgotten = summary
+            if cached.summary[3] != forgotten or cached.summary[0] > count:
                 return None
             # Memberships changed (a join, typically): read only those rows.
-            changed_after = (cached.version[1], cached.version[2])
+            changed_after = (cached.summary[1], cached.summary[2])
             changed = {row.room_id: row for row in store.room_list(conn, user_id, changed_after)}
         if now > cached.at:
             listed = cached.rows.by_id
@@ -391,8 +393,8 @@ class SlidingSync:
                     if row.membership in LIVE and stamp > row.bump_stamp:
                         changed[room_id] = msgspec.structs.replace(row, bump_stamp=stamp)
         if not changed:
-            return cached.rows
-        return cached.rows.merged(list(changed.values()))
+            return cached.rows, summary
+        return cached.rows.merged(list(changed.values())), summary
 
     def _compute(
         self,

@@ -247,11 +247,21 @@ def unread_counts(
     }
 
 
-def room_list_version(conn: apsw.Connection, user_id: str) -> tuple[int, int, int, int]:
-    """What changes whenever the user's memberships do: (rows, the greatest stream_pos,
-    the greatest event_nid, rows forgotten). A membership change takes a new, greater
-    stream position; a new membership event a greater event_nid; forgetting flips a flag;
-    rooms come and go. Bumps are not in it: they are the room's (`bumps`)."""
+def room_list_version(conn: apsw.Connection, user_id: str) -> int:
+    """A number that every change to the user's user_rooms rows raises (schema delta
+    0014's triggers); 0 for a user without rooms."""
+    for (version,) in conn.execute(
+        "SELECT version FROM room_list_versions WHERE user_id = ?", (user_id,)
+    ):
+        return int(version)
+    return 0
+
+
+def memberships_summary(conn: apsw.Connection, user_id: str) -> tuple[int, int, int, int]:
+    """(rows, the greatest stream_pos, the greatest event_nid, rows forgotten) of the
+    user's user_rooms: a membership change takes a new, greater stream position, a new
+    membership event a greater event_nid; forgetting flips a flag; rooms come and go.
+    Read when room_list_version says something changed, to find what."""
     row = conn.execute(
         "SELECT count(*), coalesce(max(stream_pos), 0), coalesce(max(event_nid), 0),"
         " coalesce(sum(forgotten), 0) FROM user_rooms WHERE user_id = ?",
