@@ -659,6 +659,7 @@ def _memberships(ctx: Context, candidates: set[str] | None) -> list[tuple[str, s
     all of them, or those whose membership changed in the window plus the candidates."""
     conn, window = ctx.conn, ctx.window
     rf = window.filter.room
+    rows: Iterable[Any]
     if candidates is None:
         rows = conn.execute(
             "SELECT room_id, membership, event_nid, stream_pos FROM user_rooms"
@@ -666,12 +667,21 @@ def _memberships(ctx: Context, candidates: set[str] | None) -> list[tuple[str, s
             (window.user_id,),
         )
     else:
-        rows = conn.execute(
-            "SELECT room_id, membership, event_nid, stream_pos FROM user_rooms"
-            " WHERE user_id = ? AND forgotten = 0"
-            " AND (stream_pos > ? OR room_id IN (SELECT value FROM json_each(?)))",
-            (window.user_id, window.since, msgspec.json.encode(sorted(candidates))),
-        )
+        # Two lookups (the candidates by key, the changes by user_rooms_changes) rather
+        # than one OR, which SQLite answers by reading all the user's rows; a room found
+        # by both comes once, and in room order as a scan of the key would give.
+        found = {
+            row[0]: row
+            for row in conn.execute(
+                "SELECT room_id, membership, event_nid, stream_pos FROM user_rooms"
+                " WHERE user_id = ?1 AND forgotten = 0"
+                " AND room_id IN (SELECT value FROM json_each(?3))"
+                " UNION ALL SELECT room_id, membership, event_nid, stream_pos FROM user_rooms"
+                " WHERE user_id = ?1 AND forgotten = 0 AND stream_pos > ?2",
+                (window.user_id, window.since, msgspec.json.encode(sorted(candidates))),
+            )
+        }
+        rows = [found[room_id] for room_id in sorted(found)]
     return [
         (str(room_id), str(membership), int(event_nid), int(changed_at))
         for room_id, membership, event_nid, changed_at in rows
