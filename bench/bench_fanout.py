@@ -273,8 +273,8 @@ async def workload(b: Bench) -> dict[str, Any]:
 def rows(r: dict[str, Any]) -> list[Row]:
     def ph(key: str, sub: str | None = None) -> Any:
         def get(res: dict[str, Any]) -> Any:
-            v = res["phases"]["fan-out"][key]
-            return v[sub] if sub else v
+            v = res["phases"]["fan-out"].get(key)  # None: an older report without it
+            return v[sub] if sub and v is not None else v
 
         return get
 
@@ -292,6 +292,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
         Row("send into the big room p50 ms", ph("send_big", "p50_ms"), nd=1),
         Row("send into the DM p95 ms", ph("send_dm", "p95_ms"), nd=1),
         Row("server CPU ms per big-room message", ph("server_cpu_ms_per_req"), nd=1),
+        Row("server writes KiB per big-room message", ph("server_write_kib_per_req"), nd=1),
         Row("missing deliveries", ph("missing"), nd=0),
     ]
 

@@ -103,6 +103,13 @@ class Proc:
             out["cpu_ms"] = (int(fields[11]) + int(fields[12])) * 1000.0 / self.tck
         except OSError as e:
             raise BenchError(f"cannot read /proc/{self.pid}: {e}") from e
+        # Bytes the process dirtied for the storage layer (WAL appends, checkpoints):
+        # unlike time, a count the host's speed does not move.
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{self.pid}/io") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k == "write_bytes":
+                    out["write_bytes"] = int(v)
         return out
 
 
@@ -855,6 +862,9 @@ class Meter:
                 "rss_kib": p1.get("VmRSS"),
             }
         )
+        if "write_bytes" in p1 and "write_bytes" in self.p0 and requests:
+            written = p1["write_bytes"] - self.p0["write_bytes"]
+            res["server_write_kib_per_req"] = round(written / 1024 / requests, 1)
         busy = host_cpu_busy(self.h0, h1)
         a = self.b.args
         for role, cpu, own in (
