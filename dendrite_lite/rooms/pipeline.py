@@ -178,8 +178,12 @@ class EventCreator:
             # with a room_id).
             raise forbidden("The room already has an m.room.create event")
         version = room_version_of(room)
-        prev_events = events.forward_extremities(conn, room_id)
-        depth = max(events.depths(conn, prev_events).values(), default=0) + 1
+        extremities = events.forward_extremities(conn, room_id)
+        prev_events = list(extremities)
+        known = [depth for depth in extremities.values() if depth is not None]
+        if len(known) < len(extremities):
+            known = list(events.depths(conn, prev_events).values())
+        depth = max(known, default=0) + 1
 
         def build(auth_events: list[str]) -> dict[str, Any]:
             return build_event(
@@ -278,7 +282,7 @@ class EventCreator:
             events.set_state_after(conn, nid, group)
             rooms.set_state_group(conn, room_id, group)
             room_state.set_current(conn, room_id, event.type, event.state_key, nid, membership)
-        events.set_forward_extremities(conn, room_id, [event.event_id])
+        events.set_forward_extremities(conn, room_id, {event.event_id: event.depth})
         if event.type in BUMP_TYPES:
             rooms.bump(conn, room_id, position)
         target = None

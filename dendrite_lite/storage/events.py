@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,20 +266,24 @@ def record_txn(
     )
 
 
-def forward_extremities(conn: apsw.Connection, room_id: str) -> list[str]:
-    return [
-        str(event_id)
-        for (event_id,) in conn.execute(
-            "SELECT event_id FROM forward_extremities WHERE room_id = ?", (room_id,)
+def forward_extremities(conn: apsw.Connection, room_id: str) -> dict[str, int | None]:
+    """The room's forward extremities and their depths (None: not known, look it up)."""
+    return {
+        str(event_id): None if depth is None else int(depth)
+        for event_id, depth in conn.execute(
+            "SELECT event_id, depth FROM forward_extremities WHERE room_id = ?", (room_id,)
         )
-    ]
+    }
 
 
-def set_forward_extremities(conn: apsw.Connection, room_id: str, event_ids: list[str]) -> None:
+def set_forward_extremities(
+    conn: apsw.Connection, room_id: str, extremities: Mapping[str, int]
+) -> None:
+    """The room's forward extremities are now these events (event ID -> depth)."""
     conn.execute("DELETE FROM forward_extremities WHERE room_id = ?", (room_id,))
     conn.executemany(
-        "INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?)",
-        [(room_id, event_id) for event_id in event_ids],
+        "INSERT INTO forward_extremities (room_id, event_id, depth) VALUES (?, ?, ?)",
+        [(room_id, event_id, depth) for event_id, depth in extremities.items()],
     )
 
 
