@@ -20,6 +20,14 @@ outcome is held until the commits it may have seen are flushed (``_visible`` is 
 before each COMMIT, ``_durable`` after its flush; a read notes ``_visible`` after its
 transaction). A power cut then loses nothing anybody was told about.
 
+When another write is already waiting, the flush is handed to a thread of its own (the
+flusher) and the writer goes on to the next batch while the disk flushes the last: a DM
+sent just after a message into a big room commits during that message's flush instead of
+after it. The flusher takes every commit handed to it since its last flush, flushes once
+for all of them (each was written to the WAL before the flush began), and then tells
+their outcomes in commit order. With nothing waiting, the writer flushes itself, as a
+hand-over would only add a thread's wake-up to a lone message's path.
+
 WAL checkpoints run on a thread of their own, not inside the commit that happens to
 cross the threshold: copying pages back into the database file and fsyncing it would
 otherwise land on one unlucky writer's latency every few hundred writes.
@@ -79,6 +87,18 @@ class _Job:
 
 
 _Outcome = tuple[asyncio.Future[Any], bool, Any]
+
+
+@dataclass
+class _Committed:
+    """A batch the writer is done with, waiting for its flush (if it needs one) before
+    its outcomes are told."""
+
+    seq: int
+    batch: list[_Job]
+    outcomes: list[tuple[bool, Any]]
+    needs_flush: bool
+    started: float
 
 
 _STOP = object()
@@ -157,7 +177,12 @@ class Database:
         self._visible = 0
         self._durable = 0
         self._durable_lock = threading.Lock()
-        self._held: list[tuple[asyncio.AbstractEventLoop, list[_Outcome]]] = []
+        # (loop, outcomes, the commits the read may have seen)
+        self._held: list[tuple[asyncio.AbstractEventLoop, list[_Outcome], int]] = []
+        # Batches committed and not yet told, for the flusher (FULL only), in commit order.
+        self._committed: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._flusher: threading.Thread | None = None
+        self._with_flusher = 0  # batches handed to it and not yet told (_durable_lock)
 
     def add_commit_listener(self, listener: Callable[[apsw.Connection], None]) -> None:
         """Run `listener(conn)` on the writer thread after every commit.
@@ -344,17 +369,19 @@ class Database:
         seen (`seen`, noted after its transaction) are flushed."""
         with self._durable_lock:
             if seen > self._durable:
-                self._held.append((loop, outcomes))
+                self._held.append((loop, outcomes, seen))
                 return
         _post(loop, _resolve, outcomes)
 
     def _mark_durable(self, seq: int) -> None:
-        # Every held read saw at most `seq`: the one writer numbers the next commit only
-        # after this call.
+        # The writer may have numbered later commits already (it does not wait for the
+        # flush): reads that may have seen those stay held.
         with self._durable_lock:
-            self._durable = seq
-            released, self._held = self._held, []
-        for loop, outcomes in released:
+            self._durable = max(self._durable, seq)
+            released = [held for held in self._held if held[2] <= self._durable]
+            if released:
+                self._held = [held for held in self._held if held[2] > self._durable]
+        for loop, outcomes, _seen in released:
             _post(loop, _resolve, outcomes)
 
     def _flush_wal(self) -> None:
@@ -420,10 +447,19 @@ class Database:
         except BaseException as exc:
             ready.put(exc)
             return
+        if self._flushes_wal:
+            self._flusher = threading.Thread(
+                target=self._flusher_main, name="db-flusher", daemon=True
+            )
+            self._flusher.start()
         ready.put(None)
         try:
             self._writer_loop(conn)
         finally:
+            if self._flusher is not None:
+                self._committed.put(_STOP)  # after every batch committed so far
+                self._flusher.join()
+                self._flusher = None
             conn.close()
             if self._wal_fd is not None:
                 os.close(self._wal_fd)
@@ -509,27 +545,78 @@ class Database:
                     callbacks.setdefault(job.loop, []).append((job.on_commit, value))
             for loop, calls in callbacks.items():
                 _post(loop, _call, calls)
-            if durable and self._flushes_wal:
+        done = _Committed(seq, batch, outcomes, committed and durable, started)
+        if not self._flushes_wal:
+            self._tell([done])
+            return
+        with self._durable_lock:
+            hand_over = self._with_flusher > 0 or not self._queue.empty()
+            if hand_over:
+                self._with_flusher += 1
+        if hand_over:
+            # Another write waits (or the flusher has earlier batches still to tell): the
+            # flusher flushes and tells, in commit order, while this thread goes on.
+            self._committed.put(done)
+        else:
+            # Nothing waits: flush here, with no thread to wake for it.
+            self._flush_and_tell([done])
+
+    # -- the flusher (FULL) ---------------------------------------------------------------
+
+    def _flusher_main(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._committed.get()
+            if first is _STOP:
+                break
+            group = [first]
+            while True:  # everything committed meanwhile shares the flush
                 try:
-                    self._flush_wal()
-                except OSError as exc:
-                    # Whether the data reached the disk is unknown: nobody is told it is
-                    # saved. (Readers see it all the same: it is in the file, as after
-                    # any failed fsync, where SQLite's own FULL commit would have rolled
-                    # it back.)
-                    log.exception("flushing the WAL after a commit of %d failed", len(batch))
-                    outcomes = [(False, exc)] * len(batch)
-        if self.observer is not None:
-            self.observer.observe_commit(time.perf_counter() - started, len(batch))
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
-        for job, (ok, value) in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(job.loop, []).append((job.future, ok, value))
-        for loop, results in by_loop.items():
-            _post(loop, _resolve, results)
-        # After the writes' own outcomes: a sender hears back before the long-polls its
-        # message woke (matrix-js-sdk stumbles when the remote echo of its own event
-        # beats the answer to its PUT).
-        self._mark_durable(seq)
+                    nxt = self._committed.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                group.append(nxt)
+            done = [c for c in group if isinstance(c, _Committed)]
+            try:
+                self._flush_and_tell(done)
+            finally:
+                with self._durable_lock:
+                    self._with_flusher -= len(done)
+
+    def _flush_and_tell(self, done: list[_Committed]) -> None:
+        """One flush for these batches (each written to the WAL before it begins), then
+        their outcomes."""
+        if any(c.needs_flush for c in done):
+            try:
+                self._flush_wal()
+            except OSError as exc:
+                # Whether the data reached the disk is unknown: nobody is told it is
+                # saved. (Readers see it all the same: it is in the file, as after any
+                # failed fsync, where SQLite's own FULL commit would have rolled it back.)
+                log.exception("flushing the WAL after %d commits failed", len(done))
+                for c in done:
+                    if c.needs_flush:
+                        c.outcomes = [(False, exc)] * len(c.batch)
+        self._tell(done)
+
+    def _tell(self, done: list[_Committed]) -> None:
+        """The outcomes of these batches (in commit order), then the reads held for them:
+        a sender hears back before the long-polls its message woke (matrix-js-sdk
+        stumbles when the remote echo of its own event beats the answer to its PUT)."""
+        now = time.perf_counter()
+        for c in done:
+            if self.observer is not None:
+                self.observer.observe_commit(now - c.started, len(c.batch))
+            by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+            for job, (ok, value) in zip(c.batch, c.outcomes, strict=True):
+                by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+            for loop, results in by_loop.items():
+                _post(loop, _resolve, results)
+        if done:
+            self._mark_durable(done[-1].seq)
 
 
 def _post(loop: asyncio.AbstractEventLoop, fn: Callable[[Any], None], arg: Any) -> None:

@@ -289,6 +289,48 @@ async def test_a_read_that_saw_an_unflushed_commit_waits_for_the_flush(
     assert order == ["write", "read"]
 
 
+async def test_the_writer_goes_on_while_the_flusher_flushes(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write queued behind another commits while the other's flush is held (a DM behind
+    a big room's message); outcomes are still told in commit order, each after a flush
+    that began after its commit, and a read that saw the later commit waits for it."""
+    gate = threading.Event()
+    flushes = Flushes(gate=gate)
+    monkeypatch.setattr(db_module, "_flush", flushes)
+    running, go_on = threading.Event(), threading.Event()
+
+    def first_unit(conn: apsw.Connection) -> int:
+        running.set()
+        go_on.wait(5)  # until the second write is queued behind it
+        return streams.next_position(conn)
+
+    order: list[str] = []
+    second_committed = asyncio.Event()
+    first = asyncio.ensure_future(db.write(first_unit))
+    first.add_done_callback(lambda _: order.append("first"))
+    assert await asyncio.to_thread(running.wait, 5)
+    second = asyncio.ensure_future(
+        db.write(streams.next_position, on_commit=lambda pos: second_committed.set())
+    )
+    second.add_done_callback(lambda _: order.append("second"))
+    await asyncio.sleep(0.05)  # the second write is in the writer's queue
+    go_on.set()
+    # No flush can end (the gate is shut), and the second write commits all the same.
+    await asyncio.wait_for(second_committed.wait(), 5)
+    assert await asyncio.to_thread(flushes.entered.wait, 5)
+    read = asyncio.ensure_future(db.read(streams.current_position))
+    read.add_done_callback(lambda _: order.append("read"))
+    await asyncio.sleep(0.1)
+    assert not first.done() and not second.done() and not read.done()
+    gate.set()
+    assert await first == 1
+    assert await second == 2
+    assert await read == 2
+    await asyncio.sleep(0.01)  # the done callbacks of the futures awaited when done
+    assert order == ["first", "second", "read"]
+
+
 async def test_on_commit_runs_only_for_units_that_were_committed(db: Database) -> None:
     called: list[Any] = []
 
