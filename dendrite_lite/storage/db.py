@@ -41,6 +41,7 @@ import contextlib
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -318,15 +319,7 @@ class Database:
                     break
                 self._let_the_flush_start()
                 batch = [first]
-                while len(batch) < BACKGROUND_READ_BATCH:
-                    try:
-                        nxt = jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is _STOP:
-                        stopping = True
-                        break
-                    batch.append(nxt)
+                stopping = _take_more(jobs, batch, BACKGROUND_READ_BATCH)
                 results: dict[asyncio.AbstractEventLoop, list[Any]] = {}
                 jobs_of_batch = [job for job in batch if isinstance(job, _Job)]
                 try:
@@ -470,19 +463,13 @@ class Database:
         foreground, background = self._writes
         while not stopping:
             tokens = 0
-            if self._queue.get() is _STOP:
+            first = self._queue.get()
+            if first is _STOP:
                 stopping = True
             else:
-                tokens = 1
-            while not stopping and tokens < self.settings.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                tokens += 1
+                taken = [first]
+                stopping = _take_more(self._queue, taken, self.settings.max_batch)
+                tokens = len(taken)
             # As many jobs as tokens taken: foreground first; background jobs join the
             # batch only when no foreground job is in it (they are not waited on by a
             # client, and a big batch of them would hold back a DM's commit).
@@ -569,16 +556,8 @@ class Database:
             first = self._committed.get()
             if first is _STOP:
                 break
-            group = [first]
-            while True:  # everything committed meanwhile shares the flush
-                try:
-                    nxt = self._committed.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                group.append(nxt)
+            group = [first]  # with everything committed meanwhile: they share the flush
+            stopping = _take_more(self._committed, group, sys.maxsize)
             done = [c for c in group if isinstance(c, _Committed)]
             try:
                 self._flush_and_tell(done)
@@ -617,6 +596,20 @@ class Database:
                 _post(loop, _resolve, results)
         if done:
             self._mark_durable(done[-1].seq)
+
+
+def _take_more(jobs: queue.SimpleQueue[object], taken: list[object], limit: int) -> bool:
+    """Add to `taken` what is queued already, up to `limit` items in all; True if the
+    stop marker came (it is not added)."""
+    while len(taken) < limit:
+        try:
+            nxt = jobs.get_nowait()
+        except queue.Empty:
+            return False
+        if nxt is _STOP:
+            return True
+        taken.append(nxt)
+    return False
 
 
 def _post(loop: asyncio.AbstractEventLoop, fn: Callable[[Any], None], arg: Any) -> None:
