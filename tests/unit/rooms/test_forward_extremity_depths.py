@@ -14,6 +14,7 @@ from dendrite_lite.events.room_versions import KNOWN_ROOM_VERSIONS
 from dendrite_lite.events.signing import ServerSigningKey
 from dendrite_lite.rooms.pipeline import EventCreator
 from dendrite_lite.storage import events, migrations
+from tests.unit.storage.old_schema import database_at
 
 ALICE = "@alice:hs"
 
@@ -56,12 +57,12 @@ def test_depths_follow_the_extremities(conn: apsw.Connection) -> None:
 
 
 def test_the_upgrade_fills_in_existing_depths(tmp_path: Path) -> None:
-    conn = apsw.Connection(str(tmp_path / "old.db"))
-    conn.execute(migrations.current_schema())
-    for version, _name, sql in migrations.deltas():
-        if version < 16:
-            conn.execute(sql)
-            conn.pragma("user_version", version)
+    conn = database_at(tmp_path / "old.db", 15)
+    conn.execute(
+        "INSERT INTO rooms (room_id, room_version, creator, created_ts)"
+        " VALUES ('!r:hs', '10', ?, 0)",
+        (ALICE,),
+    )
     conn.execute(
         "INSERT INTO events (event_id, room_id, type, sender, origin_server_ts, depth,"
         " stream_pos, pdu, client, unsigned)"

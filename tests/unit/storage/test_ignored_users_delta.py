@@ -8,6 +8,7 @@ import apsw
 import msgspec
 
 from dendrite_lite.storage import account_data, migrations
+from tests.unit.storage.old_schema import database_at
 
 ALICE, BOB, CAROL, DAVE = "@alice:hs", "@bob:hs", "@carol:hs", "@dave:hs"
 IGNORE = "m.ignored_user_list"
@@ -28,13 +29,7 @@ def _ignore(conn: apsw.Connection, user_id: str, content: object, position: int)
 
 
 def _old_database(tmp_path: Path) -> apsw.Connection:
-    conn = apsw.Connection(str(tmp_path / "old.db"))
-    conn.pragma("foreign_keys", True)
-    conn.execute(migrations.current_schema())
-    for version, _name, sql in migrations.deltas():
-        if version < 10:
-            conn.execute(sql)
-            conn.pragma("user_version", version)
+    conn = database_at(tmp_path / "old.db", 9)
     for user_id in (ALICE, BOB, CAROL, DAVE):
         conn.execute("INSERT INTO users (user_id, created_ts) VALUES (?, 0)", (user_id,))
     return conn

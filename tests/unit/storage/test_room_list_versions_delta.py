@@ -5,21 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import apsw
-
 from dendrite_lite.storage import migrations, rooms
 from dendrite_lite.storage import sliding_sync as store
+from tests.unit.storage.old_schema import database_at
 
 ALICE, BOB = "@alice:hs", "@bob:hs"
 
 
 def test_the_counter_follows_memberships_and_forgets(tmp_path: Path) -> None:
-    conn = apsw.Connection(str(tmp_path / "old.db"))
-    conn.execute(migrations.current_schema())
-    for version, _name, sql in migrations.deltas():
-        if version < 14:
-            conn.execute(sql)
-            conn.pragma("user_version", version)
+    conn = database_at(tmp_path / "old.db", 13)
     for room in ("!a:hs", "!b:hs"):
         rooms.insert(conn, room, "12", ALICE, 0)
     rooms.set_membership(conn, ALICE, "!a:hs", "join", 1, 1)

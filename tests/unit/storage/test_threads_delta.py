@@ -7,6 +7,7 @@ from pathlib import Path
 import apsw
 
 from dendrite_lite.storage import migrations, threads
+from tests.unit.storage.old_schema import database_at
 
 
 def _event(
@@ -26,12 +27,7 @@ def _event(
 
 
 def test_existing_replies_are_listed_after_the_upgrade(tmp_path: Path) -> None:
-    conn = apsw.Connection(str(tmp_path / "old.db"))
-    conn.execute(migrations.current_schema())
-    for version, _name, sql in migrations.deltas():
-        if version < 8:
-            conn.execute(sql)
-            conn.pragma("user_version", version)
+    conn = database_at(tmp_path / "old.db", 7)
     for room in ("!r:hs", "!other:hs"):
         conn.execute(
             "INSERT INTO rooms (room_id, room_version, creator, created_ts)"
