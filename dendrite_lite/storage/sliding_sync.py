@@ -179,7 +179,7 @@ class ListedRoom(msgspec.Struct, frozen=True, gc=False):
 
 # A room's place in a member's list: for a live membership the room's latest bump or the
 # membership change, whichever came later; a room the user left stays where they left it
-# (schema delta 0013).
+# (schema delta 0013). A row without its room (none is expected) keeps its own stamp.
 _BUMP = (
     "CASE WHEN u.membership IN ('join', 'invite', 'knock') AND r.bump_stamp > u.bump_stamp"
     " THEN r.bump_stamp ELSE u.bump_stamp END"
@@ -213,7 +213,7 @@ def room_list(
             f"SELECT u.room_id, u.membership, u.event_nid, u.stream_pos, {_BUMP} AS bump,"
             " CASE WHEN u.membership IN ('leave', 'ban') THEN"
             "  (SELECT sender FROM events WHERE event_nid = u.event_nid) END"
-            " FROM user_rooms AS u JOIN rooms AS r ON r.room_id = u.room_id"
+            " FROM user_rooms AS u LEFT JOIN rooms AS r ON r.room_id = u.room_id"
             f" WHERE u.user_id = ? AND u.forgotten = 0{rest}",
             params,
         )
