@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dendrite_lite.notifier import MAX_WAITING_PER_USER, Notifier
+from dendrite_lite.notifier import MAX_WAITING_PER_USER, MIN_COMPACT, Notifier
 
 
 async def test_wakes_only_the_concerned_user() -> None:
@@ -92,3 +92,17 @@ async def test_a_cancelled_long_poll_leaves_its_deadline_harmlessly() -> None:
     assert await stays == 0
     assert gone.cancelled()
     assert notifier.active == 0 and not notifier._deadlines
+
+
+async def test_answered_waits_do_not_pile_up_until_the_timer_fires() -> None:
+    notifier = Notifier()
+    patient = asyncio.create_task(notifier.wait("@patient:hs", 300))
+    await asyncio.sleep(0)
+    for _ in range(5 * MIN_COMPACT):
+        busy = asyncio.create_task(notifier.wait("@busy:hs", 30))
+        await asyncio.sleep(0)
+        notifier.notify(["@busy:hs"])
+        assert await busy == 1
+    assert len(notifier._deadlines) < 2 * MIN_COMPACT
+    notifier.notify(["@patient:hs"])
+    assert await patient == 1
