@@ -588,7 +588,10 @@ class Database:
         now = time.perf_counter()
         for c in done:
             if self.observer is not None:
-                self.observer.observe_commit(now - c.started, len(c.batch))
+                try:
+                    self.observer.observe_commit(now - c.started, len(c.batch))
+                except Exception:  # a metric must never leave a write untold
+                    log.exception("commit observer failed")
             by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
             for job, (ok, value) in zip(c.batch, c.outcomes, strict=True):
                 by_loop.setdefault(job.loop, []).append((job.future, ok, value))
