@@ -561,6 +561,11 @@ class Database:
             done = [c for c in group if isinstance(c, _Committed)]
             try:
                 self._flush_and_tell(done)
+            except Exception as exc:  # a bug here must not leave writes waiting forever
+                log.exception("the flusher failed to tell %d commits", len(done))
+                for c in done:
+                    c.outcomes = [(False, exc)] * len(c.batch)
+                self._tell(done)
             finally:
                 with self._durable_lock:
                     self._with_flusher -= len(done)
