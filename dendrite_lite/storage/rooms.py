@@ -87,11 +87,12 @@ def membership_of(conn: apsw.Connection, user_id: str, room_id: str) -> tuple[st
 
 
 def rooms_for_user(conn: apsw.Connection, user_id: str, membership: str = "join") -> list[str]:
+    """The user's rooms with this membership, in room ID order (the key's): no caller
+    needs recency, and user_rooms.bump_stamp is no longer the room's activity."""
     return [
         str(room_id)
         for (room_id,) in conn.execute(
-            "SELECT room_id FROM user_rooms WHERE user_id = ? AND membership = ?"
-            " ORDER BY bump_stamp DESC",
+            "SELECT room_id FROM user_rooms WHERE user_id = ? AND membership = ?",
             (user_id, membership),
         )
     ]
