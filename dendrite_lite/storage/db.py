@@ -17,8 +17,9 @@ idleness, the CPU idle meanwhile). A write's ``on_commit`` callback runs on the 
 loop at that point, so the long-polls a message wakes compute their answers during the
 flush instead of after it. No answer may reveal what is not durable yet, so every read's
 outcome is held until the commits it may have seen are flushed (``_visible`` is raised
-before each COMMIT, ``_durable`` after its flush; a read notes ``_visible`` after its
-transaction). A power cut then loses nothing anybody was told about.
+just before each COMMIT, ``_durable`` after its flush; a read notes ``_visible`` once its
+snapshot is taken, so a read that began before a commit does not wait for its flush). A
+power cut then loses nothing anybody was told about.
 
 When another write is already waiting, the flush is handed to a thread of its own (the
 flusher) and the writer goes on to the next batch while the disk flushes the last: a DM
@@ -27,6 +28,15 @@ after it. The flusher takes every commit handed to it since its last flush, flus
 for all of them (each was written to the WAL before the flush began), and then tells
 their outcomes in commit order. With nothing waiting, the writer flushes itself, as a
 hand-over would only add a thread's wake-up to a lone message's path.
+
+A read that arrived before a write sees the database as it was before that write and is
+answered before the write is acknowledged: the writer waits (briefly, ``ARRIVAL_WAIT_S``
+at most each time) before a COMMIT until the reads queued before its units have taken
+their snapshots, and before telling the outcome until they are answered. A reader may
+otherwise need the GIL for a few milliseconds while the event loop works through the
+write's request. matrix-js-sdk fetches a thread's root just before it sends a reply into
+the thread, and miscounts the thread's replies if the root's summary already has the
+reply, or if the answer comes after the reply's acknowledgement.
 
 WAL checkpoints run on a thread of their own, not inside the commit that happens to
 cross the threshold: copying pages back into the database file and fsyncing it would
@@ -85,6 +95,8 @@ class _Job:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     on_commit: Callable[[Any], None] | None = None
+    # A read's number in arrival order; a write's: the reads that arrived before it.
+    ticket: int = 0
 
 
 _Outcome = tuple[asyncio.Future[Any], bool, Any]
@@ -107,6 +119,10 @@ _STOP = object()
 # fan-out (bench/bench_fanout.py): batches of 32 gave p95 58 ms and 61 ms of CPU per
 # message, of 8 73 ms and 75 ms, one at a time 84 ms and 86 ms.
 BACKGROUND_READ_BATCH = 32
+# The longest a commit waits for reads that arrived before its writes to take their
+# snapshots (see the module docstring). Readers normally start within a millisecond;
+# the bound keeps a reader starved of the CPU from holding writes back.
+ARRIVAL_WAIT_S = 0.005
 # fdatasync flushes a file's data and what is needed to read it back (its size), which is
 # what a commit in the WAL needs; macOS has only fsync.
 _flush = getattr(os, "fdatasync", os.fsync)
@@ -184,6 +200,15 @@ class Database:
         self._committed: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._flusher: threading.Thread | None = None
         self._with_flusher = 0  # batches handed to it and not yet told (_durable_lock)
+        # Arrival order (module docstring): foreground reads numbered as they are queued,
+        # where each is, and how many threads wait on them; guarded by _arrivals.
+        self._arrivals = threading.Condition(threading.Lock())
+        self._reads_queued = 0
+        self._queued_reads: set[int] = set()  # not taken by a reader yet
+        self._unstarted_reads: set[int] = set()  # taken, without a snapshot yet
+        self._running_reads: set[int] = set()  # taken, not answered yet
+        self._idle_readers = self.settings.reader_threads
+        self._order_waiters = 0
 
     def add_commit_listener(self, listener: Callable[[apsw.Connection], None]) -> None:
         """Run `listener(conn)` on the writer thread after every commit.
@@ -257,7 +282,14 @@ class Database:
             raise DatabaseClosed("database is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        (self._background_reads if background else self._read_queue).put(_Job(fn, future, loop))
+        if background:
+            self._background_reads.put(_Job(fn, future, loop))
+        else:
+            with self._arrivals:
+                self._reads_queued += 1
+                ticket = self._reads_queued
+                self._queued_reads.add(ticket)
+            self._read_queue.put(_Job(fn, future, loop, ticket=ticket))
         return await future
 
     async def write(
@@ -282,7 +314,7 @@ class Database:
             raise DatabaseClosed("database is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._writes[background].append(_Job(fn, future, loop, on_commit))
+        self._writes[background].append(_Job(fn, future, loop, on_commit, self._reads_queued))
         self._queue.put(None)
         return await future
 
@@ -296,12 +328,22 @@ class Database:
                 if job is _STOP:
                     break
                 assert isinstance(job, _Job)
+                self._taken(job.ticket)
                 self._let_the_flush_start()
+                seen = self._visible
                 try:
-                    outcome = (True, self._run_read(conn, job.fn))
+                    try:
+                        seen = self._begin_read(conn)
+                    finally:
+                        self._started(job.ticket)
+                    try:
+                        outcome = (True, job.fn(conn))
+                    finally:
+                        conn.execute("COMMIT")
                 except BaseException as exc:
                     outcome = (False, exc)
-                self._answer_read(job.loop, [(job.future, *outcome)], self._visible)
+                self._answer_read(job.loop, [(job.future, *outcome)], seen)
+                self._finished(job.ticket)
         finally:
             conn.close()
 
@@ -322,8 +364,9 @@ class Database:
                 stopping = _take_more(jobs, batch, BACKGROUND_READ_BATCH)
                 results: dict[asyncio.AbstractEventLoop, list[Any]] = {}
                 jobs_of_batch = [job for job in batch if isinstance(job, _Job)]
+                seen = self._visible
                 try:
-                    conn.execute("BEGIN")
+                    seen = self._begin_read(conn)
                 except apsw.Error as exc:  # every unit of the batch fails with it
                     for job in jobs_of_batch:
                         results.setdefault(job.loop, []).append((job.future, False, exc))
@@ -337,7 +380,6 @@ class Database:
                             results.setdefault(job.loop, []).append((job.future, *outcome))
                     with contextlib.suppress(apsw.Error):
                         conn.execute("COMMIT")  # a read transaction: nothing to lose
-                seen = self._visible
                 for loop, outcomes in results.items():
                     self._answer_read(loop, outcomes, seen)
         finally:
@@ -392,13 +434,68 @@ class Database:
             self._wal_fd = os.open(self._wal_path, os.O_RDONLY)
             _flush(self._wal_fd)
 
-    @staticmethod
-    def _run_read(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> T:
+    def _begin_read(self, conn: apsw.Connection) -> int:
+        """Begin a read transaction with its snapshot taken now (reading the header takes
+        it); returns the commits it may see."""
         conn.execute("BEGIN")
         try:
-            return fn(conn)
-        finally:
-            conn.execute("COMMIT")
+            conn.execute("PRAGMA schema_version").fetchall()
+        except BaseException:
+            with contextlib.suppress(apsw.Error):
+                conn.execute("COMMIT")
+            raise
+        return self._visible
+
+    # -- arrival order ---------------------------------------------------------------
+
+    def _taken(self, ticket: int) -> None:
+        with self._arrivals:
+            self._queued_reads.discard(ticket)
+            self._unstarted_reads.add(ticket)
+            self._running_reads.add(ticket)
+            self._idle_readers -= 1
+
+    def _started(self, ticket: int) -> None:
+        with self._arrivals:
+            self._unstarted_reads.discard(ticket)
+            if self._order_waiters:
+                self._arrivals.notify_all()
+
+    def _finished(self, ticket: int) -> None:
+        """The read's outcome is handed to its loop, or held behind a flush."""
+        with self._arrivals:
+            self._running_reads.discard(ticket)
+            self._idle_readers += 1
+            if self._order_waiters:
+                self._arrivals.notify_all()
+
+    def _earlier_reads(self, reads: set[int], horizon: int) -> bool:
+        """Whether a read queued before `horizon` is among `reads` (those a reader has),
+        or is queued while a reader is free to take it. With every reader busy, a queued
+        read may wait for long, and writes do not wait for it."""
+        if reads and min(reads) <= horizon:
+            return True
+        return bool(
+            self._idle_readers > 0 and self._queued_reads and min(self._queued_reads) <= horizon
+        )
+
+    def _wait_for_earlier_reads(self, jobs: list[_Job], reads: set[int]) -> None:
+        """Wait, ARRIVAL_WAIT_S at most, until no read queued before these writes is
+        still in `reads` (module docstring)."""
+        horizon = max(job.ticket for job in jobs)
+        with self._arrivals:
+            if not self._earlier_reads(reads, horizon):
+                return
+            deadline = time.monotonic() + ARRIVAL_WAIT_S
+            self._order_waiters += 1
+            try:
+                while self._earlier_reads(reads, horizon):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._arrivals.wait(left)
+            finally:
+                self._order_waiters -= 1
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -494,9 +591,7 @@ class Database:
     ) -> None:
         started = time.perf_counter()
         outcomes: list[tuple[bool, Any]] = []
-        with self._durable_lock:
-            self._visible += 1
-            seq = self._visible
+        seq = 0
         committed = False
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -511,6 +606,9 @@ class Database:
                 else:
                     conn.execute("RELEASE unit")
                     outcomes.append((True, result))
+            # Reads that came first see the database without this batch...
+            self._wait_for_earlier_reads(batch, self._unstarted_reads)
+            seq = self._number_commit()
             conn.execute("COMMIT")
             committed = True
         except BaseException as exc:
@@ -520,6 +618,8 @@ class Database:
             if not conn.getautocommit():
                 conn.execute("ROLLBACK")
             outcomes = [(False, exc)] * len(batch)
+        if not seq:
+            seq = self._number_commit()
         for listener in self._commit_listeners:
             try:
                 listener(conn)
@@ -547,6 +647,12 @@ class Database:
         else:
             # Nothing waits: flush here, with no thread to wake for it.
             self._flush_and_tell([done])
+
+    def _number_commit(self) -> int:
+        """Number the commit about to happen: from now on a reader may see it."""
+        with self._durable_lock:
+            self._visible += 1
+            return self._visible
 
     # -- the flusher (FULL) ---------------------------------------------------------------
 
@@ -590,6 +696,8 @@ class Database:
         """The outcomes of these batches (in commit order), then the reads held for them:
         a sender hears back before the long-polls its message woke (matrix-js-sdk
         stumbles when the remote echo of its own event beats the answer to its PUT)."""
+        # ...and are answered before it is acknowledged.
+        self._wait_for_earlier_reads([job for c in done for job in c.batch], self._running_reads)
         now = time.perf_counter()
         for c in done:
             if self.observer is not None:

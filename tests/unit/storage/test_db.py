@@ -331,6 +331,128 @@ async def test_the_writer_goes_on_while_the_flusher_flushes(
     assert order == ["first", "second", "read"]
 
 
+class SlowSnapshots:
+    """Stands in for a reader starved of the CPU (the event loop and the writer holding
+    the GIL): it takes `delay` seconds to begin each read transaction."""
+
+    def __init__(self, database: Database, delay: float) -> None:
+        self.begin = database._begin_read
+        self.delay = delay
+
+    def __call__(self, conn: apsw.Connection) -> int:
+        threading.Event().wait(self.delay)
+        return self.begin(conn)
+
+
+async def test_a_read_that_arrived_before_a_write_does_not_see_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client fetches a thread's root and then sends a reply (matrix-js-sdk does, and
+    counts the reply twice if the root's summary has it): the read was asked for first,
+    so it sees the database as it was before the write, however late its reader starts,
+    and is answered before the write is acknowledged."""
+    monkeypatch.setattr(db, "_begin_read", SlowSnapshots(db, 0.003))
+    order: list[str] = []
+    read = asyncio.ensure_future(db.read(streams.current_position))
+    read.add_done_callback(lambda _: order.append("read"))
+    await asyncio.sleep(0)  # queued
+    write = asyncio.ensure_future(db.write(streams.next_position))
+    write.add_done_callback(lambda _: order.append("write"))
+    assert await write == 1
+    assert await read == 0
+    assert order == ["read", "write"]
+    # A read asked for after the write sees it.
+    assert await db.read(streams.current_position) == 1
+
+
+async def test_a_commit_waits_for_earlier_reads_only_so_long(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that cannot start holds a commit back ARRIVAL_WAIT_S at most: the write
+    is acknowledged while the read is still waiting to begin, and the read, begun after
+    the commit, sees it."""
+    release = threading.Event()
+    begin = db._begin_read
+
+    def stuck(conn: apsw.Connection) -> int:
+        release.wait(10)
+        return begin(conn)
+
+    monkeypatch.setattr(db, "_begin_read", stuck)
+    read = asyncio.ensure_future(db.read(streams.current_position))
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(db.write(streams.next_position), 5) == 1
+    assert not read.done()
+    release.set()
+    assert await read == 1
+
+
+async def test_a_commit_does_not_wait_for_reads_no_reader_is_free_to_take(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every reader busy, a queued read may wait for long: the commit does not wait
+    for it (the bound is made far longer than the test may take), and the read, begun
+    after the commit, sees it. The busy reader's read came first: it is answered before
+    the write is acknowledged."""
+    monkeypatch.setattr(db_module, "ARRIVAL_WAIT_S", 30.0)
+    database = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=1))
+    database.open()
+    try:
+        busy, release = threading.Event(), threading.Event()
+
+        def long_read(conn: apsw.Connection) -> int:
+            busy.set()
+            release.wait(10)
+            return streams.current_position(conn)
+
+        order: list[str] = []
+        first = asyncio.ensure_future(database.read(long_read))
+        first.add_done_callback(lambda _: order.append("first read"))
+        assert await asyncio.to_thread(busy.wait, 5)
+        queued = asyncio.ensure_future(database.read(streams.current_position))
+        await asyncio.sleep(0)
+        committed = asyncio.Event()
+        write = asyncio.ensure_future(
+            database.write(streams.next_position, on_commit=lambda pos: committed.set())
+        )
+        write.add_done_callback(lambda _: order.append("write"))
+        await asyncio.wait_for(committed.wait(), 5)
+        assert not first.done() and not queued.done() and not write.done()
+        release.set()
+        assert await first == 0  # its snapshot was taken before the commit
+        assert await write == 1
+        assert await queued == 1
+        await asyncio.sleep(0.01)
+        assert order == ["first read", "write"]
+    finally:
+        database.close()
+
+
+async def test_a_read_begun_before_a_commit_does_not_wait_for_its_flush(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a read whose snapshot may hold a commit waits for that commit's flush: one
+    that began before it is answered while the disk still flushes."""
+    gate = threading.Event()
+    monkeypatch.setattr(db_module, "_flush", Flushes(gate=gate))
+    began, committed_seen = threading.Event(), threading.Event()
+
+    def long_read(conn: apsw.Connection) -> int:
+        began.set()
+        committed_seen.wait(5)  # until the write has committed
+        return streams.current_position(conn)
+
+    read = asyncio.ensure_future(db.read(long_read))
+    assert await asyncio.to_thread(began.wait, 5)
+    write = asyncio.ensure_future(
+        db.write(streams.next_position, on_commit=lambda pos: committed_seen.set())
+    )
+    assert await asyncio.wait_for(read, 5) == 0
+    assert not write.done()  # its flush is still held
+    gate.set()
+    assert await write == 1
+
+
 async def test_on_commit_runs_only_for_units_that_were_committed(db: Database) -> None:
     called: list[Any] = []
 
