@@ -119,6 +119,9 @@ _STOP = object()
 # fan-out (bench/bench_fanout.py): batches of 32 gave p95 58 ms and 61 ms of CPU per
 # message, of 8 73 ms and 75 ms, one at a time 84 ms and 86 ms.
 BACKGROUND_READ_BATCH = 32
+# The longest a background read unit steps aside for foreground writes (see
+# Database._let_the_writes_pass).
+WRITE_PRIORITY_S = 0.02
 # The longest a commit waits for reads that arrived before its writes to take their
 # snapshots (see the module docstring). Readers normally start within a millisecond;
 # the bound keeps a reader starved of the CPU from holding writes back.
@@ -209,6 +212,10 @@ class Database:
         self._running_reads: set[int] = set()  # taken, not answered yet
         self._idle_readers = self.settings.reader_threads
         self._order_waiters = 0
+        # A foreground write in progress (the writer thread's): background reads step
+        # aside for it (_let_the_writes_pass).
+        self._writing = False
+        self._write_done = threading.Condition(threading.Lock())
 
     def add_commit_listener(self, listener: Callable[[apsw.Connection], None]) -> None:
         """Run `listener(conn)` on the writer thread after every commit.
@@ -373,6 +380,7 @@ class Database:
                 else:
                     with snapshot.shared(conn):  # one snapshot: the units share its reads
                         for job in jobs_of_batch:
+                            self._let_the_writes_pass()
                             try:
                                 outcome = (True, job.fn(conn))
                             except BaseException as exc:
@@ -384,6 +392,24 @@ class Database:
                     self._answer_read(loop, outcomes, seen)
         finally:
             conn.close()
+
+    def _let_the_writes_pass(self) -> None:
+        """Before a background unit: wait while a foreground write is queued or being
+        written (WRITE_PRIORITY_S at most).
+
+        The server has one core to share. A big room's fan-out keeps the event loop and
+        this thread busy for tens of milliseconds, and a DM written meanwhile got a third
+        of the CPU: its 1-2 ms of work took 8 ms (bench/bench_fanout.py, traced). The
+        answers of the fan-out are each a few milliseconds later instead."""
+        if not (self._writing or self._writes[0]):
+            return
+        deadline = time.monotonic() + WRITE_PRIORITY_S
+        with self._write_done:
+            while self._writing or self._writes[0]:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._write_done.wait(left)
 
     def _let_the_flush_start(self) -> None:
         """Yield the CPU once before a read that a commit's wake-up may have started.
@@ -593,6 +619,7 @@ class Database:
         outcomes: list[tuple[bool, Any]] = []
         seq = 0
         committed = False
+        self._writing = durable
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
@@ -618,6 +645,10 @@ class Database:
             if not conn.getautocommit():
                 conn.execute("ROLLBACK")
             outcomes = [(False, exc)] * len(batch)
+        if self._writing:  # committed: what is left (the flush) needs no CPU
+            self._writing = False
+            with self._write_done:
+                self._write_done.notify_all()
         if not seq:
             seq = self._number_commit()
         for listener in self._commit_listeners:
