@@ -18,7 +18,7 @@ from dendrite_lite.clock import now_ms
 from dendrite_lite.config import AuthConfig
 from dendrite_lite.errors import ErrCode, MatrixError
 from dendrite_lite.storage import tokens
-from dendrite_lite.storage.db import Database
+from dendrite_lite.storage.db import Database, arrival_key
 from dendrite_lite.types import DeviceId, UserId
 
 ACCESS_PREFIX = "dla_"
@@ -113,7 +113,15 @@ class TokenService:
 
     async def authenticate(self, token: str) -> Requester:
         if self.external is not None:
-            return await self.external.authenticate(token)
+            requester = await self.external.authenticate(token)
+        else:
+            requester = await self._authenticate(token)
+        # The rest of this request's reads and writes are this client's: the database
+        # keeps their order with its other requests' (storage/db.py, arrival order).
+        arrival_key.set(f"{requester.user_id}|{requester.device_id}")
+        return requester
+
+    async def _authenticate(self, token: str) -> Requester:
         digest = token_digest(token)
         row = self.cache.get(digest)
         if row is None:

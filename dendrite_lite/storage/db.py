@@ -29,10 +29,11 @@ for all of them (each was written to the WAL before the flush began), and then t
 their outcomes in commit order. With nothing waiting, the writer flushes itself, as a
 hand-over would only add a thread's wake-up to a lone message's path.
 
-A read that arrived before a write sees the database as it was before that write and is
-answered before the write is acknowledged: the writer waits (briefly, ``ARRIVAL_WAIT_S``
-at most each time) before a COMMIT until the reads queued before its units have taken
-their snapshots, and before telling the outcome until they are answered. A reader may
+A client's read that arrived before its write sees the database as it was before that
+write and is answered before the write is acknowledged (``arrival_key`` names the client
+of the current request; other clients' reads are not waited for). The writer waits,
+``ARRIVAL_WAIT_S`` at most each time, before a COMMIT until such reads have taken their
+snapshots, and before telling the outcome until they are answered. A reader may
 otherwise need the GIL for a few milliseconds while the event loop works through the
 write's request. matrix-js-sdk fetches a thread's root just before it sends a reply into
 the thread, and miscounts the thread's replies if the root's summary already has the
@@ -48,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import logging
 import os
 import queue
@@ -97,6 +99,7 @@ class _Job:
     on_commit: Callable[[Any], None] | None = None
     # A read's number in arrival order; a write's: the reads that arrived before it.
     ticket: int = 0
+    key: str | None = None  # the client's (arrival_key), None: no order kept
 
 
 _Outcome = tuple[asyncio.Future[Any], bool, Any]
@@ -113,6 +116,13 @@ class _Committed:
     needs_flush: bool
     started: float
 
+
+# The client on whose behalf the current task reads and writes (set once its access
+# token is checked): the arrival order of the module docstring is kept between the
+# requests of one client.
+arrival_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "arrival_key", default=None
+)
 
 _STOP = object()
 # Background reads answered together (one transaction, one loop wake-up). A 100-client
@@ -207,9 +217,11 @@ class Database:
         # where each is, and how many threads wait on them; guarded by _arrivals.
         self._arrivals = threading.Condition(threading.Lock())
         self._reads_queued = 0
-        self._queued_reads: set[int] = set()  # not taken by a reader yet
-        self._unstarted_reads: set[int] = set()  # taken, without a snapshot yet
-        self._running_reads: set[int] = set()  # taken, not answered yet
+        # Each by client (arrival_key): the reads not taken by a reader yet, taken and
+        # without a snapshot yet, taken and not answered yet.
+        self._queued_reads: dict[str, set[int]] = {}
+        self._unstarted_reads: dict[str, set[int]] = {}
+        self._running_reads: dict[str, set[int]] = {}
         self._idle_readers = self.settings.reader_threads
         self._order_waiters = 0
         # A foreground write in progress (the writer thread's): background reads step
@@ -238,10 +250,13 @@ class Database:
         if error is not None:
             self._writer.join()
             raise error
+        # The other threads' connections are opened here, before open() returns: a
+        # thread that connected later could find the database changed under it (and
+        # an opening connection makes a WAL file anew if it is missing).
         self._readers = [
             threading.Thread(
                 target=self._reader_main,
-                args=(self._read_queue,),
+                args=(connect(self.path, self.settings),),
                 name=f"db-reader_{n}",
                 daemon=True,
             )
@@ -250,6 +265,7 @@ class Database:
         self._readers.append(
             threading.Thread(
                 target=self._background_reader_main,
+                args=(connect(self.path, self.settings),),
                 name="db-reader-background",
                 daemon=True,
             )
@@ -258,7 +274,10 @@ class Database:
             reader.start()
         self._closed = False
         self._checkpointer = threading.Thread(
-            target=self._checkpointer_main, name="db-checkpointer", daemon=True
+            target=self._checkpointer_main,
+            args=(connect(self.path, self.settings),),
+            name="db-checkpointer",
+            daemon=True,
         )
         self._checkpointer.start()
 
@@ -289,14 +308,15 @@ class Database:
             raise DatabaseClosed("database is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if background:
-            self._background_reads.put(_Job(fn, future, loop))
+        key = None if background else arrival_key.get()
+        if key is None:
+            (self._background_reads if background else self._read_queue).put(_Job(fn, future, loop))
         else:
             with self._arrivals:
                 self._reads_queued += 1
                 ticket = self._reads_queued
-                self._queued_reads.add(ticket)
-            self._read_queue.put(_Job(fn, future, loop, ticket=ticket))
+                self._queued_reads.setdefault(key, set()).add(ticket)
+            self._read_queue.put(_Job(fn, future, loop, ticket=ticket, key=key))
         return await future
 
     async def write(
@@ -321,28 +341,30 @@ class Database:
             raise DatabaseClosed("database is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._writes[background].append(_Job(fn, future, loop, on_commit, self._reads_queued))
+        self._writes[background].append(
+            _Job(fn, future, loop, on_commit, self._reads_queued, arrival_key.get())
+        )
         self._queue.put(None)
         return await future
 
     # -- reader side -----------------------------------------------------------------
 
-    def _reader_main(self, jobs: queue.SimpleQueue[object]) -> None:
-        conn = connect(self.path, self.settings)
+    def _reader_main(self, conn: apsw.Connection) -> None:
+        jobs = self._read_queue
         try:
             while True:
                 job = jobs.get()
                 if job is _STOP:
                     break
                 assert isinstance(job, _Job)
-                self._taken(job.ticket)
+                self._taken(job)
                 self._let_the_flush_start()
                 seen = self._visible
                 try:
                     try:
                         seen = self._begin_read(conn)
                     finally:
-                        self._started(job.ticket)
+                        self._started(job)
                     try:
                         outcome = (True, job.fn(conn))
                     finally:
@@ -350,15 +372,14 @@ class Database:
                 except BaseException as exc:
                     outcome = (False, exc)
                 self._answer_read(job.loop, [(job.future, *outcome)], seen)
-                self._finished(job.ticket)
+                self._finished(job)
         finally:
             conn.close()
 
-    def _background_reader_main(self) -> None:
+    def _background_reader_main(self, conn: apsw.Connection) -> None:
         """Background reads, taken a few at a time: the units queued together share one
         read transaction (they all want the state the fan-out's commit made) and one
         wake-up of the event loop for their outcomes."""
-        conn = connect(self.path, self.settings)
         jobs = self._background_reads
         stopping = False
         try:
@@ -474,48 +495,59 @@ class Database:
 
     # -- arrival order ---------------------------------------------------------------
 
-    def _taken(self, ticket: int) -> None:
+    def _taken(self, job: _Job) -> None:
         with self._arrivals:
-            self._queued_reads.discard(ticket)
-            self._unstarted_reads.add(ticket)
-            self._running_reads.add(ticket)
             self._idle_readers -= 1
+            if job.key is None:
+                return
+            _discard(self._queued_reads, job.key, job.ticket)
+            self._unstarted_reads.setdefault(job.key, set()).add(job.ticket)
+            self._running_reads.setdefault(job.key, set()).add(job.ticket)
 
-    def _started(self, ticket: int) -> None:
+    def _started(self, job: _Job) -> None:
+        if job.key is None:
+            return
         with self._arrivals:
-            self._unstarted_reads.discard(ticket)
+            _discard(self._unstarted_reads, job.key, job.ticket)
             if self._order_waiters:
                 self._arrivals.notify_all()
 
-    def _finished(self, ticket: int) -> None:
+    def _finished(self, job: _Job) -> None:
         """The read's outcome is handed to its loop, or held behind a flush."""
         with self._arrivals:
-            self._running_reads.discard(ticket)
             self._idle_readers += 1
+            if job.key is not None:
+                _discard(self._running_reads, job.key, job.ticket)
             if self._order_waiters:
                 self._arrivals.notify_all()
 
-    def _earlier_reads(self, reads: set[int], horizon: int) -> bool:
-        """Whether a read queued before `horizon` is among `reads` (those a reader has),
-        or is queued while a reader is free to take it. With every reader busy, a queued
-        read may wait for long, and writes do not wait for it."""
-        if reads and min(reads) <= horizon:
-            return True
-        return bool(
-            self._idle_readers > 0 and self._queued_reads and min(self._queued_reads) <= horizon
-        )
+    def _earlier_reads(self, reads: dict[str, set[int]], jobs: list[_Job]) -> bool:
+        """Whether a read of one of these writes' clients, queued before the write, is in
+        `reads` (a reader has it), or is queued while a reader is free to take it. With
+        every reader busy, a queued read may wait for long; writes do not wait for it."""
+        for job in jobs:
+            if job.key is None:
+                continue
+            mine = reads.get(job.key)
+            if mine and min(mine) <= job.ticket:
+                return True
+            queued = self._queued_reads.get(job.key)
+            if self._idle_readers > 0 and queued and min(queued) <= job.ticket:
+                return True
+        return False
 
-    def _wait_for_earlier_reads(self, jobs: list[_Job], reads: set[int]) -> None:
-        """Wait, ARRIVAL_WAIT_S at most, until no read queued before these writes is
-        still in `reads` (module docstring)."""
-        horizon = max(job.ticket for job in jobs)
+    def _wait_for_earlier_reads(self, jobs: list[_Job], reads: dict[str, set[int]]) -> None:
+        """Wait, ARRIVAL_WAIT_S at most, until no read queued before these writes by the
+        same client is still in `reads` (module docstring)."""
+        if all(job.key is None for job in jobs):
+            return
         with self._arrivals:
-            if not self._earlier_reads(reads, horizon):
+            if not self._earlier_reads(reads, jobs):
                 return
             deadline = time.monotonic() + ARRIVAL_WAIT_S
             self._order_waiters += 1
             try:
-                while self._earlier_reads(reads, horizon):
+                while self._earlier_reads(reads, jobs):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -530,8 +562,7 @@ class Database:
             self._checkpoint_wanted.set()
         return apsw.SQLITE_OK
 
-    def _checkpointer_main(self) -> None:
-        conn = connect(self.path, self.settings)
+    def _checkpointer_main(self, conn: apsw.Connection) -> None:
         try:
             while not self._closed:
                 self._checkpoint_wanted.wait()
@@ -743,6 +774,14 @@ class Database:
                 _post(loop, _resolve, results)
         if done:
             self._mark_durable(done[-1].seq)
+
+
+def _discard(sets: dict[str, set[int]], key: str, ticket: int) -> None:
+    mine = sets.get(key)
+    if mine is not None:
+        mine.discard(ticket)
+        if not mine:
+            del sets[key]
 
 
 def _take_more(jobs: queue.SimpleQueue[object], taken: list[object], limit: int) -> bool:

@@ -351,6 +351,8 @@ async def test_a_read_that_arrived_before_a_write_does_not_see_it(
     counts the reply twice if the root's summary has it): the read was asked for first,
     so it sees the database as it was before the write, however late its reader starts,
     and is answered before the write is acknowledged."""
+    db_module.arrival_key.set("@alice:localhost|PHONE")
+    monkeypatch.setattr(db_module, "ARRIVAL_WAIT_S", 10.0)  # a slow host stays in bounds
     monkeypatch.setattr(db, "_begin_read", SlowSnapshots(db, 0.003))
     order: list[str] = []
     read = asyncio.ensure_future(db.read(streams.current_position))
@@ -371,6 +373,7 @@ async def test_a_commit_waits_for_earlier_reads_only_so_long(
     """A reader that cannot start holds a commit back ARRIVAL_WAIT_S at most: the write
     is acknowledged while the read is still waiting to begin, and the read, begun after
     the commit, sees it."""
+    db_module.arrival_key.set("@alice:localhost|PHONE")
     release = threading.Event()
     begin = db._begin_read
 
@@ -394,6 +397,7 @@ async def test_a_commit_does_not_wait_for_reads_no_reader_is_free_to_take(
     for it (the bound is made far longer than the test may take), and the read, begun
     after the commit, sees it. The busy reader's read came first: it is answered before
     the write is acknowledged."""
+    db_module.arrival_key.set("@alice:localhost|PHONE")
     monkeypatch.setattr(db_module, "ARRIVAL_WAIT_S", 30.0)
     database = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=1))
     database.open()
@@ -426,6 +430,36 @@ async def test_a_commit_does_not_wait_for_reads_no_reader_is_free_to_take(
         assert order == ["first read", "write"]
     finally:
         database.close()
+
+
+async def test_a_commit_does_not_wait_for_another_clients_reads(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrival order is kept between one client's requests: bob's write does not wait for
+    alice's read, however long that takes (the bound is made far longer than the test)."""
+    monkeypatch.setattr(db_module, "ARRIVAL_WAIT_S", 30.0)
+    release = threading.Event()
+    begin = db._begin_read
+
+    def stuck(conn: apsw.Connection) -> int:
+        release.wait(10)
+        return begin(conn)
+
+    monkeypatch.setattr(db, "_begin_read", stuck)
+
+    async def as_client(key: str, work: Any) -> Any:
+        db_module.arrival_key.set(key)
+        return await work()
+
+    read = asyncio.ensure_future(
+        as_client("@alice:localhost|PHONE", lambda: db.read(streams.current_position))
+    )
+    await asyncio.sleep(0.01)
+    write = as_client("@bob:localhost|LAPTOP", lambda: db.write(streams.next_position))
+    assert await asyncio.wait_for(write, 5) == 1
+    assert not read.done()
+    release.set()
+    assert await read == 1
 
 
 async def test_a_read_begun_before_a_commit_does_not_wait_for_its_flush(
