@@ -344,6 +344,18 @@ class SlowSnapshots:
         return self.begin(conn)
 
 
+class StuckSnapshots:
+    """Stands in for a reader that cannot begin a read transaction until released."""
+
+    def __init__(self, database: Database) -> None:
+        self.begin = database._begin_read
+        self.release = threading.Event()
+
+    def __call__(self, conn: apsw.Connection) -> int:
+        self.release.wait(10)
+        return self.begin(conn)
+
+
 async def test_a_read_that_arrived_before_a_write_does_not_see_it(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -374,19 +386,13 @@ async def test_a_commit_waits_for_earlier_reads_only_so_long(
     is acknowledged while the read is still waiting to begin, and the read, begun after
     the commit, sees it."""
     db_module.arrival_key.set("@alice:localhost|PHONE")
-    release = threading.Event()
-    begin = db._begin_read
-
-    def stuck(conn: apsw.Connection) -> int:
-        release.wait(10)
-        return begin(conn)
-
+    stuck = StuckSnapshots(db)
     monkeypatch.setattr(db, "_begin_read", stuck)
     read = asyncio.ensure_future(db.read(streams.current_position))
     await asyncio.sleep(0)
     assert await asyncio.wait_for(db.write(streams.next_position), 5) == 1
     assert not read.done()
-    release.set()
+    stuck.release.set()
     assert await read == 1
 
 
@@ -438,13 +444,7 @@ async def test_a_commit_does_not_wait_for_another_clients_reads(
     """Arrival order is kept between one client's requests: bob's write does not wait for
     alice's read, however long that takes (the bound is made far longer than the test)."""
     monkeypatch.setattr(db_module, "ARRIVAL_WAIT_S", 30.0)
-    release = threading.Event()
-    begin = db._begin_read
-
-    def stuck(conn: apsw.Connection) -> int:
-        release.wait(10)
-        return begin(conn)
-
+    stuck = StuckSnapshots(db)
     monkeypatch.setattr(db, "_begin_read", stuck)
 
     async def as_client(key: str, work: Any) -> Any:
@@ -458,7 +458,7 @@ async def test_a_commit_does_not_wait_for_another_clients_reads(
     write = as_client("@bob:localhost|LAPTOP", lambda: db.write(streams.next_position))
     assert await asyncio.wait_for(write, 5) == 1
     assert not read.done()
-    release.set()
+    stuck.release.set()
     assert await read == 1
 
 
