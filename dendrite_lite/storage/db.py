@@ -341,9 +341,10 @@ class Database:
             raise DatabaseClosed("database is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._writes[background].append(
-            _Job(fn, future, loop, on_commit, self._reads_queued, arrival_key.get())
-        )
+        # A background write keeps no order: nobody waits for it, and the writer must
+        # not wait on its behalf while a DM queues behind.
+        key = None if background else arrival_key.get()
+        self._writes[background].append(_Job(fn, future, loop, on_commit, self._reads_queued, key))
         self._queue.put(None)
         return await future
 
