@@ -462,6 +462,24 @@ async def test_a_commit_does_not_wait_for_another_clients_reads(
     assert await read == 1
 
 
+async def test_a_background_write_does_not_wait_for_its_clients_reads(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody waits for a background write (a sliding sync position), so it keeps no
+    order: the writer does not wait for the client's earlier read on its behalf."""
+    monkeypatch.setattr(db_module, "ARRIVAL_WAIT_S", 30.0)
+    db_module.arrival_key.set("@alice:localhost|PHONE")
+    stuck = StuckSnapshots(db)
+    monkeypatch.setattr(db, "_begin_read", stuck)
+    read = asyncio.ensure_future(db.read(streams.current_position))
+    await asyncio.sleep(0)
+    write = db.write(streams.next_position, background=True)
+    assert await asyncio.wait_for(write, 5) == 1
+    assert not read.done()
+    stuck.release.set()
+    assert await read == 1
+
+
 async def test_a_read_begun_before_a_commit_does_not_wait_for_its_flush(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
