@@ -344,6 +344,9 @@ class SlowSnapshots:
         return self.begin(conn)
 
 
+ALICE = "@alice:localhost|PHONE"
+
+
 class StuckSnapshots:
     """Stands in for a reader that cannot begin a read transaction until released."""
 
@@ -356,6 +359,31 @@ class StuckSnapshots:
         return self.begin(conn)
 
 
+async def a_write_passes_a_stuck_read(
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    writer: str,
+    background: bool = False,
+) -> None:
+    """alice's read is queued first and cannot begin; a write by `writer` is
+    acknowledged while it waits, and the read, begun after the commit, sees it."""
+    stuck = StuckSnapshots(db)
+    monkeypatch.setattr(db, "_begin_read", stuck)
+
+    async def as_client(key: str, work: Any) -> Any:
+        db_module.arrival_key.set(key)
+        return await work()
+
+    read = asyncio.ensure_future(as_client(ALICE, lambda: db.read(streams.current_position)))
+    await asyncio.sleep(0.01)  # taken by a reader, stuck before its snapshot
+    write = as_client(writer, lambda: db.write(streams.next_position, background=background))
+    assert await asyncio.wait_for(write, 5) == 1
+    assert not read.done()
+    stuck.release.set()
+    assert await read == 1
+
+
 async def test_a_read_that_arrived_before_a_write_does_not_see_it(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -363,7 +391,7 @@ async def test_a_read_that_arrived_before_a_write_does_not_see_it(
     counts the reply twice if the root's summary has it): the read was asked for first,
     so it sees the database as it was before the write, however late its reader starts,
     and is answered before the write is acknowledged."""
-    db_module.arrival_key.set("@alice:localhost|PHONE")
+    db_module.arrival_key.set(ALICE)
     monkeypatch.setattr(db_module, "ARRIVAL_WAIT_S", 10.0)  # a slow host stays in bounds
     monkeypatch.setattr(db, "_begin_read", SlowSnapshots(db, 0.003))
     order: list[str] = []
@@ -385,15 +413,7 @@ async def test_a_commit_waits_for_earlier_reads_only_so_long(
     """A reader that cannot start holds a commit back ARRIVAL_WAIT_S at most: the write
     is acknowledged while the read is still waiting to begin, and the read, begun after
     the commit, sees it."""
-    db_module.arrival_key.set("@alice:localhost|PHONE")
-    stuck = StuckSnapshots(db)
-    monkeypatch.setattr(db, "_begin_read", stuck)
-    read = asyncio.ensure_future(db.read(streams.current_position))
-    await asyncio.sleep(0)
-    assert await asyncio.wait_for(db.write(streams.next_position), 5) == 1
-    assert not read.done()
-    stuck.release.set()
-    assert await read == 1
+    await a_write_passes_a_stuck_read(db, monkeypatch, writer=ALICE)
 
 
 async def test_a_commit_does_not_wait_for_reads_no_reader_is_free_to_take(
@@ -403,7 +423,7 @@ async def test_a_commit_does_not_wait_for_reads_no_reader_is_free_to_take(
     for it (the bound is made far longer than the test may take), and the read, begun
     after the commit, sees it. The busy reader's read came first: it is answered before
     the write is acknowledged."""
-    db_module.arrival_key.set("@alice:localhost|PHONE")
+    db_module.arrival_key.set(ALICE)
     monkeypatch.setattr(db_module, "ARRIVAL_WAIT_S", 30.0)
     database = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=1))
     database.open()
@@ -444,22 +464,7 @@ async def test_a_commit_does_not_wait_for_another_clients_reads(
     """Arrival order is kept between one client's requests: bob's write does not wait for
     alice's read, however long that takes (the bound is made far longer than the test)."""
     monkeypatch.setattr(db_module, "ARRIVAL_WAIT_S", 30.0)
-    stuck = StuckSnapshots(db)
-    monkeypatch.setattr(db, "_begin_read", stuck)
-
-    async def as_client(key: str, work: Any) -> Any:
-        db_module.arrival_key.set(key)
-        return await work()
-
-    read = asyncio.ensure_future(
-        as_client("@alice:localhost|PHONE", lambda: db.read(streams.current_position))
-    )
-    await asyncio.sleep(0.01)
-    write = as_client("@bob:localhost|LAPTOP", lambda: db.write(streams.next_position))
-    assert await asyncio.wait_for(write, 5) == 1
-    assert not read.done()
-    stuck.release.set()
-    assert await read == 1
+    await a_write_passes_a_stuck_read(db, monkeypatch, writer="@bob:localhost|LAPTOP")
 
 
 async def test_a_background_write_does_not_wait_for_its_clients_reads(
@@ -468,16 +473,7 @@ async def test_a_background_write_does_not_wait_for_its_clients_reads(
     """Nobody waits for a background write (a sliding sync position), so it keeps no
     order: the writer does not wait for the client's earlier read on its behalf."""
     monkeypatch.setattr(db_module, "ARRIVAL_WAIT_S", 30.0)
-    db_module.arrival_key.set("@alice:localhost|PHONE")
-    stuck = StuckSnapshots(db)
-    monkeypatch.setattr(db, "_begin_read", stuck)
-    read = asyncio.ensure_future(db.read(streams.current_position))
-    await asyncio.sleep(0)
-    write = db.write(streams.next_position, background=True)
-    assert await asyncio.wait_for(write, 5) == 1
-    assert not read.done()
-    stuck.release.set()
-    assert await read == 1
+    await a_write_passes_a_stuck_read(db, monkeypatch, writer=ALICE, background=True)
 
 
 async def test_a_read_begun_before_a_commit_does_not_wait_for_its_flush(
