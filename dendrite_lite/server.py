@@ -20,6 +20,7 @@ import uvicorn
 
 from dendrite_lite import data_dir, systemd_notify
 from dendrite_lite.config import Config, ConfigError, load
+from dendrite_lite.http_protocol import HttpProtocol
 
 log = logging.getLogger("dendrite_lite")
 
@@ -93,7 +94,7 @@ def serve(config: Config) -> None:
         host=config.listen_host,
         port=config.listen_port,
         loop="uvloop" if _has_uvloop() else "asyncio",
-        http="httptools",
+        http=HttpProtocol,
         lifespan="on",
         access_log=False,
         log_config=None,
