@@ -59,7 +59,9 @@ class _OneWritePerResponse:
         head = self._head
         if head is not None:
             self._head = None
-            self._transport.write(head)
+            # The peer may have gone before the loop turned: the head goes nowhere.
+            if not self._transport.is_closing():
+                self._transport.write(head)
 
     def __getattr__(self, name: str) -> Any:
         # everything else (is_closing, pause_reading, get_extra_info, abort, ...)

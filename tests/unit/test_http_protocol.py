@@ -86,6 +86,18 @@ def test_a_held_head_goes_out_before_the_connection_ends(finish: str) -> None:
     assert len(calls) == 2 and calls[1][0] == finish.replace("write_eof", "eof")
 
 
+def test_a_held_head_is_dropped_if_the_peer_went_before_the_loop_turned() -> None:
+    async def main() -> list[tuple[str, bytes]]:
+        inner = _Transport()
+        wrapped = _OneWritePerResponse(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+        wrapped.write(HEAD)
+        inner.closed = True  # the connection was lost: the transport closed itself
+        await asyncio.sleep(0)
+        return inner.calls
+
+    assert asyncio.run(main()) == []
+
+
 def test_other_writes_pass_straight_through_and_the_rest_is_delegated() -> None:
     async def main() -> tuple[list[tuple[str, bytes]], bool]:
         inner = _Transport()
