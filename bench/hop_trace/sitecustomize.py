@@ -1,0 +1,153 @@
+"""Server-side timestamps of every hop of the message path, for bench/hop_times.py.
+
+Put this directory on PYTHONPATH and set DENDRITE_HOP_TRACE=PREFIX in the environment
+of a dendrite-lite server (the benches pass their environment on):
+
+    PYTHONPATH=$PWD/bench/hop_trace DENDRITE_HOP_TRACE=/tmp/hops \
+        .venv/bin/python bench/bench_sliding_sync.py --servers dendrite
+    .venv/bin/python bench/hop_times.py single /tmp/hops.*
+
+Each server process writes PREFIX.PID (every 2 s and at exit), one line per event:
+"perf_counter_ns name thread detail". Spans are "name>" and "name<": uvicorn reading a
+request (`http`), the fast lane's handlers (`send`, `sync`, `sss`, and `*_answer` when
+the body is handed to the transport), the writer's batches (`batch`, detail: units,
+D = durable or bg, unit names), the arrival-order wait (`order`), the WAL flush
+(`flush`), telling outcomes (`tell`), the event pipeline (`create`, `persist`), push
+(`push`, `members`, `evaluate`, `record`) and the long-polls' reads (`compute`). A name
+the traced build lacks is skipped, so an older git ref can be traced too (--git-ref).
+Benchmark tooling only: the product never imports it, and without the variable it does
+nothing. The tracer's own cost is ~5-10 us an event.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+OUT = os.environ.get("DENDRITE_HOP_TRACE")
+_events: list[tuple[int, str, str, str]] = []
+
+
+def _rec(name: str, detail: str = "") -> None:
+    _events.append((time.perf_counter_ns(), name, threading.current_thread().name, detail))
+
+
+def _dump() -> None:
+    if not _events:
+        return
+    with open(f"{OUT}.{os.getpid()}", "w") as out:
+        for t, name, thread, detail in list(_events):
+            out.write(f"{t} {name} {thread} {detail}\n")
+
+
+def _span(owner: Any, attr: str, label: str, detail: Callable[..., str] | None = None) -> None:
+    original = getattr(owner, attr, None)
+    if original is None:
+        return
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        _rec(label + ">", detail(*args, **kwargs) if detail else "")
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _rec(label + "<")
+
+    setattr(owner, attr, wrapped)
+
+
+def _handler(owner: Any, attr: str, label: str) -> None:
+    """An ASGI handler of the fast lane: its start, and when its answer's body leaves."""
+    original = getattr(owner, attr, None)
+    if original is None:
+        return
+
+    async def wrapped(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        tag = scope.get("path", "").rsplit("/", 1)[-1] if label == "send" else ""
+        _rec(label + ">", tag)
+
+        async def traced_send(message: Any) -> None:
+            if message.get("type") == "http.response.body":
+                _rec(label + "_answer", tag)
+            await send(message)
+
+        await original(self, scope, receive, traced_send)
+
+    setattr(owner, attr, wrapped)
+
+
+def _batch_detail(_self: Any, _conn: Any, batch: Sequence[Any], durable: bool = True) -> str:
+    names = ",".join(getattr(j.fn, "__qualname__", "?").rsplit(".", 1)[-1] for j in batch[:4])
+    return f"{len(batch)} {'D' if durable else 'bg'} {names}"
+
+
+def _install() -> None:
+    from uvicorn.protocols.http import httptools_impl
+
+    from dendrite_lite.api import fast_lane
+    from dendrite_lite.push import hook
+    from dendrite_lite.rooms import pipeline
+    from dendrite_lite.sliding_sync import service as sliding_sync
+    from dendrite_lite.storage import db
+    from dendrite_lite.sync import service as sync
+
+    _span(httptools_impl.HttpToolsProtocol, "data_received", "http")
+    _handler(fast_lane.FastLane, "_send", "send")
+    _handler(fast_lane.FastLane, "_sync", "sync")
+    _handler(fast_lane.FastLane, "_sliding_sync", "sss")
+    _span(db.Database, "_commit_batch", "batch", _batch_detail)
+    _span(db.Database, "_wait_for_earlier_reads", "order")
+    _span(db.Database, "_flush_wal", "flush")
+    _span(db.Database, "_tell", "tell", lambda _self, done: str(len(done)))
+    _span(pipeline.EventCreator, "create", "create")
+    _span(pipeline.EventCreator, "_persist", "persist")
+    _span(hook.PushHook, "on_event", "push")
+    _span(hook.PushHook, "_evaluate", "evaluate")
+    if hasattr(hook, "room_state"):
+        _span(hook.room_state, "members", "members")
+    if hasattr(hook, "store"):
+        _span(hook.store, "record", "record")
+    _span(sliding_sync.SlidingSync, "_compute", "compute")
+    _span(sync.Sync, "_compute", "compute")
+
+
+class _AfterApp(importlib.abc.MetaPathFinder):
+    """Installs the spans once dendrite_lite.app (which imports everything) has loaded."""
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if name != "dendrite_lite.app":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        loader: Any = spec.loader
+        load = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            load(module)
+            _install()
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _every_two_seconds() -> None:
+    while True:
+        time.sleep(2)
+        _dump()
+
+
+if OUT:
+    atexit.register(_dump)
+    threading.Thread(target=_every_two_seconds, daemon=True, name="hop-trace").start()
+    sys.meta_path.insert(0, _AfterApp())
