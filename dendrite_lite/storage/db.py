@@ -309,8 +309,6 @@ class Database:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         key = None if background else arrival_key.get()
-        if background and self._writing:
-            self._let_the_write_go_first()
         if key is None:
             (self._background_reads if background else self._read_queue).put(_Job(fn, future, loop))
         else:
@@ -434,20 +432,6 @@ class Database:
                 if left <= 0:
                     return
                 self._write_done.wait(left)
-
-    @staticmethod
-    def _let_the_write_go_first() -> None:
-        """Yield the CPU once before queueing a background read (on the event loop) while
-        a durable write is being built.
-
-        A big room's commit wakes its ~100 long-polls together, and the event loop then
-        runs their steps back to back, each queueing its read, holding the GIL for
-        several milliseconds. A DM's batch that the writer had just begun waited for the
-        GIL meanwhile: 3.4-5.0 ms from the batch's start to its event (p50 of 20 DMs,
-        bench/hop_times.py dm), 2.2-2.7 ms with this yield (bench/RESULTS.md, tenth
-        session). The fan-out's reads wait for the write anyway
-        (_let_the_writes_pass)."""
-        os.sched_yield()
 
     def _let_the_flush_start(self) -> None:
         """Yield the CPU once before a read that a commit's wake-up may have started.

@@ -564,41 +564,6 @@ async def test_a_wal_deleted_under_the_server_fails_writes_instead_of_acknowledg
         await db.write(streams.next_position)
 
 
-async def test_a_background_read_lets_a_durable_write_being_built_go_first(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    database = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=1))
-    database.open()
-    yields: list[str] = []
-    monkeypatch.setattr(
-        db_module.os, "sched_yield", lambda: yields.append(threading.current_thread().name)
-    )
-    loop_thread = threading.current_thread().name
-    started, release = threading.Event(), threading.Event()
-
-    def slow_write(conn: apsw.Connection) -> int:
-        started.set()
-        release.wait(5)
-        return 1
-
-    try:
-        write = asyncio.ensure_future(database.write(slow_write))
-        assert await asyncio.to_thread(started.wait, 5)
-        foreground = asyncio.ensure_future(database.read(lambda conn: 2))
-        await asyncio.sleep(0)
-        assert yields.count(loop_thread) == 0  # a client's own read: no yield
-        background = asyncio.ensure_future(database.read(lambda conn: 3, background=True))
-        await asyncio.sleep(0)
-        assert yields.count(loop_thread) == 1
-        release.set()
-        assert (await write, await foreground, await background) == (1, 2, 3)
-        assert await database.read(lambda conn: 4, background=True) == 4
-        assert yields.count(loop_thread) == 1  # nothing being written: no yield
-    finally:
-        release.set()
-        database.close()
-
-
 async def test_background_reads_of_one_batch_share_their_repeated_reads(tmp_path: Path) -> None:
     """A fan-out's woken long-polls are answered in batches that share one snapshot, and
     a read they all make runs once per batch (storage/snapshot.py), never across batches."""
