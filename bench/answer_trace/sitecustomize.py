@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -71,11 +72,16 @@ def _dump_every(seconds: float) -> None:
         _dump()
 
 
-class _Finder(importlib.abc.MetaPathFinder):
-    """Patches the fast lane right after it is imported."""
+class PatchAfterImport(importlib.abc.MetaPathFinder):
+    """Runs `patch(module)` right after the module named `target` is first imported
+    (bench/hop_trace uses it too)."""
+
+    def __init__(self, target: str, patch: Callable[[ModuleType], None]) -> None:
+        self.target = target
+        self.patch = patch
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name != TARGET:
+        if name != self.target:
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
@@ -86,11 +92,11 @@ class _Finder(importlib.abc.MetaPathFinder):
 
         def exec_module(module: ModuleType) -> None:
             execute(module)
-            _patch(module)
+            self.patch(module)
 
         loader.exec_module = exec_module
         return spec
 
 
 if OUT:
-    sys.meta_path.insert(0, _Finder())
+    sys.meta_path.insert(0, PatchAfterImport(TARGET, _patch))

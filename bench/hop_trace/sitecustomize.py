@@ -22,14 +22,13 @@ nothing. The tracer's own cost is ~5-10 us an event.
 from __future__ import annotations
 
 import atexit
-import importlib.abc
-import importlib.machinery
+import importlib.util
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from types import ModuleType
+from pathlib import Path
 from typing import Any
 
 OUT = os.environ.get("DENDRITE_HOP_TRACE")
@@ -118,27 +117,15 @@ def _install() -> None:
     _span(sync.Sync, "_compute", "compute")
 
 
-class _AfterApp(importlib.abc.MetaPathFinder):
-    """Installs the spans once dendrite_lite.app (which imports everything) has loaded."""
-
-    def find_spec(
-        self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if name != "dendrite_lite.app":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None:
-            return spec
-        loader: Any = spec.loader
-        load = loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            load(module)
-            _install()
-
-        loader.exec_module = exec_module
-        return spec
+def _after_import_hook() -> Any:
+    """bench/answer_trace's PatchAfterImport, loaded from its file (both directories are
+    named for PYTHONPATH, so neither can import the other by name)."""
+    path = Path(__file__).resolve().parent.parent / "answer_trace" / "sitecustomize.py"
+    spec = importlib.util.spec_from_file_location("_answer_trace_hook", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PatchAfterImport
 
 
 def _every_two_seconds() -> None:
@@ -150,4 +137,5 @@ def _every_two_seconds() -> None:
 if OUT:
     atexit.register(_dump)
     threading.Thread(target=_every_two_seconds, daemon=True, name="hop-trace").start()
-    sys.meta_path.insert(0, _AfterApp())
+    # dendrite_lite.app imports everything the spans wrap
+    sys.meta_path.insert(0, _after_import_hook()("dendrite_lite.app", lambda _app: _install()))
