@@ -83,9 +83,13 @@ def dm(events: list[Event], show: int) -> None:
             ),
             None,
         )
-        big = max(
-            (k for k in range(i) if re.search(r"b\d+$", events[k][3]) and events[k][1] == "send>"),
-            default=None,
+        big = next(
+            (
+                k
+                for k in range(i - 1, -1, -1)
+                if events[k][1] == "send>" and re.search(r"b\d+$", events[k][3])
+            ),
+            None,
         )
         if answer_at is None or big is None:
             continue
@@ -96,12 +100,11 @@ def dm(events: list[Event], show: int) -> None:
         ]
         if not durable:
             continue
-        batch = (
-            durable[0]
-            if events[durable[0]][3].startswith("2 ") or len(durable) == 1
-            else durable[1]
-        )
-        created = next((k for k in range(batch, answer_at) if events[k][1] == "create<"), None)
+        shared = events[durable[0]][3].startswith("2 ")
+        batch = durable[0] if shared or len(durable) == 1 else durable[1]
+        # in a shared batch the DM's event is the second one built
+        built = [k for k in range(batch, answer_at) if events[k][1] == "create<"]
+        created = built[1] if shared and len(built) > 1 else (built[0] if built else None)
         told = max((k for k in range(batch, answer_at) if events[k][1] == "tell>"), default=None)
         if created is None or told is None:
             continue
