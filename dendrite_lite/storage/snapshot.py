@@ -5,7 +5,10 @@ in batches that share one read snapshot. Several of their reads then have the sa
 arguments: the stream position, the rooms with new events or receipts since the position
 they all had, the room's new events and their children. Within one snapshot such a read
 cannot give another answer, so the first unit's answer serves the others (SQLite's
-statement profile of a 100-client fan-out in bench/RESULTS.md, seventh session).
+statement profile of a 100-client fan-out in bench/RESULTS.md, seventh session). A
+foreground read is one unit in its own transaction, and shares them with itself: a sliding
+sync answer asks for the rooms with events since its pos twice (for its room list and for
+its rooms), the same question whenever the list was last brought up to that pos.
 
 Only reads whose answers are immutable values take part: the units share them.
 """

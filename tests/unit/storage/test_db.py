@@ -598,3 +598,21 @@ async def test_background_reads_of_one_batch_share_their_repeated_reads(tmp_path
         assert await database.read(unit) == (1, 3)
     finally:
         database.close()
+
+
+async def test_a_foreground_read_shares_its_repeated_reads_with_itself(db: Database) -> None:
+    """One unit asking the same question twice (a sliding sync answer's rooms with events
+    since its pos) reads once; the next unit, in a new transaction, reads afresh."""
+    reads: list[int] = []
+
+    def probe() -> int:
+        reads.append(1)
+        return len(reads)
+
+    def unit(conn: apsw.Connection) -> tuple[int, int]:
+        return snapshot.once(conn, "probe", probe), snapshot.once(conn, "probe", probe)
+
+    assert await db.read(unit) == (1, 1)
+    assert await db.read(unit) == (2, 2)
+    assert len(reads) == 2
+
