@@ -292,7 +292,7 @@ def build_services(config: Config) -> Services:
         # One each for /sync (keyed by device) and sliding sync (keyed by connection).
         return RateLimiter(limits.sync_per_second, limits.sync_burst, enabled=limits.enabled)
 
-    notifier = Notifier()
+    notifier = Notifier(db)
     metrics.track_long_polls(lambda: notifier.active)
     passwords = Passwords(config.auth)
     tokens = TokenService(db, config.auth)

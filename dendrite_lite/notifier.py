@@ -22,7 +22,8 @@ import asyncio
 import heapq
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
+from typing import Protocol
 
 # A notification that wakes more long-polls than this is a fan-out (a big room's message):
 # the answers it causes are computed after other work (storage/db.py's background lane),
@@ -37,8 +38,21 @@ MAX_WAITING_PER_USER = 32
 MIN_COMPACT = 1024
 
 
+class WritePriority(Protocol):
+    """storage/db.Database: whether a foreground write is under way, and its end."""
+
+    def writes_pending(self) -> bool: ...
+
+    def writes_passed(self) -> Awaitable[None]: ...
+
+
 class Notifier:
-    def __init__(self) -> None:
+    def __init__(self, priority: WritePriority | None = None) -> None:
+        # A fan-out's wake-ups wait while a foreground write is under way: a hundred
+        # long-polls waking at once kept the event loop busy for milliseconds, beside
+        # the DM being written (storage/db.Database.writes_passed).
+        self.priority = priority
+        self._deferred: set[asyncio.Task[None]] = set()
         self.position = 0
         self.tick = 0
         self._latest: dict[str, int] = {}
@@ -65,9 +79,17 @@ class Notifier:
         for user_id in user_ids:
             self._latest[user_id] = self.tick
             woken.extend(self._waiters.get(user_id, ()))
-        for waiter in woken:
-            if not waiter.done():
-                waiter.set_result(len(woken))
+        if len(woken) > FAN_OUT and self.priority is not None and self.priority.writes_pending():
+            task = woken[0].get_loop().create_task(self._wake_later(woken, self.priority))
+            self._deferred.add(task)
+            task.add_done_callback(self._deferred.discard)
+            return
+        _wake(woken)
+
+    @staticmethod
+    async def _wake_later(woken: list[asyncio.Future[int]], priority: WritePriority) -> None:
+        await priority.writes_passed()
+        _wake(woken)
 
     def changed_since(self, user_id: str, tick: int) -> bool:
         return self._latest.get(user_id, 0) > tick
@@ -131,3 +153,10 @@ class Notifier:
                 waiter.set_result(0)
         if deadlines:
             self._set_timer(loop, deadlines[0][0])
+
+
+def _wake(woken: list[asyncio.Future[int]]) -> None:
+    # A waiter may have timed out, or been answered by a later notification, meanwhile.
+    for waiter in woken:
+        if not waiter.done():
+            waiter.set_result(len(woken))

@@ -228,6 +228,10 @@ class Database:
         # aside for it (_let_the_writes_pass).
         self._writing = False
         self._write_done = threading.Condition(threading.Lock())
+        # Event loops whose background work waits for the foreground writes to pass
+        # (_writes_passed), each with the event the writer sets when they have.
+        self._passing: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+        self._passing_lock = threading.Lock()
 
     def add_commit_listener(self, listener: Callable[[apsw.Connection], None]) -> None:
         """Run `listener(conn)` on the writer thread after every commit.
@@ -307,6 +311,8 @@ class Database:
         if self._closed:
             raise DatabaseClosed("database is closed")
         loop = asyncio.get_running_loop()
+        if background and self.writes_pending():
+            await self.writes_passed()
         future: asyncio.Future[T] = loop.create_future()
         key = None if background else arrival_key.get()
         if key is None:
@@ -317,7 +323,10 @@ class Database:
                 ticket = self._reads_queued
                 self._queued_reads.setdefault(key, set()).add(ticket)
             self._read_queue.put(_Job(fn, future, loop, ticket=ticket, key=key))
-        return await future
+        result = await future
+        if background and self.writes_pending():
+            await self.writes_passed()
+        return result
 
     async def write(
         self,
@@ -435,6 +444,46 @@ class Database:
                 if left <= 0:
                     return
                 self._write_done.wait(left)
+
+    def writes_pending(self) -> bool:
+        """Whether a foreground write is queued or being written (until its COMMIT)."""
+        return self._writing or bool(self._writes[0])
+
+    async def writes_passed(self) -> None:
+        """On the event loop: wait while a foreground write is queued or being written
+        (WRITE_PRIORITY_S at most). Background reads wait so before and after they run,
+        and the notifier before it wakes a fan-out's long-polls.
+
+        The background reader steps aside for writes (_let_the_writes_pass), but the
+        event loop did not: a big room's message wakes a hundred long-polls, whose
+        wake-ups and answers kept the loop busy for tens of milliseconds, and a DM
+        written meanwhile shared the one core with it (bench/RESULTS.md, eleventh
+        session). The loop goes on serving everything else; only the fan-out's work
+        waits, and the writer lets it go on as soon as its COMMIT is done."""
+        loop = asyncio.get_running_loop()
+        with self._passing_lock:
+            event = self._passing.get(loop)
+            if event is None:
+                event = self._passing[loop] = asyncio.Event()
+                loop.call_later(WRITE_PRIORITY_S, self._stop_waiting, loop, event)
+        if not self.writes_pending():  # the writer was done before it saw the event
+            self._stop_waiting(loop, event)
+        await event.wait()
+
+    def _stop_waiting(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+        with self._passing_lock:
+            if self._passing.get(loop) is event:
+                del self._passing[loop]
+        event.set()
+
+    def _writes_have_passed(self) -> None:
+        """On the writer thread, after a foreground COMMIT with no other foreground write
+        queued: the event loops' waiting background work goes on."""
+        with self._passing_lock:
+            waiting = list(self._passing.items())
+            self._passing.clear()
+        for loop, event in waiting:
+            _post(loop, _set_event, event)
 
     def _let_the_flush_start(self) -> None:
         """Yield the CPU once before a read that a commit's wake-up may have started.
@@ -684,6 +733,8 @@ class Database:
             self._writing = False
             with self._write_done:
                 self._write_done.notify_all()
+            if self._passing and not self._writes[0]:
+                self._writes_have_passed()
         if not seq:
             seq = self._number_commit()
         for listener in self._commit_listeners:
@@ -806,6 +857,10 @@ def _post(loop: asyncio.AbstractEventLoop, fn: Callable[[Any], None], arg: Any) 
     # A closed loop means nobody is waiting any more.
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(fn, arg)
+
+
+def _set_event(event: asyncio.Event) -> None:
+    event.set()
 
 
 def _call(calls: list[tuple[Callable[[Any], None], Any]]) -> None:

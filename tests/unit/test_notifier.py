@@ -106,3 +106,37 @@ async def test_answered_waits_do_not_pile_up_until_the_timer_fires() -> None:
     assert len(notifier._deadlines) < 2 * MIN_COMPACT
     notifier.notify(["@patient:hs"])
     assert await patient == 1
+
+
+class _Writes:
+    """A stand-in for storage/db.Database's write priority: a write under way until
+    `done` is set."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+
+    def writes_pending(self) -> bool:
+        return not self.done.is_set()
+
+    async def writes_passed(self) -> None:
+        await self.done.wait()
+
+
+async def test_a_fan_out_wakes_after_the_write_under_way() -> None:
+    """A big room's hundred wake-ups wait for the DM being written; a DM's own
+    wake-up (a few long-polls) does not wait for anything."""
+    writes = _Writes()
+    notifier = Notifier(writes)
+    many = [asyncio.create_task(notifier.wait(f"@u{i}:hs", 5)) for i in range(20)]
+    alone = asyncio.create_task(notifier.wait("@dm:hs", 5))
+    await asyncio.sleep(0.01)
+    notifier.notify([f"@u{i}:hs" for i in range(20)])
+    notifier.notify(["@dm:hs"])
+    assert await asyncio.wait_for(alone, 1) == 1
+    await asyncio.sleep(0.05)
+    assert not any(t.done() for t in many)
+    # A wait that starts meanwhile learns of the change at once (the tick is taken).
+    assert notifier.changed_since("@u0:hs", 0)
+    writes.done.set()
+    assert [await asyncio.wait_for(t, 1) for t in many] == [20] * 20
+    assert notifier.active == 0

@@ -616,3 +616,35 @@ async def test_a_foreground_read_shares_its_repeated_reads_with_itself(db: Datab
     assert await db.read(unit) == (2, 2)
     assert len(reads) == 2
 
+
+async def test_background_work_on_the_loop_waits_for_a_foreground_write(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fan-out's answer that is ready while a DM is being written goes on after the
+    DM's COMMIT, not beside it (storage/db.py, _writes_passed)."""
+    monkeypatch.setattr(db_module, "WRITE_PRIORITY_S", 10.0)  # only the COMMIT lets it go
+    loop = asyncio.get_running_loop()
+    read_gate, write_gate = asyncio.Event(), asyncio.Event()
+    writing = threading.Event()
+
+    def background_unit(conn: apsw.Connection) -> int:
+        asyncio.run_coroutine_threadsafe(read_gate.wait(), loop).result(5)
+        return streams.current_position(conn)
+
+    def dm(conn: apsw.Connection) -> int:
+        writing.set()
+        asyncio.run_coroutine_threadsafe(write_gate.wait(), loop).result(5)
+        return streams.next_position(conn)
+
+    read = asyncio.ensure_future(db.read(background_unit, background=True))
+    await asyncio.sleep(0.05)  # the reader runs the unit, held at its gate
+    write = asyncio.ensure_future(db.write(dm))
+    assert await asyncio.to_thread(writing.wait, 5)
+    read_gate.set()  # the answer is ready, and the DM is being written
+    await asyncio.sleep(0.1)
+    assert not read.done()
+    write_gate.set()
+    assert await asyncio.wait_for(write, 5) == 1
+    assert await asyncio.wait_for(read, 5) == 0  # its snapshot was taken before the DM
+    # With no write in the way nothing waits.
+    assert await asyncio.wait_for(db.read(background_unit, background=True), 5) == 1
