@@ -271,6 +271,37 @@ class Profiler:
         return summarize_profile(self.out)
 
 
+class PerfRecorder:
+    """`perf record` of a server process during a phase (--perf DIR): unlike py-spy it
+    sees every thread's CPU, SQLite's and the kernel's included, which is where a
+    delivery's time goes once Python's share is small.  DIR/<phase>.data; read it with
+    `perf report -i DIR/<phase>.data --no-children --sort dso,sym`."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+
+    @classmethod
+    def start(cls, pid: int, out_dir: str | Path, phase: str) -> PerfRecorder:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out = out_dir / (re.sub(r"[^A-Za-z0-9]+", "_", phase).strip("_") + ".data")
+        cmd = ["perf", "record", "-q", "-g", "-F", "2000", "-p", str(pid), "-o", str(out)]
+        popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.3)  # let it attach before the phase starts
+        if popen.poll() is not None:
+            err = popen.stderr.read().decode(errors="replace") if popen.stderr else ""
+            raise BenchError(f"perf failed to start: {err.strip()[:500]}")
+        return cls(popen)
+
+    def stop(self) -> None:
+        self.popen.send_signal(signal.SIGINT)
+        try:
+            self.popen.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
 def package_of(frame: str) -> str:
     """'fn (litestar/routes/http.py)' -> 'litestar'; stdlib modules by their module."""
     m = re.search(r"\(([^)]*)\)$", frame)
@@ -833,6 +864,9 @@ class Meter:
         if getattr(a, "py_spy", None) and b.target.kind == "dendrite":
             rate = getattr(a, "py_spy_rate", 100)
             self.profiler = Profiler.start(b.target.pid, a.py_spy, name, a.py_spy_exe, rate)
+        self.perf: PerfRecorder | None = None
+        if getattr(a, "perf", None) and b.target.kind == "dendrite":
+            self.perf = PerfRecorder.start(b.target.pid, a.perf, name)
         self.p0 = self.proc.read()
         self.h0 = host_cpu()
         self.c0 = time.process_time()
@@ -846,6 +880,8 @@ class Meter:
         p1 = self.proc.read()
         h1 = host_cpu()
         profile = self.profiler.stop() if self.profiler else None
+        if self.perf is not None:
+            self.perf.stop()
         errors = errors or []
         res = summarize(lat)
         server_cpu = p1["cpu_ms"] - self.p0["cpu_ms"]
@@ -1153,6 +1189,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
         " database.reader_threads=1); repeatable",
     )
     p.add_argument("--py-spy", metavar="DIR", help="profile dendrite-lite per phase into DIR")
+    p.add_argument("--perf", metavar="DIR", help="perf record dendrite-lite per phase into DIR")
     p.add_argument("--py-spy-exe", help="the py-spy executable (default: PATH, then .venv/bin)")
     p.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples per second (100)")
 

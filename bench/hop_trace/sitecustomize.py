@@ -93,6 +93,7 @@ def _install() -> None:
     from dendrite_lite.api import fast_lane
     from dendrite_lite.push import hook
     from dendrite_lite.rooms import pipeline
+    from dendrite_lite.sliding_sync import room_cache
     from dendrite_lite.sliding_sync import service as sliding_sync
     from dendrite_lite.storage import db
     from dendrite_lite.sync import service as sync
@@ -114,6 +115,21 @@ def _install() -> None:
     if hasattr(hook, "store"):
         _span(hook.store, "record", "record")
     _span(sliding_sync.SlidingSync, "_compute", "compute")
+    _span(room_cache, "build", "snapshot")  # a room's hot data built, not cached
+    # The steps of building an event (EventCreator.create), and of a sliding sync answer
+    # after its read: where the writer's and the loop's shares of a delivery go.
+    _span(pipeline, "load_pdus", "loadpdus")
+    _span(pipeline, "check_auth", "checkauth")
+    _span(pipeline.EventCreator, "_finalise", "finalise")
+    for module, attr, label in (
+        ("room_state", "current_entries", "entries"),
+        ("events", "forward_extremities", "fwdext"),
+        ("rooms", "get", "roomget"),
+    ):
+        if hasattr(pipeline, module):
+            _span(getattr(pipeline, module), attr, label)
+    _span(sliding_sync.SlidingSync, "_finish", "finish")
+    _span(fast_lane, "unstable_response", "unstable")
     _span(sync.Sync, "_compute", "compute")
 
 
