@@ -252,20 +252,10 @@ class Profiler:
         exe = exe or shutil.which("py-spy") or str(REPO / ".venv/bin/py-spy")
         cmd = [exe, "record", "--pid", str(pid), "--format", "raw", "--nolineno"]
         cmd += ["--threads", "--gil", "--nonblocking", "--rate", str(rate), "--output", str(out)]
-        popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.3)  # let it attach before the phase starts
-        if popen.poll() is not None:
-            err = popen.stderr.read().decode(errors="replace") if popen.stderr else ""
-            raise BenchError(f"py-spy failed to start: {err.strip()[:500]}")
-        return cls(popen, out)
+        return cls(_attach(cmd, "py-spy"), out)
 
     def stop(self) -> dict[str, Any] | None:
-        self.popen.send_signal(signal.SIGINT)
-        try:
-            self.popen.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+        _interrupt(self.popen, 30)
         if not self.out.exists():
             return None
         return summarize_profile(self.out)
@@ -286,20 +276,31 @@ class PerfRecorder:
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / (re.sub(r"[^A-Za-z0-9]+", "_", phase).strip("_") + ".data")
         cmd = ["perf", "record", "-q", "-g", "-F", "2000", "-p", str(pid), "-o", str(out)]
-        popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.3)  # let it attach before the phase starts
-        if popen.poll() is not None:
-            err = popen.stderr.read().decode(errors="replace") if popen.stderr else ""
-            raise BenchError(f"perf failed to start: {err.strip()[:500]}")
-        return cls(popen)
+        return cls(_attach(cmd, "perf"))
 
     def stop(self) -> None:
-        self.popen.send_signal(signal.SIGINT)
-        try:
-            self.popen.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+        _interrupt(self.popen, 60)
+
+
+def _attach(cmd: list[str], tool: str) -> subprocess.Popen[bytes]:
+    """Start a profiler attaching to the server, and give it time to attach before the
+    phase starts."""
+    popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.3)
+    if popen.poll() is not None:
+        err = popen.stderr.read().decode(errors="replace") if popen.stderr else ""
+        raise BenchError(f"{tool} failed to start: {err.strip()[:500]}")
+    return popen
+
+
+def _interrupt(popen: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop a profiler the way Ctrl-C does (it writes its output then)."""
+    popen.send_signal(signal.SIGINT)
+    try:
+        popen.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
 
 
 def package_of(frame: str) -> str:
