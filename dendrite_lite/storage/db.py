@@ -229,7 +229,7 @@ class Database:
         self._writing = False
         self._write_done = threading.Condition(threading.Lock())
         # Event loops whose background work waits for the foreground writes to pass
-        # (_writes_passed), each with the event the writer sets when they have.
+        # (writes_passed), each with the event the writer sets when they have.
         self._passing: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
         self._passing_lock = threading.Lock()
 
@@ -476,7 +476,7 @@ class Database:
                 del self._passing[loop]
         event.set()
 
-    def _writes_have_passed(self) -> None:
+    def _release_waiting_loops(self) -> None:
         """On the writer thread, after a foreground COMMIT with no other foreground write
         queued: the event loops' waiting background work goes on."""
         with self._passing_lock:
@@ -734,7 +734,7 @@ class Database:
             with self._write_done:
                 self._write_done.notify_all()
             if self._passing and not self._writes[0]:
-                self._writes_have_passed()
+                self._release_waiting_loops()
         if not seq:
             seq = self._number_commit()
         for listener in self._commit_listeners:
