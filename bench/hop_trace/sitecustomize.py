@@ -12,8 +12,11 @@ Each server process writes PREFIX.PID (every 2 s and at exit), one line per even
 request (`http`), the fast lane's handlers (`send`, `sync`, `sss`, and `*_answer` when
 the body is handed to the transport), the writer's batches (`batch`, detail: units,
 D = durable or bg, unit names), the arrival-order wait (`order`), the WAL flush
-(`flush`), telling outcomes (`tell`), the event pipeline (`create`, `persist`), push
-(`push`, `members`, `evaluate`, `record`) and the long-polls' reads (`compute`). A name
+(`flush`), telling outcomes (`tell`), the event pipeline (`create`, `persist`) and the
+steps of building an event (`roomget`, `fwdext`, `entries`, `loadpdus`, `finalise`,
+`checkauth`), push (`push`, `members`, `evaluate`, `record`), the long-polls' reads
+(`compute`), a room's hot data built during one (`snapshot`), and sliding sync's answer
+after its read (`finish`, `unstable`). A name
 the traced build lacks is skipped, so an older git ref can be traced too (--git-ref).
 Benchmark tooling only: the product never imports it, and without the variable it does
 nothing. The tracer's own cost is ~5-10 us an event.
