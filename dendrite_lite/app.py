@@ -306,6 +306,7 @@ def build_services(config: Config) -> Services:
     # Push rules are evaluated in the send path (rooms/pipeline.py -> push/hook.py).
     rule_cache = RuleCache()
     push_hook = PushHook(config.server_name, rule_cache)
+    push_hook.give_way = db.give_way
     creator.push = push_hook
     account = Account(db, passwords, uia, creator, notifier)
 

@@ -106,7 +106,10 @@ class Sending:
         # write before the reads its commit held back): matrix-js-sdk (threads
         # especially) stumbles when the remote echo of its own event beats the answer
         # to its PUT.
-        return self._finish(requester, await self.db.write(send_event, on_commit=self._wake))
+        # A message into a big room may give way to a DM sent meanwhile (push/hook.py):
+        # the unit above can run again from the start.
+        result = await self.db.write(send_event, on_commit=self._wake, may_give_way=True)
+        return self._finish(requester, result)
 
     async def set_state(
         self, requester: Requester, room_id: str, event_type: str, state_key: str, content: Any

@@ -50,6 +50,7 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import itertools
 import logging
 import os
 import queue
@@ -73,6 +74,12 @@ Connection = apsw.Connection
 
 class DatabaseClosed(Exception):
     pass
+
+
+class GiveWay(BaseException):
+    """Raised by Database.give_way inside a write unit; the writer rolls the unit back
+    and runs it again after the writes it gave way to. A BaseException: the unit's own
+    `except Exception` handlers (push never fails a send) must not catch it."""
 
 
 class WriteObserver(Protocol):
@@ -100,6 +107,11 @@ class _Job:
     # A read's number in arrival order; a write's: the reads that arrived before it.
     ticket: int = 0
     key: str | None = None  # the client's (arrival_key), None: no order kept
+    # A foreground write's number in arrival order; for one that gave way, the last
+    # write it gave way to (see Database.give_way).
+    order: int = 0
+    may_give_way: bool = False
+    gave_way: bool = False
 
 
 _Outcome = tuple[asyncio.Future[Any], bool, Any]
@@ -191,6 +203,12 @@ class Database:
         # when no other write waits (its queue carries one token per write).
         self._background_reads: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._writes = (collections.deque[_Job](), collections.deque[_Job]())
+        # Foreground writes numbered as they are queued, and the writes that gave way
+        # (give_way), each waiting for its turn with a token of its own in _queue.
+        self._write_numbers = itertools.count(1)
+        self._written = 0  # the number of the newest foreground write queued
+        self._gave_way = collections.deque[_Job]()
+        self._unit: _Job | None = None  # the unit the writer runs now (writer thread)
         self._readers: list[threading.Thread] = []
         self._closed = True
         self._commit_listeners: list[Callable[[apsw.Connection], None]] = []
@@ -334,6 +352,7 @@ class Database:
         *,
         background: bool = False,
         on_commit: Callable[[T], None] | None = None,
+        may_give_way: bool = False,
     ) -> T:
         """Run ``fn(conn)`` on the writer thread; returns once it is durably committed.
 
@@ -345,7 +364,10 @@ class Database:
         without an fsync of their own: they are for what may be lost to a power cut (a
         sliding sync position; the client starts over), never for what a client was
         told is saved. The next durable commit's fsync covers them too, and a crash of
-        the process alone loses nothing."""
+        the process alone loses nothing.
+
+        ``may_give_way``: the unit may call `give_way` (it can run again from the start,
+        and changes nothing but the database before it commits)."""
         if self._closed:
             raise DatabaseClosed("database is closed")
         loop = asyncio.get_running_loop()
@@ -353,9 +375,35 @@ class Database:
         # A background write keeps no order: nobody waits for it, and the writer must
         # not wait on its behalf while a DM queues behind.
         key = None if background else arrival_key.get()
-        self._writes[background].append(_Job(fn, future, loop, on_commit, self._reads_queued, key))
+        job = _Job(fn, future, loop, on_commit, self._reads_queued, key)
+        job.may_give_way = may_give_way and not background
+        if not background:
+            job.order = self._written = next(self._write_numbers)
+        self._writes[background].append(job)
         self._queue.put(None)
         return await future
+
+    def give_way(self) -> None:
+        """On the writer thread, inside a unit written with ``may_give_way``: if another
+        client's foreground write is waiting, roll this unit back and run it again right
+        after the writes waiting now (once: the second run goes to its end).
+
+        A message into a 500-member room spends milliseconds recording its members'
+        notifications, and a DM sent meanwhile waited for all of it (bench/RESULTS.md,
+        twelfth session). The unit calls this where it may stop: what it did so far is
+        lost, but it commits with its members' counts, as the spec wants, just later."""
+        job = self._unit
+        if job is None or not job.may_give_way or job.gave_way:
+            return
+        waiting = self._writes[0]
+        if not waiting:
+            return
+        # One client's writes keep their order (list(): the loop may append meanwhile).
+        if job.key is not None and any(other.key == job.key for other in list(waiting)):
+            return
+        job.gave_way = True
+        job.order = self._written
+        raise GiveWay
 
     # -- reader side -----------------------------------------------------------------
 
@@ -681,13 +729,14 @@ class Database:
             # batch only when no foreground job is in it (they are not waited on by a
             # client, and a big batch of them would hold back a DM's commit).
             if stopping:  # close(): everything queued before it is committed
-                batch = [*foreground, *background]
+                batch = [*self._gave_way, *foreground, *background]
+                self._gave_way.clear()
                 foreground.clear()
                 background.clear()
                 if batch:
                     self._commit_batch(conn, batch)
                 break
-            batch = [foreground.popleft() for _ in range(min(tokens, len(foreground)))]
+            batch = self._foreground_batch(tokens)
             if batch:
                 for _ in range(tokens - len(batch)):
                     self._queue.put(None)  # the background jobs keep their tokens
@@ -695,6 +744,23 @@ class Database:
             else:
                 batch = [background.popleft() for _ in range(tokens)]
                 self._commit_batch(conn, batch, durable=False)
+
+    def _foreground_batch(self, tokens: int) -> list[_Job]:
+        """Up to `tokens` foreground writes in arrival order, a write that gave way
+        (give_way) in its place: after the writes it gave way to, and never in their
+        batch (they would wait for it again)."""
+        foreground, gave_way = self._writes[0], self._gave_way
+        batch: list[_Job] = []
+        while len(batch) < tokens:
+            if gave_way and (not foreground or foreground[0].order > gave_way[0].order):
+                if batch and batch[-1].order <= gave_way[0].order:
+                    break
+                batch.append(gave_way.popleft())
+            elif foreground:
+                batch.append(foreground.popleft())
+            else:
+                break
+        return batch
 
     def _commit_batch(
         self, conn: apsw.Connection, batch: list[_Job], *, durable: bool = True
@@ -704,12 +770,18 @@ class Database:
         seq = 0
         committed = False
         self._writing = durable
+        gave_way: list[_Job] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
                 conn.execute("SAVEPOINT unit")
+                self._unit = job
                 try:
                     result = job.fn(conn)
+                except GiveWay:
+                    conn.execute("ROLLBACK TO unit")
+                    conn.execute("RELEASE unit")
+                    gave_way.append(job)
                 except BaseException as exc:
                     conn.execute("ROLLBACK TO unit")
                     conn.execute("RELEASE unit")
@@ -717,6 +789,21 @@ class Database:
                 else:
                     conn.execute("RELEASE unit")
                     outcomes.append((True, result))
+                finally:
+                    self._unit = None
+            if gave_way:
+                # They run again in a batch of their own, each with a token of its own.
+                stepped_aside = {id(job) for job in gave_way}
+                batch = [job for job in batch if id(job) not in stepped_aside]
+                self._gave_way.extend(gave_way)
+                for _ in gave_way:
+                    self._queue.put(None)
+                if not batch:  # nothing else was in the batch: nothing to commit
+                    conn.execute("ROLLBACK")
+                    self._writing = False
+                    with self._write_done:
+                        self._write_done.notify_all()
+                    return
             # Reads that came first see the database without this batch...
             self._wait_for_earlier_reads(batch, self._unstarted_reads)
             seq = self._number_commit()

@@ -8,7 +8,7 @@ Per-user reads scan by position instead, bounded where a scan could be long.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -23,6 +23,8 @@ UNTHREADED = ""
 MAIN = "main"
 # /notifications looks at most this many notifications (of everyone) per page.
 PAGE_SCAN = 20_000
+# A big room's notifications are stored this many recipients at a time (record's pause).
+RECORD_CHUNK = 128
 
 _JOINED_COLUMNS = (
     "n.stream_pos, n.room_id, n.thread_id, n.highlight, n.actions, n.ts, "
@@ -48,25 +50,32 @@ def record(
     thread_id: str,
     ts: int,
     recipients: Sequence[Notified],
+    *,
+    pause: Callable[[], None] | None = None,
 ) -> None:
-    """Store one event's notifications and raise the counts of the counted ones (one
-    statement each, whatever the number of recipients)."""
-    conn.executemany(
-        "INSERT OR IGNORE INTO push_notifications"
-        " (stream_pos, user_id, room_id, event_nid, thread_id, highlight, actions, ts)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (stream_pos, n.user_id, room_id, event_nid, thread_id, n.highlight, n.actions, ts)
-            for n in recipients
-        ],
-    )
-    conn.executemany(
-        "INSERT INTO push_counts (room_id, user_id, thread_id, notifications, highlights,"
-        " last_pos) VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (room_id, user_id, thread_id)"
-        " DO UPDATE SET notifications = notifications + 1,"
-        " highlights = highlights + excluded.highlights, last_pos = excluded.last_pos",
-        [(room_id, n.user_id, thread_id, n.highlight, stream_pos) for n in recipients if n.counted],
-    )
+    """Store one event's notifications and raise the counts of the counted ones (a
+    statement each per RECORD_CHUNK recipients; `pause` is called between chunks: the
+    writer may stop the unit there, Database.give_way)."""
+    for start in range(0, len(recipients), RECORD_CHUNK):
+        if start and pause is not None:
+            pause()
+        chunk = recipients[start : start + RECORD_CHUNK]
+        conn.executemany(
+            "INSERT OR IGNORE INTO push_notifications"
+            " (stream_pos, user_id, room_id, event_nid, thread_id, highlight, actions, ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (stream_pos, n.user_id, room_id, event_nid, thread_id, n.highlight, n.actions, ts)
+                for n in chunk
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO push_counts (room_id, user_id, thread_id, notifications, highlights,"
+            " last_pos) VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (room_id, user_id, thread_id)"
+            " DO UPDATE SET notifications = notifications + 1,"
+            " highlights = highlights + excluded.highlights, last_pos = excluded.last_pos",
+            [(room_id, n.user_id, thread_id, n.highlight, stream_pos) for n in chunk if n.counted],
+        )
 
 
 def clear_counts(conn: apsw.Connection, user_id: str, room_id: str) -> None:
