@@ -15,8 +15,9 @@ D = durable or bg, unit names), the arrival-order wait (`order`), the WAL flush
 (`flush`), telling outcomes (`tell`), the event pipeline (`create`, `persist`) and the
 steps of building an event (`roomget`, `fwdext`, `entries`, `loadpdus`, `finalise`,
 `checkauth`), push (`push`, `members`, `evaluate`, `record`), the long-polls' reads
-(`compute`), a room's hot data built during one (`snapshot`), and sliding sync's answer
-after its read (`finish`, `unstable`). A name
+(`compute`), a room's hot data built during one (`snapshot`), a read's outcome handed
+to the loop (`answerread`) and the loop taking outcomes (`resolve`), and sliding sync's
+answer after its read (`finish`, `unstable`). A name
 the traced build lacks is skipped, so an older git ref can be traced too (--git-ref).
 Benchmark tooling only: the product never imports it, and without the variable it does
 nothing. The tracer's own cost is ~5-10 us an event.
@@ -134,6 +135,10 @@ def _install() -> None:
     _span(sliding_sync.SlidingSync, "_finish", "finish")
     _span(fast_lane, "unstable_response", "unstable")
     _span(sync.Sync, "_compute", "compute")
+    # A read's outcome handed to the loop (or held behind a flush), and the loop running
+    # the outcomes posted to it: the hand-over from a thread to the loop.
+    _span(db.Database, "_answer_read", "answerread")
+    _span(db, "_resolve", "resolve", lambda results: str(len(results)))
 
 
 def _after_import_hook() -> Any:

@@ -10,12 +10,14 @@ import pytest
 
 from dendrite_lite.events.pdu import Pdu
 from dendrite_lite.events.room_versions import KNOWN_ROOM_VERSIONS
+from dendrite_lite.push import hook as hook_module
 from dendrite_lite.push.counts import mark_read
 from dendrite_lite.push.evaluator import RuleCache, evaluate
 from dendrite_lite.push.hook import PushEvent, PushHook
 from dendrite_lite.push.rules import Rule
 from dendrite_lite.storage import migrations, push_rules
 from dendrite_lite.storage import notifications as store
+from dendrite_lite.storage.db import GiveWay
 from tests.unit.push.conftest import ALICE, BOB, view
 
 CAROL = "@carol:example.org"
@@ -190,3 +192,68 @@ def test_a_recount_counts_only_the_readers_own_notifications(conn: apsw.Connecti
     assert mark_read(conn, ALICE, ROOM, store.UNTHREADED, 10)
     assert counts(conn) == (2, 0)
     assert store.unread_by_room(conn, CAROL).get(ROOM) == (3, 3)
+
+
+def _message(sender: str = BOB) -> PushEvent:
+    event = Pdu(
+        event_id="$big",
+        room_id=ROOM,
+        sender=sender,
+        type="m.room.message",
+        state_key=None,
+        content={"msgtype": "m.text", "body": "to everyone"},
+        prev_events=(),
+        auth_events=(),
+        depth=1,
+        origin_server_ts=0,
+    )
+    return PushEvent(event, ROOM, 7, 7, KNOWN_ROOM_VERSIONS["11"])
+
+
+@pytest.mark.parametrize(("members", "pauses"), [(10, 0), (49, 0), (50, 2), (300, 4)])
+def test_a_big_rooms_event_may_give_way_between_its_steps(
+    conn: apsw.Connection, monkeypatch: pytest.MonkeyPatch, members: int, pauses: int
+) -> None:
+    """From GIVE_WAY_RECIPIENTS on, the hook offers the writer a place to stop before it
+    evaluates, before it stores, and between every RECORD_CHUNK recipients stored (300:
+    three chunks); a small room's event never stops."""
+    users = [BOB, *(f"@u{i}:example.org" for i in range(members))]
+    monkeypatch.setattr(hook_module.room_state, "members", lambda conn, room_id: users)
+    hook = PushHook("example.org", RuleCache())
+    offered: list[int] = []
+    hook.give_way = lambda: offered.append(len(offered))
+    conn.execute("BEGIN")
+    assert hook.on_event(conn, _message()) == users
+    conn.execute("COMMIT")
+    assert len(offered) == pauses
+    stored = conn.execute("SELECT count(*) FROM push_notifications").fetchone()
+    assert stored == (members,)
+    assert conn.execute("SELECT count(*) FROM push_counts").fetchone() == (members,)
+
+
+def test_giving_way_is_not_a_push_failure(
+    conn: apsw.Connection, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer's GiveWay goes through the hook's own error handling (which would log
+    it and let the event commit without its counts) to the writer, which rolls back the
+    whole unit."""
+    users = [BOB, *(f"@u{i}:example.org" for i in range(200))]
+    monkeypatch.setattr(hook_module.room_state, "members", lambda conn, room_id: users)
+    hook = PushHook("example.org", RuleCache())
+    calls: list[int] = []
+
+    def give_way() -> None:
+        calls.append(1)
+        if len(calls) == 3:  # between the first and second chunk of 128
+            raise GiveWay
+
+    hook.give_way = give_way
+    conn.execute("BEGIN")
+    conn.execute("SAVEPOINT unit")
+    with pytest.raises(GiveWay):
+        hook.on_event(conn, _message())
+    conn.execute("ROLLBACK TO unit")
+    conn.execute("RELEASE unit")
+    conn.execute("COMMIT")
+    assert conn.execute("SELECT count(*) FROM push_notifications").fetchone() == (0,)
+    assert "push rule evaluation failed" not in caplog.text

@@ -648,3 +648,140 @@ async def test_background_work_on_the_loop_waits_for_a_foreground_write(
     assert await asyncio.wait_for(read, 5) == 0  # its snapshot was taken before the DM
     # With no write in the way nothing waits.
     assert await asyncio.wait_for(db.read(background_unit, background=True), 5) == 1
+
+
+class BigUnit:
+    """A unit written with may_give_way: takes a stream position, then (first run only)
+    waits on the event loop until `released`, and offers to give way."""
+
+    def __init__(self, db: Database, loop: asyncio.AbstractEventLoop) -> None:
+        self.db = db
+        self.loop = loop
+        self.runs = 0
+        self.running = threading.Event()
+        self.released = asyncio.Event()
+
+    def __call__(self, conn: apsw.Connection) -> int:
+        self.runs += 1
+        position = streams.next_position(conn)
+        if self.runs == 1:
+            self.running.set()
+            asyncio.run_coroutine_threadsafe(self.released.wait(), self.loop).result(5)
+        self.db.give_way()
+        return position
+
+
+async def as_client(key: str, write: Any) -> Any:
+    """`write()` awaited in a task of its own with `key` as its arrival key."""
+    db_module.arrival_key.set(key)
+    return await write()
+
+
+async def test_a_long_unit_gives_way_to_another_clients_write(db: Database) -> None:
+    """A message into a big room being written when a DM arrives steps aside: the DM
+    commits first, in a batch of its own, and the message's unit runs again after it
+    (its first run's position was rolled back)."""
+    big = BigUnit(db, asyncio.get_running_loop())
+    order: list[str] = []
+    message = asyncio.ensure_future(as_client(ALICE, lambda: db.write(big, may_give_way=True)))
+    message.add_done_callback(lambda _: order.append("message"))
+    assert await asyncio.to_thread(big.running.wait, 5)
+    dm = asyncio.ensure_future(
+        as_client("@bob:localhost|LAPTOP", lambda: db.write(streams.next_position))
+    )
+    dm.add_done_callback(lambda _: order.append("dm"))
+    await asyncio.sleep(0.02)  # queued behind the message
+    big.released.set()
+    assert await asyncio.wait_for(dm, 5) == 1
+    assert await asyncio.wait_for(message, 5) == 2
+    assert order == ["dm", "message"]
+    assert big.runs == 2
+    recorder: Recorder = db.observer  # type: ignore[assignment]
+    assert recorder.batches == [1, 1]  # nothing was committed for the first run
+
+
+async def test_a_unit_gives_way_once_and_keeps_its_batch(db: Database) -> None:
+    """The second run goes to its end whatever waits; the units batched with the first
+    run commit without it."""
+    loop = asyncio.get_running_loop()
+    big = BigUnit(db, loop)
+    gate = asyncio.Event()
+    gate_reached = threading.Event()
+
+    def held(conn: apsw.Connection) -> int:
+        gate_reached.set()
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(5)
+        return streams.next_position(conn)
+
+    first = asyncio.ensure_future(db.write(held))
+    assert await asyncio.to_thread(gate_reached.wait, 5)
+    # Queued together: one batch of the message and a write batched with it.
+    message = asyncio.ensure_future(as_client(ALICE, lambda: db.write(big, may_give_way=True)))
+    beside = asyncio.ensure_future(db.write(streams.next_position))
+    await asyncio.sleep(0.02)
+    gate.set()
+    assert await asyncio.wait_for(first, 5) == 1
+    assert await asyncio.to_thread(big.running.wait, 5)
+    dm = asyncio.ensure_future(
+        as_client("@bob:localhost|LAPTOP", lambda: db.write(streams.next_position))
+    )
+    await asyncio.sleep(0.02)
+    big.released.set()
+    assert await asyncio.wait_for(beside, 5) == 2  # committed in the first run's batch
+    assert await asyncio.wait_for(dm, 5) == 3
+    assert await asyncio.wait_for(message, 5) == 4
+    assert big.runs == 2
+    recorder: Recorder = db.observer  # type: ignore[assignment]
+    assert recorder.batches == [1, 1, 1, 1]
+
+
+async def test_the_second_run_does_not_give_way(db: Database) -> None:
+    loop = asyncio.get_running_loop()
+    big = BigUnit(db, loop)
+    second_run = threading.Event()
+    second_released = asyncio.Event()
+
+    def unit(conn: apsw.Connection) -> int:
+        if big.runs == 1:  # the second run: hold it until another DM waits
+            second_run.set()
+            asyncio.run_coroutine_threadsafe(second_released.wait(), loop).result(5)
+        return big(conn)
+
+    message = asyncio.ensure_future(as_client(ALICE, lambda: db.write(unit, may_give_way=True)))
+    assert await asyncio.to_thread(big.running.wait, 5)
+    bob = "@bob:localhost|LAPTOP"
+    first_dm = asyncio.ensure_future(as_client(bob, lambda: db.write(streams.next_position)))
+    await asyncio.sleep(0.02)
+    big.released.set()
+    assert await asyncio.wait_for(first_dm, 5) == 1
+    assert await asyncio.to_thread(second_run.wait, 5)
+    second_dm = asyncio.ensure_future(as_client(bob, lambda: db.write(streams.next_position)))
+    await asyncio.sleep(0.02)
+    second_released.set()
+    assert await asyncio.wait_for(message, 5) == 2
+    assert await asyncio.wait_for(second_dm, 5) == 3
+    assert big.runs == 2
+
+
+@pytest.mark.parametrize("case", ["same client", "not offered", "background"])
+async def test_a_unit_does_not_give_way(db: Database, case: str) -> None:
+    """Not to the same client's next write (its writes keep their order), not when the
+    unit was not written with may_give_way, and not to a background write."""
+    big = BigUnit(db, asyncio.get_running_loop())
+    message = asyncio.ensure_future(
+        as_client(ALICE, lambda: db.write(big, may_give_way=case != "not offered"))
+    )
+    assert await asyncio.to_thread(big.running.wait, 5)
+    key = ALICE if case == "same client" else "@bob:localhost|LAPTOP"
+    other = asyncio.ensure_future(
+        as_client(key, lambda: db.write(streams.next_position, background=case == "background"))
+    )
+    await asyncio.sleep(0.02)
+    big.released.set()
+    assert await asyncio.wait_for(message, 5) == 1
+    assert await asyncio.wait_for(other, 5) == 2
+    assert big.runs == 1
+
+
+def test_give_way_outside_a_unit_does_nothing(db: Database) -> None:
+    db.give_way()  # not on the writer thread, no unit: nothing to stop
