@@ -12,12 +12,18 @@
         the writer's start to its event, from its event to its outcome being told, and
         from its PUT to its answer; then the timelines of the last K pairs (default 2).
 
+    python bench/hop_times.py pauses TRACE [--last N]
+        Over the last N sends: the garbage collector's passes by generation and the WAL
+        checkpoints (count, p50, max, total ms), the WAL frames each commit added, and
+        how many deliveries overlapped a pass or a checkpoint.
+
 TRACE is the PREFIX.PID file the server wrote (the largest, if a glob names several).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import statistics
 import sys
@@ -133,9 +139,65 @@ def dm(events: list[Event], show: int) -> None:
             print(f"{(t - t0) / 1e6:8.2f} {name:14s} {thread:22s} {detail[:70]}")
 
 
+def _spans(events: list[Event], name: str, start: int, end: int) -> list[tuple[int, int, str]]:
+    """(start ns, end ns, detail) of each `name>`...`name<` span begun in [start, end]."""
+    found, open_spans = [], {}
+    for t, event, thread, detail in events:
+        if event == name + ">":
+            open_spans[thread] = (t, detail)
+        elif event == name + "<" and thread in open_spans:
+            began, began_detail = open_spans.pop(thread)
+            if start <= began <= end:
+                found.append((began, t, began_detail))
+    return found
+
+
+def pauses(events: list[Event], last: int) -> None:
+    """What no request's own thread shows, over the last `last` sends: the collector's
+    passes, the WAL checkpoints, the WAL frames each commit added, and how many of the
+    sends' deliveries (PUT read to first long-poll answer) overlapped either."""
+    sends = [i for i, e in enumerate(events) if e[1] == "send>"][-last:]
+    if not sends:
+        print("no sends in the trace")
+        return
+    start, end = events[sends[0]][0], events[-1][0]
+    collections = _spans(events, "gc", start, end)
+    checkpoints = _spans(events, "checkpoint", start, end)
+    print(f"{len(sends)} sends over {(end - start) / 1e9:.1f} s; ms")
+    rows = [(f"gc, generation {g}", [s for s in collections if s[2] == g]) for g in "012"]
+    rows.append(("WAL checkpoint", checkpoints))
+    print(f"{'':24s} {'n':>5s} {'p50':>8s} {'max':>8s} {'total':>8s}")
+    for label, spans in rows:
+        if spans:
+            took = [(b - a) / 1e6 for a, b, _ in spans]
+            print(
+                f"{label:24s} {len(took):5d} {statistics.median(took):8.2f} {max(took):8.2f}"
+                f" {sum(took):8.1f}"
+            )
+    frames = [int(d) for t, name, _, d in events if name == "wal>" and t >= start]
+    added = [b - a for a, b in itertools.pairwise(frames) if b > a]
+    if added:
+        p50, p90 = statistics.median(added), pct(added, 0.9)
+        print(f"WAL frames a commit added: p50 {p50:.0f}, p90 {p90}")
+    hit_gc = hit_checkpoint = 0
+    for i in sends:
+        began = i
+        while began > 0 and events[began][1] != "http>":
+            began -= 1
+        t0 = events[began][0]
+        answered = next(
+            (t for t, name, _, _ in events[i:] if name in ("sync_answer", "sss_answer")), None
+        )
+        if answered is None:
+            continue
+        hit_gc += any(a < answered and b > t0 for a, b, _ in collections)
+        hit_checkpoint += any(a < answered and b > t0 for a, b, _ in checkpoints)
+    print(f"deliveries overlapping a gc pass: {hit_gc}, a checkpoint: {hit_checkpoint}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["single", "dm"])
+    parser.add_argument("mode", choices=["single", "dm", "pauses"])
     parser.add_argument("trace", nargs="+", type=Path)
     parser.add_argument("--last", type=int, default=200)
     parser.add_argument("--show", type=int, default=2)
@@ -144,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     events = load(trace)
     if args.mode == "single":
         single(events, args.last)
+    elif args.mode == "pauses":
+        pauses(events, args.last)
     else:
         dm(events, args.show)
     return 0

@@ -16,8 +16,10 @@ D = durable or bg, unit names), the arrival-order wait (`order`), the WAL flush
 steps of building an event (`roomget`, `fwdext`, `entries`, `loadpdus`, `finalise`,
 `checkauth`), push (`push`, `members`, `evaluate`, `record`), the long-polls' reads
 (`compute`), a room's hot data built during one (`snapshot`), a read's outcome handed
-to the loop (`answerread`) and the loop taking outcomes (`resolve`), and sliding sync's
-answer after its read (`finish`, `unstable`). A name
+to the loop (`answerread`) and the loop taking outcomes (`resolve`), sliding sync's
+answer after its read (`finish`, `unstable`), the garbage collector's passes (`gc`,
+detail: the generation), the WAL's length after each commit (`wal`, detail: frames) and
+the WAL checkpoints (`checkpoint`). A name
 the traced build lacks is skipped, so an older git ref can be traced too (--git-ref).
 Benchmark tooling only: the product never imports it, and without the variable it does
 nothing. The tracer's own cost is ~5-10 us an event.
@@ -26,6 +28,7 @@ nothing. The tracer's own cost is ~5-10 us an event.
 from __future__ import annotations
 
 import atexit
+import gc
 import importlib.util
 import os
 import sys
@@ -43,12 +46,20 @@ def _rec(name: str, detail: str = "") -> None:
     _events.append((time.perf_counter_ns(), name, threading.current_thread().name, detail))
 
 
+_dumped = 0  # events written so far: each dump appends the newer ones
+_dump_lock = threading.Lock()
+
+
 def _dump() -> None:
-    if not _events:
-        return
-    with open(f"{OUT}.{os.getpid()}", "w") as out:
-        for t, name, thread, detail in list(_events):
-            out.write(f"{t} {name} {thread} {detail}\n")
+    global _dumped
+    with _dump_lock:
+        newer = _events[_dumped:]
+        if not newer:
+            return
+        with open(f"{OUT}.{os.getpid()}", "a" if _dumped else "w") as out:
+            for t, name, thread, detail in newer:
+                out.write(f"{t} {name} {thread} {detail}\n")
+        _dumped += len(newer)
 
 
 def _span(owner: Any, attr: str, label: str, detail: Callable[..., str] | None = None) -> None:
@@ -139,6 +150,37 @@ def _install() -> None:
     # the outcomes posted to it: the hand-over from a thread to the loop.
     _span(db.Database, "_answer_read", "answerread")
     _span(db, "_resolve", "resolve", lambda results: str(len(results)))
+    # The WAL's length in frames after each commit (what a checkpoint will copy).
+    _span(db.Database, "_wal_hook", "wal", lambda _self, _conn, _name, pages: str(pages))
+    # What no request's thread shows: the collector's passes and the WAL checkpoints.
+    gc.callbacks.append(_gc_phase)
+    checkpointer = db.Database._checkpointer_main
+
+    def traced_checkpointer(self: Any, conn: Any) -> None:
+        checkpointer(self, _CheckpointConnection(conn))
+
+    db.Database._checkpointer_main = traced_checkpointer
+
+
+def _gc_phase(phase: str, info: dict[str, int]) -> None:
+    _rec("gc>" if phase == "start" else "gc<", str(info.get("generation")))
+
+
+class _CheckpointConnection:
+    """The checkpointer's connection, with each statement recorded as `checkpoint`."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, *args: Any) -> Any:
+        _rec("checkpoint>")
+        try:
+            return self._conn.execute(*args)
+        finally:
+            _rec("checkpoint<")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
 
 
 def _after_import_hook() -> Any:
