@@ -211,7 +211,10 @@ class Database:
         self._write_numbers = itertools.count(1)
         self._written = 0  # the number of the newest foreground write queued
         self._gave_way = collections.deque[_Job]()
-        self._unit: _Job | None = None  # the unit the writer runs now (writer thread)
+        # The unit the writer runs now, its batch and its place there (writer thread).
+        self._unit: _Job | None = None
+        self._batch: list[_Job] = []
+        self._unit_index = 0
         self._readers: list[threading.Thread] = []
         self._closed = True
         self._commit_listeners: list[Callable[[apsw.Connection], None]] = []
@@ -389,8 +392,9 @@ class Database:
 
     def give_way(self) -> None:
         """On the writer thread, inside a unit written with ``may_give_way``: if another
-        client's foreground write is waiting, roll this unit back and run it again right
-        after the writes waiting now (once: the second run goes to its end).
+        client's foreground write is waiting (queued, or after this unit in its batch),
+        roll this unit back and run it again right after the writes waiting now (once:
+        the second run goes to its end).
 
         A message into a 500-member room spends milliseconds recording its members'
         notifications, and a DM sent meanwhile waited for all of it (bench/RESULTS.md,
@@ -399,11 +403,13 @@ class Database:
         job = self._unit
         if job is None or not job.may_give_way or job.gave_way:
             return
-        waiting = self._writes[0]
+        # The writes queued, and those after this unit in its own batch (they commit in
+        # this batch, without it). list(): the loop may append meanwhile.
+        waiting = [*self._batch[self._unit_index + 1 :], *list(self._writes[0])]
         if not waiting:
             return
-        # One client's writes keep their order (list(): the loop may append meanwhile).
-        if job.key is not None and any(other.key == job.key for other in list(waiting)):
+        # One client's writes keep their order.
+        if job.key is not None and any(other.key == job.key for other in waiting):
             return
         job.gave_way = True
         job.order = self._written
@@ -746,20 +752,22 @@ class Database:
                 for _ in range(tokens - len(batch)):
                     self._queue.put(None)  # the background jobs keep their tokens
                 if batch[0].gave_way:
-                    self._let_the_given_way_go_first()
+                    self._let_the_given_way_go_first(batch[0].loop)
                 self._commit_batch(conn, batch)
             else:
                 batch = [background.popleft() for _ in range(tokens)]
                 self._commit_batch(conn, batch, durable=False)
 
-    def _let_the_given_way_go_first(self) -> None:
+    def _let_the_given_way_go_first(self, loop: asyncio.AbstractEventLoop) -> None:
         """Before running again a unit that gave way: wait until the writes it gave way
-        to are flushed and told, and no foreground read is queued or running (the
-        long-polls they woke), GIVEN_WAY_WAIT_S at most.
+        to are flushed and told, no foreground read is queued or running (the long-polls
+        they woke), and the event loop has answered them, GIVEN_WAY_WAIT_S at most.
 
         Run at once, the unit (milliseconds of Python for a big room) kept the GIL from
-        the flusher and from the DM's woken read, and the DM was answered 7 ms after its
-        COMMIT instead of 2 (bench/RESULTS.md, twelfth session)."""
+        the flusher, from the DM's woken read and from the loop that answers both: a DM
+        committed at 3.8 ms was answered at 11 ms (bench/RESULTS.md, twelfth session).
+        A thread waiting for the GIL on one core gets it when the holder blocks, or after
+        the 5 ms switch interval."""
         deadline = time.monotonic() + GIVEN_WAY_WAIT_S
         with self._durable_lock:
             target = self._visible
@@ -780,6 +788,11 @@ class Database:
                     self._arrivals.wait(min(left, 0.001))
             finally:
                 self._order_waiters -= 1
+        # What was posted to the loop runs in its next turn, and the answers it resumes
+        # in the turn after: wait for a callback posted behind them twice.
+        answered = threading.Event()
+        _post(loop, _after_next_turn, answered)
+        answered.wait(max(0.0, deadline - time.monotonic()))
 
     def _foreground_batch(self, tokens: int) -> list[_Job]:
         """Up to `tokens` foreground writes in arrival order, a write that gave way
@@ -809,9 +822,10 @@ class Database:
         gave_way: list[_Job] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
+            self._batch = batch
+            for index, job in enumerate(batch):
                 conn.execute("SAVEPOINT unit")
-                self._unit = job
+                self._unit, self._unit_index = job, index
                 try:
                     result = job.fn(conn)
                 except GiveWay:
@@ -827,6 +841,7 @@ class Database:
                     outcomes.append((True, result))
                 finally:
                     self._unit = None
+            self._batch = []
             if gave_way:
                 # They run again in a batch of their own, each with a token of its own.
                 stepped_aside = {id(job) for job in gave_way}
@@ -980,6 +995,10 @@ def _post(loop: asyncio.AbstractEventLoop, fn: Callable[[Any], None], arg: Any) 
     # A closed loop means nobody is waiting any more.
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(fn, arg)
+
+
+def _after_next_turn(answered: threading.Event) -> None:
+    asyncio.get_running_loop().call_soon(answered.set)
 
 
 def _set_event(event: asyncio.Event) -> None:

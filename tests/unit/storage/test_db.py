@@ -832,3 +832,36 @@ async def test_a_unit_that_gave_way_waits_for_the_reads_its_dm_woke(
     assert await asyncio.wait_for(woken[0], 5) == 1
     assert await asyncio.wait_for(message, 5) == 2
     assert big.runs == 2
+
+
+async def test_a_unit_gives_way_to_another_clients_write_in_its_own_batch(
+    db: Database,
+) -> None:
+    """A DM queued just before the big room's message started shares its batch, after
+    it: the message gives way to it there too, and the DM commits without it."""
+    loop = asyncio.get_running_loop()
+    big = BigUnit(db, loop)
+    gate = asyncio.Event()
+    gate_reached = threading.Event()
+
+    def held(conn: apsw.Connection) -> int:
+        gate_reached.set()
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(5)
+        return streams.next_position(conn)
+
+    first = asyncio.ensure_future(db.write(held))
+    assert await asyncio.to_thread(gate_reached.wait, 5)
+    message = asyncio.ensure_future(as_client(ALICE, lambda: db.write(big, may_give_way=True)))
+    dm = asyncio.ensure_future(
+        as_client("@bob:localhost|LAPTOP", lambda: db.write(streams.next_position))
+    )
+    await asyncio.sleep(0.02)
+    gate.set()
+    assert await asyncio.wait_for(first, 5) == 1
+    assert await asyncio.to_thread(big.running.wait, 5)
+    big.released.set()
+    assert await asyncio.wait_for(dm, 5) == 2
+    assert await asyncio.wait_for(message, 5) == 3
+    assert big.runs == 2
+    recorder: Recorder = db.observer  # type: ignore[assignment]
+    assert recorder.batches == [1, 1, 1]
