@@ -144,9 +144,6 @@ BACKGROUND_READ_BATCH = 32
 # The longest a background read unit steps aside for foreground writes (see
 # Database._let_the_writes_pass).
 WRITE_PRIORITY_S = 0.02
-# The longest a unit that gave way waits, before it runs again, for the writes it gave
-# way to and the reads they woke (Database._let_the_given_way_go_first).
-GIVEN_WAY_WAIT_S = 0.01
 # The longest a commit waits for reads that arrived before its writes to take their
 # snapshots (see the module docstring). Readers normally start within a millisecond;
 # the bound keeps a reader starved of the CPU from holding writes back.
@@ -231,7 +228,6 @@ class Database:
         self._visible = 0
         self._durable = 0
         self._durable_lock = threading.Lock()
-        self._made_durable = threading.Condition(self._durable_lock)
         # (loop, outcomes, the commits the read may have seen)
         self._held: list[tuple[asyncio.AbstractEventLoop, list[_Outcome], int]] = []
         # Batches committed and not yet told, for the flusher (FULL only), in commit order.
@@ -571,7 +567,6 @@ class Database:
         # flush): reads that may have seen those stay held.
         with self._durable_lock:
             self._durable = max(self._durable, seq)
-            self._made_durable.notify_all()
             released = [held for held in self._held if held[2] <= self._durable]
             if released:
                 self._held = [held for held in self._held if held[2] > self._durable]
@@ -751,48 +746,10 @@ class Database:
             if batch:
                 for _ in range(tokens - len(batch)):
                     self._queue.put(None)  # the background jobs keep their tokens
-                if batch[0].gave_way:
-                    self._let_the_given_way_go_first(batch[0].loop)
                 self._commit_batch(conn, batch)
             else:
                 batch = [background.popleft() for _ in range(tokens)]
                 self._commit_batch(conn, batch, durable=False)
-
-    def _let_the_given_way_go_first(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Before running again a unit that gave way: wait until the writes it gave way
-        to are flushed and told, no foreground read is queued or running (the long-polls
-        they woke), and the event loop has answered them, GIVEN_WAY_WAIT_S at most.
-
-        Run at once, the unit (milliseconds of Python for a big room) kept the GIL from
-        the flusher, from the DM's woken read and from the loop that answers both: a DM
-        committed at 3.8 ms was answered at 11 ms (bench/RESULTS.md, twelfth session).
-        A thread waiting for the GIL on one core gets it when the holder blocks, or after
-        the 5 ms switch interval."""
-        deadline = time.monotonic() + GIVEN_WAY_WAIT_S
-        with self._durable_lock:
-            target = self._visible
-            while self._durable < target:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._made_durable.wait(left)
-        with self._arrivals:
-            self._order_waiters += 1
-            try:
-                while self._idle_readers < self.settings.reader_threads or (
-                    not self._read_queue.empty()
-                ):
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return
-                    self._arrivals.wait(min(left, 0.001))
-            finally:
-                self._order_waiters -= 1
-        # What was posted to the loop runs in its next turn, and the answers it resumes
-        # in the turn after: wait for a callback posted behind them twice.
-        answered = threading.Event()
-        _post(loop, _after_next_turn, answered)
-        answered.wait(max(0.0, deadline - time.monotonic()))
 
     def _foreground_batch(self, tokens: int) -> list[_Job]:
         """Up to `tokens` foreground writes in arrival order, a write that gave way
@@ -995,10 +952,6 @@ def _post(loop: asyncio.AbstractEventLoop, fn: Callable[[Any], None], arg: Any) 
     # A closed loop means nobody is waiting any more.
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(fn, arg)
-
-
-def _after_next_turn(answered: threading.Event) -> None:
-    asyncio.get_running_loop().call_soon(answered.set)
 
 
 def _set_event(event: asyncio.Event) -> None:

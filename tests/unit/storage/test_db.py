@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -786,52 +785,6 @@ async def test_a_unit_does_not_give_way(db: Database, case: str) -> None:
 
 def test_give_way_outside_a_unit_does_nothing(db: Database) -> None:
     db.give_way()  # not on the writer thread, no unit: nothing to stop
-
-
-async def test_a_unit_that_gave_way_waits_for_the_reads_its_dm_woke(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Run again at once, the unit would take the CPU from the DM's flush and from the
-    read its commit woke: it waits until the DM is durable and no foreground read is
-    running (the bound is made far longer than the test)."""
-    monkeypatch.setattr(db_module, "GIVEN_WAY_WAIT_S", 10.0)
-    flush = db._flush_wal
-
-    def slow_flush() -> None:  # the woken read is surely queued before the flush ends
-        time.sleep(0.05)
-        flush()
-
-    monkeypatch.setattr(db, "_flush_wal", slow_flush)
-    loop = asyncio.get_running_loop()
-    big = BigUnit(db, loop)
-    read_gate = asyncio.Event()
-    reading = threading.Event()
-    woken: list[asyncio.Future[int]] = []
-
-    def long_poll(conn: apsw.Connection) -> int:
-        reading.set()
-        asyncio.run_coroutine_threadsafe(read_gate.wait(), loop).result(5)
-        return streams.current_position(conn)
-
-    def wake(_position: int) -> None:
-        woken.append(asyncio.ensure_future(db.read(long_poll)))
-
-    message = asyncio.ensure_future(as_client(ALICE, lambda: db.write(big, may_give_way=True)))
-    assert await asyncio.to_thread(big.running.wait, 5)
-    bob = "@bob:localhost|LAPTOP"
-    dm = asyncio.ensure_future(
-        as_client(bob, lambda: db.write(streams.next_position, on_commit=wake))
-    )
-    await asyncio.sleep(0.02)
-    big.released.set()
-    assert await asyncio.to_thread(reading.wait, 5)
-    await asyncio.sleep(0.2)
-    assert big.runs == 1 and not message.done()  # waits for the read
-    read_gate.set()
-    assert await asyncio.wait_for(dm, 5) == 1
-    assert await asyncio.wait_for(woken[0], 5) == 1
-    assert await asyncio.wait_for(message, 5) == 2
-    assert big.runs == 2
 
 
 async def test_a_unit_gives_way_to_another_clients_write_in_its_own_batch(
