@@ -140,6 +140,23 @@ def test_leaving_clears_counts_and_total(conn: apsw.Connection) -> None:
     assert store.total_unread(conn, ALICE) == 1
 
 
+def _message(event_id: str = "$big", position: int = 7) -> PushEvent:
+    """Bob's message as the hook gets it, just persisted at `position`."""
+    event = Pdu(
+        event_id=event_id,
+        room_id=ROOM,
+        sender=BOB,
+        type="m.room.message",
+        state_key=None,
+        content={"msgtype": "m.text", "body": "to everyone"},
+        prev_events=(),
+        auth_events=(),
+        depth=1,
+        origin_server_ts=0,
+    )
+    return PushEvent(event, ROOM, position, position, KNOWN_ROOM_VERSIONS["11"])
+
+
 def test_a_failing_evaluation_never_fails_the_send(
     conn: apsw.Connection, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -152,21 +169,9 @@ def test_a_failing_evaluation_never_fails_the_send(
         raise RuntimeError("bug")
 
     monkeypatch.setattr(hook, "_process", broken)
-    event = Pdu(
-        event_id="$e",
-        room_id=ROOM,
-        sender=BOB,
-        type="m.room.message",
-        state_key=None,
-        content={"body": "x"},
-        prev_events=(),
-        auth_events=(),
-        depth=1,
-        origin_server_ts=0,
-    )
     conn.execute("BEGIN")
     store.advance_read_mark(conn, BOB, ROOM, store.UNTHREADED, 1)  # the unit's own work
-    pushed = PushEvent(event, ROOM, 5, 5, KNOWN_ROOM_VERSIONS["11"])
+    pushed = _message("$e", 5)
     assert hook.on_event(conn, pushed) is None
     conn.execute("COMMIT")
     marks = conn.execute("SELECT user_id FROM push_read_marks").fetchall()
@@ -192,22 +197,6 @@ def test_a_recount_counts_only_the_readers_own_notifications(conn: apsw.Connecti
     assert mark_read(conn, ALICE, ROOM, store.UNTHREADED, 10)
     assert counts(conn) == (2, 0)
     assert store.unread_by_room(conn, CAROL).get(ROOM) == (3, 3)
-
-
-def _message(sender: str = BOB) -> PushEvent:
-    event = Pdu(
-        event_id="$big",
-        room_id=ROOM,
-        sender=sender,
-        type="m.room.message",
-        state_key=None,
-        content={"msgtype": "m.text", "body": "to everyone"},
-        prev_events=(),
-        auth_events=(),
-        depth=1,
-        origin_server_ts=0,
-    )
-    return PushEvent(event, ROOM, 7, 7, KNOWN_ROOM_VERSIONS["11"])
 
 
 @pytest.mark.parametrize(("members", "pauses"), [(10, 0), (49, 0), (50, 2), (300, 4)])

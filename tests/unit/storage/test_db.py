@@ -671,6 +671,23 @@ class BigUnit:
         return position
 
 
+async def hold_the_writer(db: Database) -> tuple[asyncio.Event, asyncio.Future[int]]:
+    """A write that holds the writer until the returned event is set: the writes queued
+    meanwhile go into one batch. Returns the event and the write (position 1)."""
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Event()
+    reached = threading.Event()
+
+    def held(conn: apsw.Connection) -> int:
+        reached.set()
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(5)
+        return streams.next_position(conn)
+
+    first = asyncio.ensure_future(db.write(held))
+    assert await asyncio.to_thread(reached.wait, 5)
+    return gate, first
+
+
 async def as_client(key: str, write: Any) -> Any:
     """`write()` awaited in a task of its own with `key` as its arrival key."""
     db_module.arrival_key.set(key)
@@ -705,16 +722,7 @@ async def test_a_unit_gives_way_once_and_keeps_its_batch(db: Database) -> None:
     run commit without it."""
     loop = asyncio.get_running_loop()
     big = BigUnit(db, loop)
-    gate = asyncio.Event()
-    gate_reached = threading.Event()
-
-    def held(conn: apsw.Connection) -> int:
-        gate_reached.set()
-        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(5)
-        return streams.next_position(conn)
-
-    first = asyncio.ensure_future(db.write(held))
-    assert await asyncio.to_thread(gate_reached.wait, 5)
+    gate, first = await hold_the_writer(db)
     # Queued together: one batch of the message and a write batched with it.
     message = asyncio.ensure_future(as_client(ALICE, lambda: db.write(big, may_give_way=True)))
     beside = asyncio.ensure_future(db.write(streams.next_position))
@@ -794,16 +802,7 @@ async def test_a_unit_gives_way_to_another_clients_write_in_its_own_batch(
     it: the message gives way to it there too, and the DM commits without it."""
     loop = asyncio.get_running_loop()
     big = BigUnit(db, loop)
-    gate = asyncio.Event()
-    gate_reached = threading.Event()
-
-    def held(conn: apsw.Connection) -> int:
-        gate_reached.set()
-        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(5)
-        return streams.next_position(conn)
-
-    first = asyncio.ensure_future(db.write(held))
-    assert await asyncio.to_thread(gate_reached.wait, 5)
+    gate, first = await hold_the_writer(db)
     message = asyncio.ensure_future(as_client(ALICE, lambda: db.write(big, may_give_way=True)))
     dm = asyncio.ensure_future(
         as_client("@bob:localhost|LAPTOP", lambda: db.write(streams.next_position))
