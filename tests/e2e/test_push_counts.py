@@ -305,3 +305,45 @@ async def test_nio_sees_counts_and_clears_them(new_nio: NewNio) -> None:
     )
     ok(await alice.sync(timeout=5000), SyncResponse)
     assert (room.unread_notifications, room.unread_highlights) == (0, 0)
+
+
+async def test_a_big_rooms_messages_count_exactly_beside_dms(
+    server: Server, http: httpx.Client
+) -> None:
+    """In a room of 52 a message's unit may give way to a DM written meanwhile and run
+    again (storage/db.py, give_way): sent concurrently with DMs from other clients, every
+    message still counts once for every member, and every DM arrives once."""
+    big_room, members = room_with(http, 52)
+    reader, writers = members[0], members[1:4]
+    dm_room, (dm_sender, dm_reader) = room_with(http, 2)
+    per_sender = 6
+
+    async def send_all(client: RoomsClient, room: str, pool: httpx.AsyncClient) -> list[str]:
+        sent = []
+        for n in range(per_sender):
+            response = await pool.put(
+                f"{CS}/rooms/{q(room)}/send/m.room.message/big{n}",
+                json=message(f"{n}"),
+                headers=client.user.headers,
+            )
+            assert response.status_code == 200, response.text
+            sent.append(response.json()["event_id"])
+        return sent
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as pool:
+        sent = await asyncio.gather(
+            *(send_all(client, big_room, pool) for client in writers),
+            send_all(dm_sender, dm_room, pool),
+        )
+    event_ids = [event_id for batch in sent for event_id in batch]
+    assert len(set(event_ids)) == len(event_ids)
+    total = len(writers) * per_sender
+    assert unread(reader, big_room) == (total, 0)
+    assert unread(members[-1], big_room) == (total, 0)
+    assert unread(writers[0], big_room) == (total - per_sender, 0)
+    assert unread(dm_reader, dm_room) == (per_sender, 0)
+    messages = reader.call(
+        "GET", f"/rooms/{q(big_room)}/messages", params={"dir": "b", "limit": 50}
+    )["chunk"]
+    received = [e["event_id"] for e in messages if e["type"] == "m.room.message"]
+    assert sorted(received) == sorted(event_id for batch in sent[:-1] for event_id in batch)
