@@ -817,3 +817,41 @@ async def test_a_unit_gives_way_to_another_clients_write_in_its_own_batch(
     assert big.runs == 2
     recorder: Recorder = db.observer  # type: ignore[assignment]
     assert recorder.batches == [1, 1, 1]
+
+
+async def test_close_commits_a_unit_that_gave_way(tmp_path: Path) -> None:
+    """close() while a unit is giving way: it runs again before the writer stops, with
+    everything else queued (nothing is lost at shutdown)."""
+    database = Database(tmp_path / "x.db")
+    database.open()
+    running, release = threading.Event(), threading.Event()
+    runs: list[int] = []
+
+    def big(conn: apsw.Connection) -> int:
+        runs.append(1)
+        position = streams.next_position(conn)
+        if len(runs) == 1:
+            running.set()
+            release.wait(5)
+        database.give_way()
+        return position
+
+    message = asyncio.ensure_future(
+        as_client(ALICE, lambda: database.write(big, may_give_way=True))
+    )
+    assert await asyncio.to_thread(running.wait, 5)
+    dm = asyncio.ensure_future(
+        as_client("@bob:localhost|LAPTOP", lambda: database.write(streams.next_position))
+    )
+    await asyncio.sleep(0.02)  # queued behind the message
+    threading.Timer(0.05, release.set).start()  # after close() has asked the writer to stop
+    database.close()
+    assert await asyncio.wait_for(message, 5) == 1  # first in the last batch
+    assert await asyncio.wait_for(dm, 5) == 2
+    assert len(runs) == 2
+    reopened = Database(tmp_path / "x.db")
+    reopened.open()
+    try:
+        assert await reopened.read(streams.current_position) == 2
+    finally:
+        reopened.close()
