@@ -66,6 +66,7 @@ class Notifier:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._compact_at = MIN_COMPACT
+        self._stopped = False
 
     @property
     def active(self) -> int:
@@ -91,6 +92,17 @@ class Notifier:
         await priority.writes_passed()
         _wake(woken)
 
+    def stop_waiting(self) -> None:
+        """The server is stopping: every long-poll answers now, as if its time ran out,
+        and new ones do not wait. uvicorn waits for requests in flight before it stops
+        (10 s at most), so a client's 30 s long-poll held `systemctl stop` for those
+        10 s."""
+        self._stopped = True
+        for waiters in list(self._waiters.values()):
+            for waiter in list(waiters):
+                if not waiter.done():
+                    waiter.set_result(0)
+
     def changed_since(self, user_id: str, tick: int) -> bool:
         return self._latest.get(user_id, 0) > tick
 
@@ -103,6 +115,8 @@ class Notifier:
         """
         if after_tick is not None and self.changed_since(user_id, after_tick):
             return 1
+        if self._stopped:
+            return 0
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[int] = loop.create_future()
         waiting = self._waiters.setdefault(user_id, {})

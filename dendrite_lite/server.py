@@ -13,6 +13,7 @@ import gc
 import logging
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -37,6 +38,9 @@ class _Server(uvicorn.Server):
 
     _tick: asyncio.Future[None] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+    # Called as the server starts to stop (the notifier's stop_waiting): long-polls
+    # answer at once instead of holding the shutdown.
+    on_stopping: Callable[[], None] | None = None
 
     async def main_loop(self) -> None:
         self._loop = loop = asyncio.get_running_loop()
@@ -62,6 +66,8 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets: Any = None) -> None:
         systemd_notify.notify("STOPPING=1")
+        if self.on_stopping is not None:
+            self.on_stopping()
         await super().shutdown(sockets)
 
 
@@ -85,7 +91,7 @@ def serve(config: Config) -> None:
     lock = data_dir.lock(config.data_dir)
     try:
         configure_logging(config.logging.level)
-        app, _services = asgi_app(config)
+        app, services = asgi_app(config)
     except BaseException:
         lock.close()
         raise
@@ -103,6 +109,7 @@ def serve(config: Config) -> None:
         backlog=1024,
     )
     server = _Server(uv_config)
+    server.on_stopping = services.notifier.stop_waiting
     # Everything built so far lives as long as the process: keep it out of the
     # collector's scans, whose full passes otherwise stall every request in flight.
     gc.collect()

@@ -140,3 +140,15 @@ async def test_a_fan_out_wakes_after_the_write_under_way() -> None:
     writes.done.set()
     assert [await asyncio.wait_for(t, 1) for t in many] == [20] * 20
     assert notifier.active == 0
+
+
+async def test_stopping_answers_every_long_poll_at_once() -> None:
+    """The server is stopping: waiting long-polls answer as if their time ran out, and
+    new ones do not wait (uvicorn waits for requests in flight before it stops)."""
+    notifier = Notifier()
+    waits = [asyncio.create_task(notifier.wait(user, 30)) for user in ("@a:hs", "@a:hs", "@b:hs")]
+    await asyncio.sleep(0.01)
+    notifier.stop_waiting()
+    assert await asyncio.wait_for(asyncio.gather(*waits), 1) == [0, 0, 0]
+    assert await asyncio.wait_for(notifier.wait("@a:hs", 30), 1) == 0
+    assert notifier.active == 0
