@@ -96,10 +96,15 @@ async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
     await asyncio.sleep(0)
     database.close()
     await asyncio.gather(*pending)
-    reopened = Database(tmp_path / "x.db")
+    assert await position_after_reopening(tmp_path / "x.db") == 50
+
+
+async def position_after_reopening(path: Path) -> int:
+    """The stream position a database opened anew on `path` finds."""
+    reopened = Database(path)
     reopened.open()
     try:
-        assert await reopened.read(streams.current_position) == 50
+        return await reopened.read(streams.current_position)
     finally:
         reopened.close()
 
@@ -849,9 +854,4 @@ async def test_close_commits_a_unit_that_gave_way(tmp_path: Path) -> None:
     assert await asyncio.wait_for(message, 5) == 1  # first in the last batch
     assert await asyncio.wait_for(dm, 5) == 2
     assert len(runs) == 2
-    reopened = Database(tmp_path / "x.db")
-    reopened.open()
-    try:
-        assert await reopened.read(streams.current_position) == 2
-    finally:
-        reopened.close()
+    assert await position_after_reopening(tmp_path / "x.db") == 2
