@@ -808,9 +808,7 @@ class Database:
                     self._queue.put(None)
                 if not batch:  # nothing else was in the batch: nothing to commit
                     conn.execute("ROLLBACK")
-                    self._writing = False
-                    with self._write_done:
-                        self._write_done.notify_all()
+                    self._end_writing()
                     return
             # Reads that came first see the database without this batch...
             self._wait_for_earlier_reads(batch, self._unstarted_reads)
@@ -824,12 +822,7 @@ class Database:
             if not conn.getautocommit():
                 conn.execute("ROLLBACK")
             outcomes = [(False, exc)] * len(batch)
-        if self._writing:  # committed: what is left (the flush) needs no CPU
-            self._writing = False
-            with self._write_done:
-                self._write_done.notify_all()
-            if self._passing and not self._writes[0]:
-                self._release_waiting_loops()
+        self._end_writing()  # committed: what is left (the flush) needs no CPU
         if not seq:
             seq = self._number_commit()
         for listener in self._commit_listeners:
@@ -859,6 +852,17 @@ class Database:
         else:
             # Nothing waits: flush here, with no thread to wake for it.
             self._flush_and_tell([done])
+
+    def _end_writing(self) -> None:
+        """A foreground batch is over (committed, failed, or given way): the background
+        work that stepped aside for it goes on."""
+        if not self._writing:
+            return
+        self._writing = False
+        with self._write_done:
+            self._write_done.notify_all()
+        if self._passing and not self._writes[0]:
+            self._release_waiting_loops()
 
     def _number_commit(self) -> int:
         """Number the commit about to happen: from now on a reader may see it."""
