@@ -351,7 +351,7 @@ def running(tmp_path: Path) -> Iterator[Server]:
         "--open-registration",
     )
     set_config(path, {"rate_limits": {"enabled": False}})
-    server = Server(path, port).start()
+    server = Server(path, port, via_cli=True).start()  # the console script's whole path
     yield server
     server.stop()
 

@@ -53,6 +53,8 @@ class ServerFactory:
         return server
 
     def close(self) -> None:
+        for server in self._all:
+            server.signal_stop()  # all at once: each takes a while to shut down
         errors = []
         for server in self._all:
             try:

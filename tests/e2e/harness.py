@@ -1,8 +1,13 @@
 """The real server as a subprocess: a temp data dir, a free port, SIGTERM to stop.
 
-Launched as ``python -c "from dendrite_lite.cli.main import main; main()" run ...`` so
-that coverage's subprocess patch measures the server too; stopped with SIGTERM so that
-coverage writes its data (``sigterm = true``).
+Launched as ``python -m dendrite_lite.server --data-dir DIR``, the process that
+``dendrite-lite run`` execs into (``via_cli=True`` starts it through the console script
+instead), so that coverage's subprocess patch measures the server too; stopped with
+SIGTERM so that coverage writes its data (``sigterm = true``).
+
+Data dirs are made by the real ``dendrite-lite init``, in this process through typer's
+CliRunner: a server costs one interpreter start instead of three (the CLI's, the exec'd
+server's and init's, each seconds under coverage), which is most of the suite's time.
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
+from dendrite_lite.cli.main import app as cli_app
+from typer.testing import CliRunner
 
 LAUNCH = "from dendrite_lite.cli.entry import main; main()"  # the console script
+SERVER_MODULE = "dendrite_lite.server"  # what `dendrite-lite run` execs
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 
@@ -82,21 +91,30 @@ def set_config(data_dir: Path, overrides: Overrides) -> None:
 
 
 def init_data_dir(data_dir: Path, port: int, *, open_registration: bool = True) -> None:
+    """`dendrite-lite init`, in this process (its own thread: init runs an event loop,
+    and the calling test may be inside one)."""
     args = ["init", "--data-dir", str(data_dir), "--server-name", "localhost"]
     args += ["--listen", f"127.0.0.1:{port}"]
     if open_registration:
         args.append("--open-registration")
-    run_cli(*args)
+    with ThreadPoolExecutor(1) as thread:
+        result = thread.submit(CliRunner().invoke, cli_app, args).result()
+    if result.exit_code != 0:
+        raise AssertionError(
+            f"dendrite-lite init exited {result.exit_code}:\n{result.output}\n{result.exception!r}"
+        )
 
 
 class Server:
     """One dendrite-lite process on one data dir (restartable on the same dir and port)."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, *, via_cli: bool = False) -> None:
         self.data_dir = data_dir
         self.port = port
+        self.via_cli = via_cli
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._signalled = False
         self.log_path = data_dir / "server.log"
 
     @classmethod
@@ -115,10 +133,14 @@ class Server:
 
     def start(self) -> Server:
         assert not self.running, "already running"
+        self._signalled = False
         log = self.log_path.open("ab")
         try:
+            args = ["--data-dir", str(self.data_dir)]
             self.proc = subprocess.Popen(
-                cli_command("run", "--data-dir", str(self.data_dir)),
+                cli_command("run", *args)
+                if self.via_cli
+                else [sys.executable, "-m", SERVER_MODULE, *args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -147,6 +169,15 @@ class Server:
         self.kill()
         raise RuntimeError(f"server did not answer in {START_TIMEOUT_S}s:\n{self.log_tail()}")
 
+    def signal_stop(self) -> None:
+        """SIGTERM without waiting: servers stopped together shut down side by side.
+
+        Sent once: uvicorn takes a second SIGTERM as "exit now, skip the shutdown".
+        """
+        if self.proc is not None and self.proc.poll() is None and not self._signalled:
+            self.proc.send_signal(signal.SIGTERM)
+            self._signalled = True
+
     def stop(self) -> None:
         """SIGTERM (coverage writes its data), then wait for a graceful exit.
 
@@ -155,9 +186,9 @@ class Server:
         """
         if self.proc is None:
             return
+        self.signal_stop()
         proc, self.proc = self.proc, None
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
