@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 DATA ?= ./data
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# Test processes side by side (pytest-xdist, a file per worker at a time): the suite mostly
+# waits on server subprocesses, so two keep a 2-core machine busy. PYTEST_WORKERS=0: serial.
+PYTEST_WORKERS ?= 2
 # The E2EE client test (tests/e2e/test_js_e2ee.py) runs matrix-js-sdk under Node 20.14+.
 JS_DIR := tests/e2e_js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
@@ -50,7 +53,7 @@ test: $(TEST_STAMP) $(JS_STAMP) $(OIDC_STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

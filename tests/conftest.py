@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import compileall
+import os
 from pathlib import Path
 
 import dendrite_lite.cli
 import pytest
 
 import dendrite_lite
+
+# pytest-xdist hands its workers the terminal's width as COLUMNS; rich's consoles (the
+# CLI's, created at import) would fix their width from it, and tests that give one command
+# a COLUMNS of its own would be ignored. Serial runs have none; neither do workers.
+os.environ.pop("COLUMNS", None)
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Compile the package's bytecode once, before any server subprocess starts.
