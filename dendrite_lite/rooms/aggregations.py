@@ -15,7 +15,7 @@ users are left out. /messages, /context, /event, /relations use `serve_events`; 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,13 @@ class _Aggregator:
     device: Device | None
     checker: VisibilityChecker | None
     now: int
+    # The viewer's ignored users, when the caller has read them already (a sync has).
+    ignored: Collection[str] | None = None
+
+    def _ignored(self) -> Collection[str]:
+        if self.ignored is None:
+            self.ignored = ignored_users(self.conn, self.user_id)
+        return self.ignored
 
     def _visible(self, row: EventRow, parent: EventRow) -> bool:
         if row.room_id != parent.room_id:
@@ -96,9 +103,7 @@ class _Aggregator:
 
     def run(self, rows: Sequence[EventRow]) -> dict[str, dict[str, Any]]:
         parents = {row.event_id: row for row in rows if row.state_key is None}
-        children = store.aggregation_children(
-            self.conn, list(parents), ignored_users(self.conn, self.user_id)
-        )
+        children = store.aggregation_children(self.conn, list(parents), self._ignored())
         if not children:
             return {}
         rows_by_id: dict[str, EventRow] = {c.row.event_id: c.row for c in children}
@@ -140,9 +145,7 @@ class _Aggregator:
         # The query fetched the edits of each thread's newest reply only; this one
         # stands in for it, so its own edits and references are read now.
         stand_ins = {child.row.event_id: child.row for _, child in missing.values()}
-        grandchildren = store.aggregation_children(
-            self.conn, list(stand_ins), ignored_users(self.conn, self.user_id)
-        )
+        grandchildren = store.aggregation_children(self.conn, list(stand_ins), self._ignored())
         for grandchild in grandchildren:
             reply = stand_ins.get(grandchild.relates_to)
             if (
@@ -202,14 +205,16 @@ def bundled_aggregations(
     user_id: str,
     device: Device | None = None,
     checker: VisibilityChecker | None = None,
+    ignored: Collection[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """event_id -> its `m.relations` (only events with aggregations are present).
 
     `checker` is the viewer's history visibility in the rows' room (made if not given;
-    the rows must then all be in one room)."""
+    the rows must then all be in one room); `ignored`, the viewer's ignored users (read
+    if not given)."""
     if not rows:
         return {}
-    return _Aggregator(conn, user_id, device, checker, now_ms()).run(rows)
+    return _Aggregator(conn, user_id, device, checker, now_ms(), ignored).run(rows)
 
 
 def serve_events(
@@ -219,9 +224,12 @@ def serve_events(
     user_id: str,
     device: Device | None = None,
     checker: VisibilityChecker | None = None,
+    ignored: Collection[str] | None = None,
 ) -> list[msgspec.Raw]:
     """The rows as served to the user, each with its bundled aggregations."""
-    bundles = bundled_aggregations(conn, rows, user_id=user_id, device=device, checker=checker)
+    bundles = bundled_aggregations(
+        conn, rows, user_id=user_id, device=device, checker=checker, ignored=ignored
+    )
     now = now_ms()
     return [
         client_format.serve(

@@ -65,17 +65,24 @@ class VisibilityChecker:
         cached = self._by_group.get(group)
         if cached is not None:
             return cached
+        entries = (
+            (None, None)
+            if group is None
+            else room_state.visibility_entries_at(self.conn, group, self.viewer.user_id)
+        )
+        return self.know(group, entries)
+
+    def know(
+        self, group: int | None, entries: room_state.VisibilityEntries
+    ) -> tuple[str, str | None]:
+        """Take a group's entries read beforehand (room_state.visibility_entries_in)."""
+        client, membership = entries
         visibility = "shared"
-        membership = None
-        if group is not None:
-            client, membership = room_state.visibility_entries_at(
-                self.conn, group, self.viewer.user_id
-            )
-            if client is not None:
-                content = msgspec.json.decode(client).get("content", {})
-                value = content.get("history_visibility") if isinstance(content, dict) else None
-                if isinstance(value, str):
-                    visibility = value
+        if client is not None:
+            content = msgspec.json.decode(client).get("content", {})
+            value = content.get("history_visibility") if isinstance(content, dict) else None
+            if isinstance(value, str):
+                visibility = value
         self._by_group[group] = (visibility, membership)
         return visibility, membership
 

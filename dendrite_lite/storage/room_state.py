@@ -7,9 +7,10 @@ the state at any event walks at most MAX_CHAIN + 1 groups.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import apsw
+import msgspec
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, int]  # (type, state_key) -> event_nid
@@ -17,23 +18,47 @@ StateMap = dict[StateKey, int]  # (type, state_key) -> event_nid
 MAX_CHAIN = 32
 
 
-def state_at(conn: apsw.Connection, group_nid: int) -> StateMap:
-    """The full state of a group."""
-    state: StateMap = {}
-    for type_, state_key, event_nid, _level in conn.execute(
-        "WITH RECURSIVE chain (nid, level) AS ("
-        "  SELECT ?, 0"
+def _chains(seed: str) -> str:
+    """The chain of each group the seed selects (`root`), nearest group first (`level` 0)."""
+    return (
+        f"WITH RECURSIVE chain (root, nid, level) AS ({seed}"
         "  UNION ALL"
-        "  SELECT g.parent_nid, chain.level + 1 FROM state_groups AS g"
+        "  SELECT chain.root, g.parent_nid, chain.level + 1 FROM state_groups AS g"
         "  JOIN chain ON g.group_nid = chain.nid WHERE g.parent_nid IS NOT NULL"
         ")"
-        " SELECT e.type, e.state_key, e.event_nid, min(chain.level) FROM state_group_entries AS e"
-        " JOIN chain ON e.group_nid = chain.nid GROUP BY e.type, e.state_key",
-        (group_nid,),
+    )
+
+
+# ?1: one group, or a JSON list of them (the one-group form plans a little faster).
+_ONE_CHAIN = _chains("SELECT ?1, ?1, 0")
+_CHAINS = _chains("SELECT value, value, 0 FROM json_each(?1)")
+
+
+def _groups_param(groups: Collection[int]) -> tuple[str, int | bytes]:
+    if len(groups) == 1:
+        return _ONE_CHAIN, next(iter(groups))
+    return _CHAINS, msgspec.json.encode(sorted(groups))
+
+
+def state_at(conn: apsw.Connection, group_nid: int) -> StateMap:
+    """The full state of a group."""
+    return states_at(conn, [group_nid])[group_nid]
+
+
+def states_at(conn: apsw.Connection, group_nids: Collection[int]) -> dict[int, StateMap]:
+    """The full state of each group, in one statement: a sync that sends hundreds of
+    rooms whole reads them together (a statement per group costs several times more)."""
+    states: dict[int, StateMap] = {int(group): {} for group in group_nids}
+    chains, groups = _groups_param(states)
+    for root, type_, state_key, event_nid, _level in conn.execute(
+        chains + " SELECT chain.root, e.type, e.state_key, e.event_nid, min(chain.level)"
+        " FROM state_group_entries AS e JOIN chain ON e.group_nid = chain.nid"
+        " GROUP BY chain.root, e.type, e.state_key",
+        (groups,),
     ):
         if event_nid is not None:
-            state[(str(type_), str(state_key))] = int(event_nid)
-    return state
+            states[int(root)][(str(type_), str(state_key))] = int(event_nid)
+    return states
 
 
 def state_entry_at(conn: apsw.Connection, group_nid: int, type_: str, state_key: str) -> int | None:
@@ -52,38 +77,58 @@ def state_entry_at(conn: apsw.Connection, group_nid: int, type_: str, state_key:
     return None
 
 
-def visibility_entries_at(
-    conn: apsw.Connection, group_nid: int, user_id: str
-) -> tuple[bytes | None, str | None]:
-    """In one walk of the group's chain: the client JSON of m.room.history_visibility and
-    the membership of the user's m.room.member event (None where the state has none).
-    What history visibility asks of every state group (rooms/visibility.py); one query
-    instead of four."""
-    found: dict[str, tuple[int | None, str | None, bytes | None]] = {}
-    for type_, event_nid, membership, client in conn.execute(
-        "WITH RECURSIVE chain (nid, level) AS ("
-        "  SELECT ?1, 0"
-        "  UNION ALL"
-        "  SELECT g.parent_nid, chain.level + 1 FROM state_groups AS g"
-        "  JOIN chain ON g.group_nid = chain.nid WHERE g.parent_nid IS NOT NULL"
-        ")"
-        " SELECT e.type, e.event_nid, v.membership,"
+VisibilityEntries = tuple[bytes | None, str | None]
+
+
+def visibility_entries_at(conn: apsw.Connection, group_nid: int, user_id: str) -> VisibilityEntries:
+    """The client JSON of m.room.history_visibility in a group and the membership of the
+    user's m.room.member event (None where the state has none)."""
+    return visibility_entries_in(conn, [group_nid], user_id)[group_nid]
+
+
+def visibility_entries_in(
+    conn: apsw.Connection, group_nids: Collection[int], user_id: str
+) -> dict[int, VisibilityEntries]:
+    """What history visibility asks of each state group (rooms/visibility.py), in one
+    walk of all the groups' chains: one statement instead of four per group, and one
+    for a whole sync's rooms."""
+    found: dict[int, dict[str, tuple[int | None, str | None, bytes | None]]] = {
+        int(group): {} for group in group_nids
+    }
+    chains, groups = _groups_param(found)
+    for root, type_, event_nid, membership, client in conn.execute(
+        chains + " SELECT chain.root, e.type, e.event_nid, v.membership,"
         "  CASE WHEN e.type = 'm.room.history_visibility' THEN v.client END"
         " FROM chain JOIN state_group_entries AS e ON e.group_nid = chain.nid"
         "  AND ((e.type = 'm.room.history_visibility' AND e.state_key = '')"
         "   OR (e.type = 'm.room.member' AND e.state_key = ?2))"
         " LEFT JOIN events AS v ON v.event_nid = e.event_nid"
-        " ORDER BY chain.level",
-        (group_nid, user_id),
+        " ORDER BY chain.root, chain.level",
+        (groups, user_id),
     ):
         # The nearest group's entry wins (a NULL event_nid there removed the key).
-        found.setdefault(type_, (event_nid, membership, client))
-    visibility = found.get("m.room.history_visibility")
-    member = found.get("m.room.member")
-    return (
-        None if visibility is None or visibility[0] is None else visibility[2],
-        None if member is None or member[0] is None else member[1],
-    )
+        found[int(root)].setdefault(type_, (event_nid, membership, client))
+    result: dict[int, VisibilityEntries] = {}
+    for group, entries in found.items():
+        visibility = entries.get("m.room.history_visibility")
+        member = entries.get("m.room.member")
+        result[group] = (
+            None if visibility is None or visibility[0] is None else visibility[2],
+            None if member is None or member[0] is None else member[1],
+        )
+    return result
+
+
+def current_groups(conn: apsw.Connection, room_ids: Collection[str]) -> dict[str, int | None]:
+    """Each room's current state group (rooms the server does not have are left out)."""
+    return {
+        str(room_id): None if group is None else int(group)
+        for room_id, group in conn.execute(
+            "SELECT room_id, state_group FROM rooms WHERE room_id IN (SELECT value FROM"
+            " json_each(?))",
+            (msgspec.json.encode(sorted(room_ids)),),
+        )
+    }
 
 
 def new_group(
@@ -178,11 +223,46 @@ def members(conn: apsw.Connection, room_id: str, membership: str = "join") -> li
 
 
 def member_counts(conn: apsw.Connection, room_id: str) -> dict[str, int]:
-    return {
-        str(membership): int(count)
-        for membership, count in conn.execute(
-            "SELECT membership, count(*) FROM current_state WHERE room_id = ?"
-            " AND membership IS NOT NULL AND type = 'm.room.member' GROUP BY membership",
-            (room_id,),
-        )
-    }
+    return member_counts_in(conn, [room_id]).get(room_id, {})
+
+
+def member_counts_in(conn: apsw.Connection, room_ids: Collection[str]) -> dict[str, dict[str, int]]:
+    """membership -> count, per room (rooms without members are left out)."""
+    counts: dict[str, dict[str, int]] = {}
+    for room_id, membership, count in conn.execute(
+        "SELECT room_id, membership, count(*) FROM current_state"
+        " WHERE room_id IN (SELECT value FROM json_each(?))"
+        " AND membership IS NOT NULL AND type = 'm.room.member' GROUP BY room_id, membership",
+        (msgspec.json.encode(sorted(room_ids)),),
+    ):
+        counts.setdefault(str(room_id), {})[str(membership)] = int(count)
+    return counts
+
+
+def first_members(
+    conn: apsw.Connection,
+    room_ids: Collection[str],
+    user_id: str,
+    memberships: Collection[str],
+    limit: int,
+) -> dict[str, list[str]]:
+    """Per room, the first `limit` members by stream order of their member event whose
+    membership is one of `memberships`, never `user_id` (rooms with none left out)."""
+    found: dict[str, list[str]] = {}
+    for room_id, member in conn.execute(
+        "SELECT room_id, state_key FROM ("
+        " SELECT c.room_id, c.state_key, row_number() OVER"
+        "  (PARTITION BY c.room_id ORDER BY e.stream_pos) AS n"
+        " FROM current_state AS c JOIN events AS e ON e.event_nid = c.event_nid"
+        " WHERE c.room_id IN (SELECT value FROM json_each(?1)) AND c.type = 'm.room.member'"
+        " AND c.membership IN (SELECT value FROM json_each(?2)) AND c.state_key != ?3"
+        ") WHERE n <= ?4 ORDER BY room_id, n",
+        (
+            msgspec.json.encode(sorted(room_ids)),
+            msgspec.json.encode(sorted(memberships)),
+            user_id,
+            limit,
+        ),
+    ):
+        found.setdefault(str(room_id), []).append(str(member))
+    return found

@@ -24,7 +24,7 @@ from dendrite_lite.rooms import client_format
 from dendrite_lite.rooms.aggregations import filter_related, serve_events
 from dendrite_lite.rooms.reading import make_token
 from dendrite_lite.rooms.receipts import receipt_event
-from dendrite_lite.rooms.visibility import VisibilityChecker, viewer
+from dendrite_lite.rooms.visibility import Viewer, VisibilityChecker, viewer
 from dendrite_lite.storage import (
     account_data,
     events,
@@ -37,11 +37,18 @@ from dendrite_lite.storage.events import EventRow
 from dendrite_lite.storage.room_state import StateKey, StateMap
 from dendrite_lite.sync.lazy_members import SentMembers
 from dendrite_lite.sync.shaping import Shaper
+from dendrite_lite.sync.whole_rooms import (
+    ABSENT,
+    HEROES,
+    PRESENT,
+    WholeRoom,
+    WholeRooms,
+    named_rooms,
+)
 
 DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 1000
 MAX_SCAN = 2000
-HEROES = 5
 MEMBER = "m.room.member"
 # Stripped state given with invites and knocks (spec: "Stripped state").
 STRIPPED_TYPES = (
@@ -101,6 +108,11 @@ class Context:
     _unread: dict[str, notifications.ThreadCounts] | None = field(default=None, init=False)
     # The rooms this sync serves, when it knows them to be few (incremental).
     served_rooms: list[str] | None = field(default=None, init=False)
+    # The joined rooms sent whole that are new to the client, read together.
+    whole_rooms: WholeRooms | None = field(default=None, init=False)
+
+    def whole_room(self, room_id: str) -> WholeRoom | None:
+        return None if self.whole_rooms is None else self.whole_rooms.get(room_id)
 
     def _counts(self, room_id: str) -> notifications.ThreadCounts:
         """The room's unread counts per thread (push/hook.py keeps them in the send
@@ -240,8 +252,12 @@ def group_at(conn: apsw.Connection, room_id: str, position: int) -> int | None:
     return None if row is None else int(row[0])
 
 
-def _load(conn: apsw.Connection, group: int | None) -> StateMap:
-    return {} if group is None else room_state.state_at(conn, group)
+def _load(conn: apsw.Connection, group: int | None, known: WholeRoom | None = None) -> StateMap:
+    if group is None:
+        return {}
+    if known is not None and known.group == group and known.state is not None:
+        return dict(known.state)
+    return room_state.state_at(conn, group)
 
 
 def membership_at(conn: apsw.Connection, room_id: str, user_id: str, position: int) -> str | None:
@@ -307,7 +323,7 @@ def _state_events(
     group = group_at(conn, room_id, upto) if after_mode or first is None else first.state_before
     wanted: StateMap
     if whole or since is None:
-        wanted = _load(conn, group)
+        wanted = _load(conn, group, ctx.whole_room(room_id))
     elif tl.limited or tl.skipped:
         at_since = _load(conn, group_at(conn, room_id, since))
         wanted = {k: v for k, v in _load(conn, group).items() if at_since.get(k) != v}
@@ -409,7 +425,12 @@ def _serve_timeline(
 ) -> dict[str, Any]:
     window = ctx.window
     served = serve_events(
-        ctx.conn, tl.rows, user_id=window.user_id, device=window.device, checker=checker
+        ctx.conn,
+        tl.rows,
+        user_id=window.user_id,
+        device=window.device,
+        checker=checker,
+        ignored=window.ignored,
     )
     return {
         "events": ctx.shaper.room_events(ctx.conn, tl.rows, served),
@@ -422,6 +443,21 @@ def _serve_state(ctx: Context, rows: list[EventRow]) -> tuple[str, dict[str, Any
     served = [client_format.serve(r) for r in rows]
     key = "state_after" if ctx.window.use_state_after else "state"
     return key, {"events": ctx.shaper.room_events(ctx.conn, rows, served)}
+
+
+def _checker(
+    conn: apsw.Connection, user_id: str, room_id: str, known: WholeRoom | None
+) -> VisibilityChecker:
+    """History visibility in a room the user is joined to, with what was read of its
+    current state group beforehand."""
+    if known is None:
+        return VisibilityChecker(conn, viewer(conn, user_id, room_id))
+    # Rooms are read whole only where the user is joined and has not forgotten them
+    # (rooms_section), which is all that viewer() would read.
+    checker = VisibilityChecker(conn, Viewer(user_id, "join", None, ever_joined=True))
+    if known.visibility is not None:
+        checker.know(known.group, known.visibility)
+    return checker
 
 
 def joined_room(
@@ -440,7 +476,8 @@ def joined_room(
     whole = window.whole or not continued
     # full_state keeps the timeline a delta from `since` for rooms the client has.
     timeline_after = window.since if continued else None
-    checker = None if continued else VisibilityChecker(conn, viewer(conn, window.user_id, room_id))
+    known = None if continued else ctx.whole_room(room_id)
+    checker = None if continued else _checker(conn, window.user_id, room_id, known)
     tl = timeline(conn, room_id, timeline_after, window.now, rf.timeline, checker, window.ignored)
     room_account_data = ctx.room_account_data(room_id, everything=not continued)
     nothing = not (tl.rows or tl.skipped or tl.limited or room_account_data or ephemeral)
@@ -450,7 +487,7 @@ def joined_room(
     if whole or (
         timeline_after is not None and _members_changed(conn, room_id, timeline_after, window.now)
     ):
-        room_summary = summary(conn, room_id, window.user_id)
+        room_summary = summary(conn, room_id, window.user_id, known)
     wanted_members = list(room_summary.get("m.heroes", []))
     if whole:
         wanted_members.append(window.user_id)
@@ -519,48 +556,33 @@ def account_data_event(type_: str, content: bytes) -> msgspec.Raw:
     return msgspec.Raw(b'{"type":' + msgspec.json.encode(type_) + b',"content":' + content + b"}")
 
 
-def _named(conn: apsw.Connection, room_id: str) -> bool:
-    """Whether the room has a non-empty m.room.name or m.room.canonical_alias."""
-    nids = [
-        nid
-        for type_ in ("m.room.name", "m.room.canonical_alias")
-        if (nid := room_state.current_entry(conn, room_id, type_, "")) is not None
-    ]
-    for row in events.get_by_nids(conn, nids).values():
-        content = client_format.decode(row).get("content")
-        if isinstance(content, dict) and (content.get("name") or content.get("alias")):
-            return True
-    return False
-
-
-def summary(conn: apsw.Connection, room_id: str, user_id: str) -> dict[str, Any]:
+def summary(
+    conn: apsw.Connection, room_id: str, user_id: str, known: WholeRoom | None = None
+) -> dict[str, Any]:
     """The member counts, and heroes when the room has no name or canonical alias to
     show (the spec requires them only then, and with lazy-loading their member events
     go with them): the first members by stream order, joined or invited (else those
     who left or were banned), never the user."""
-    counts = room_state.member_counts(conn, room_id)
+    counts = room_state.member_counts(conn, room_id) if known is None else known.member_counts
     result: dict[str, Any] = {
         "m.joined_member_count": counts.get("join", 0),
         "m.invited_member_count": counts.get("invite", 0),
     }
-    if _named(conn, room_id):
+    if known.named if known is not None else room_id in named_rooms(conn, [room_id]):
         return result
-    heroes: list[str] = []
-    for memberships in ("'join', 'invite'", "'leave', 'ban'"):
-        heroes = [
-            str(member)
-            for (member,) in conn.execute(
-                "SELECT c.state_key FROM current_state AS c JOIN events AS e"
-                " ON e.event_nid = c.event_nid WHERE c.room_id = ? AND c.type = 'm.room.member'"
-                f" AND c.membership IN ({memberships}) AND c.state_key != ?"
-                " ORDER BY e.stream_pos LIMIT ?",
-                (room_id, user_id, HEROES),
-            )
-        ]
-        if heroes:
-            break
+    heroes = None if known is None else known.heroes
+    if not heroes:
+        heroes = _first_members(conn, room_id, user_id, PRESENT) or _first_members(
+            conn, room_id, user_id, ABSENT
+        )
     result["m.heroes"] = heroes
     return result
+
+
+def _first_members(
+    conn: apsw.Connection, room_id: str, user_id: str, memberships: tuple[str, ...]
+) -> list[str]:
+    return room_state.first_members(conn, [room_id], user_id, memberships, HEROES).get(room_id, [])
 
 
 def stripped_state(
@@ -713,6 +735,8 @@ def rooms_section(ctx: Context) -> dict[str, dict[str, Any]]:
             continued.append(room_id)
         else:
             new.append(room_id)
+    if new:
+        ctx.whole_rooms = WholeRooms(conn, window.user_id, new)
     ephemeral = _ephemeral(ctx, continued, new)
     active: set[str] | None = None
     if incremental:

@@ -196,6 +196,11 @@ def test_random_histories_match_a_model(conn: apsw.Connection) -> None:
         assert len(chain_of(conn, group)) <= MAX_CHAIN + 1
         for key in keys:
             assert room_state.state_entry_at(conn, group, *key) == model.get(key)
+    # Many groups in one statement (what a sync sending many rooms whole reads).
+    assert room_state.states_at(conn, list(models)) == models
+    some = rng.sample(list(models), 37)
+    assert room_state.states_at(conn, some) == {group: models[group] for group in some}
+    assert room_state.states_at(conn, []) == {}
 
 
 def test_state_survives_reopening_the_file(db_path: Path, conn: apsw.Connection) -> None:
@@ -243,6 +248,11 @@ def test_current_state(conn: apsw.Connection) -> None:
     assert room_state.members(conn, ROOM, "ban") == []
     assert room_state.member_counts(conn, ROOM) == {"join": 2, "leave": 1}
     assert room_state.member_counts(conn, other) == {"join": 1}
+    assert room_state.member_counts(conn, "!none:localhost") == {}
+    assert room_state.member_counts_in(conn, [ROOM, other, "!none:localhost"]) == {
+        ROOM: {"join": 2, "leave": 1},
+        other: {"join": 1},
+    }
     assert room_state.current_state(conn, "!none:localhost") == {}
 
 
@@ -297,3 +307,9 @@ def test_visibility_entries_at_takes_the_nearest_entry_of_each_key(
     assert visibility_of(changed, "@a:x") == ("v4", "join")
     assert visibility_of(removed, "@a:x") == (None, None)
     assert visibility_of(changed, "@b:x") == ("v4", None)
+    # All groups in one statement: the same entries as one group at a time.
+    groups = [root, joined, changed, removed]
+    for user_id in ("@a:x", "@b:x"):
+        assert room_state.visibility_entries_in(conn, groups, user_id) == {
+            group: room_state.visibility_entries_at(conn, group, user_id) for group in groups
+        }

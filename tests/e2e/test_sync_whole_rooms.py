@@ -1,0 +1,129 @@
+"""An initial /sync reads what it needs of the rooms it sends whole together, a chunk of
+rooms at a time (sync/whole_rooms.py); its answer must be exactly what reading each room
+alone gives.
+
+The rooms are made over HTTP on the real server; the two ways are then computed from
+its database file, in this process, with the sync code itself. They cover what the
+reads decide: member counts, names (a name, an alias, a name emptied later), heroes,
+history visibility where the user joined late, a visibility changed mid-history, and a
+state change inside the timeline (its start is not the room's current state).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apsw
+import httpx
+import msgspec
+import pytest
+from dendrite_lite.app import build_services
+from dendrite_lite.auth.tokens import Requester
+from dendrite_lite.config import load
+from dendrite_lite.filters import decode_filter
+from dendrite_lite.sync import whole_rooms
+from dendrite_lite.sync.shaping import Shaper
+
+from tests.e2e._rooms_server import RoomsClient, bodies, message
+from tests.e2e.harness import Server
+from tests.e2e.matrix import User, register_user, unique
+
+HISTORY = "m.room.history_visibility"
+FILTERS = [
+    {},
+    {"room": {"timeline": {"limit": 2}}},
+    {"room": {"timeline": {"limit": 3}, "state": {"lazy_load_members": True}}},
+]
+
+
+def _history(visibility: str) -> dict[str, Any]:
+    return {"type": HISTORY, "state_key": "", "content": {"history_visibility": visibility}}
+
+
+def _rooms(alice: RoomsClient, bob: RoomsClient, carol: RoomsClient) -> dict[str, str]:
+    rooms = {
+        "named": alice.create_room(preset="public_chat", name="Named"),
+        "alias": alice.create_room(preset="public_chat", room_alias_name=unique("alias")),
+        "emptied": alice.create_room(preset="public_chat", name="Soon no name"),
+        "unnamed": alice.create_room(preset="public_chat"),
+        "joined_late": alice.create_room(preset="public_chat", initial_state=[_history("joined")]),
+        "changed": alice.create_room(preset="public_chat"),
+        "state_in_timeline": alice.create_room(preset="public_chat", name="Topics"),
+    }
+    alice.set_state(rooms["emptied"], "m.room.name", {"name": ""})
+    alice.send(rooms["joined_late"], message("before bob"))
+    alice.send(rooms["changed"], message("shared, before the change"))
+    alice.set_state(rooms["changed"], HISTORY, {"history_visibility": "joined"})
+    alice.send(rooms["changed"], message("joined, before bob"))
+    alice.invite(rooms["unnamed"], carol.user_id)
+    for room_id in rooms.values():
+        bob.join(room_id)
+        alice.send(room_id, message("after bob"))
+    alice.set_state(rooms["state_in_timeline"], "m.room.topic", {"topic": "new"})
+    bob.send(rooms["state_in_timeline"], message("after the topic"))
+    return rooms
+
+
+def _initial_sync(
+    data_dir: Any, user: User, sync_filter: dict[str, Any], use_state_after: bool
+) -> Any:
+    services = build_services(load(data_dir))
+    conn = apsw.Connection(str(services.config.database_path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        parsed = decode_filter(msgspec.json.encode(sync_filter))
+        computed = services.sync_service._compute(
+            conn,
+            requester=Requester(user.user_id, user.device_id, False, False, b""),
+            token=None,
+            full_state=False,
+            sync_filter=parsed,
+            shaper=Shaper(parsed),
+            typing_serial=services.typing_notifications.serial,
+            use_state_after=use_state_after,
+        )
+    finally:
+        conn.close()
+    response = msgspec.json.decode(msgspec.json.encode(computed.response))
+    response.pop("presence", None)  # last_active_ago moves between the two reads
+    return _without_age(response)
+
+
+def _without_age(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_age(v) for k, v in value.items() if k != "age"}
+    if isinstance(value, list):
+        return [_without_age(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("use_state_after", [False, True])
+def test_rooms_read_together_give_what_rooms_read_alone_give(
+    server: Server, http: httpx.Client, monkeypatch: pytest.MonkeyPatch, use_state_after: bool
+) -> None:
+    alice, bob, carol = (RoomsClient(http, register_user(http)) for _ in range(3))
+    rooms = _rooms(alice, bob, carol)
+    for user in (alice.user, bob.user):
+        for sync_filter in FILTERS:
+            monkeypatch.setattr(whole_rooms, "CHUNK", 3)  # chunk after chunk
+            together = _initial_sync(server.data_dir, user, sync_filter, use_state_after)
+            monkeypatch.setattr(whole_rooms.WholeRooms, "get", lambda self, room_id: None)
+            alone = _initial_sync(server.data_dir, user, sync_filter, use_state_after)
+            monkeypatch.undo()
+            assert together == alone
+            joined = together["rooms"]["join"]
+            assert set(rooms.values()) <= set(joined)
+
+    # And what both give is right.
+    joined = _initial_sync(server.data_dir, bob.user, {}, use_state_after)["rooms"]["join"]
+    timeline = {name: joined[room_id]["timeline"]["events"] for name, room_id in rooms.items()}
+    assert "before bob" not in bodies(timeline["joined_late"])
+    assert bodies(timeline["changed"]) == ["shared, before the change", "after bob"]
+    assert bodies(timeline["state_in_timeline"])[-1] == "after the topic"
+    summary = {name: joined[room_id]["summary"] for name, room_id in rooms.items()}
+    assert "m.heroes" not in summary["named"] and "m.heroes" not in summary["alias"]
+    assert summary["emptied"]["m.heroes"] == [alice.user_id]
+    assert summary["unnamed"] == {
+        "m.joined_member_count": 2,
+        "m.invited_member_count": 1,
+        "m.heroes": [alice.user_id, carol.user_id],
+    }
