@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,8 @@ _COLUMNS = (
     "event_nid, event_id, room_id, type, state_key, sender, origin_server_ts, depth,"
     " stream_pos, state_before, state_after, client, redacted_by, txn_id, device_id, unsigned"
 )
+
+_E_COLUMNS = ", ".join(f"e.{column.strip()}" for column in _COLUMNS.split(","))
 
 
 def _row(row: Sequence[Any]) -> EventRow:
@@ -225,6 +227,23 @@ def _room_timeline(
             params,
         )
     ]
+
+
+def newest_in_rooms(
+    conn: apsw.Connection, room_ids: Collection[str], *, before: int, limit: int
+) -> dict[str, list[EventRow]]:
+    """room_timeline(before=before, limit=limit, backwards=True) of many rooms in one
+    statement (rooms without events are left out)."""
+    found: dict[str, list[EventRow]] = {}
+    for row in conn.execute(
+        f"SELECT {_E_COLUMNS} FROM json_each(?1) AS r JOIN events AS e ON e.event_nid IN ("
+        " SELECT event_nid FROM events WHERE room_id = r.value AND stream_pos < ?2"
+        " ORDER BY stream_pos DESC LIMIT ?3) ORDER BY e.room_id, e.stream_pos DESC",
+        (_json_list(sorted(room_ids)), before, limit),
+    ):
+        event = _row(row)
+        found.setdefault(event.room_id, []).append(event)
+    return found
 
 
 def set_redacted(

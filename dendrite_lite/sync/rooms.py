@@ -187,6 +187,10 @@ def _related(conn: apsw.Connection, f: RoomEventFilter, rows: list[EventRow]) ->
     return {row.event_id for row in kept}
 
 
+def timeline_limit(f: RoomEventFilter) -> int:
+    return min(f.limit if f.limit is not None else DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT)
+
+
 def timeline(
     conn: apsw.Connection,
     room_id: str,
@@ -195,23 +199,29 @@ def timeline(
     f: RoomEventFilter,
     checker: VisibilityChecker | None = None,
     ignored: frozenset[str] = frozenset(),
+    newest: list[EventRow] | None = None,
 ) -> Timeline:
     """The newest events in (after, upto], oldest first, and whether the window was cut.
 
     `checker` (a VisibilityChecker) applies history visibility; it is needed only where
     the user was not joined for the whole window. Message events from ignored users are
-    left out; their state events are not (ignore_users module).
+    left out; their state events are not (ignore_users module). `newest`: the room's
+    newest `timeline_limit(f) + 1` events up to `upto`, newest first, when read
+    beforehand (the whole window only: `after` None).
     """
-    limit = min(f.limit if f.limit is not None else DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT)
+    limit = timeline_limit(f)
     picked: list[EventRow] = []
     skipped: list[EventRow] = []
     cursor = upto
     scanned = 0
     limited = False
     while scanned < MAX_SCAN:
-        batch = events.room_timeline(
-            conn, room_id, before=cursor + 1, after=after, limit=limit + 1, backwards=True
-        )
+        if newest is not None and after is None and cursor == upto:
+            batch = newest
+        else:
+            batch = events.room_timeline(
+                conn, room_id, before=cursor + 1, after=after, limit=limit + 1, backwards=True
+            )
         if not batch:
             break
         related = _related(conn, f, batch)
@@ -478,7 +488,16 @@ def joined_room(
     timeline_after = window.since if continued else None
     known = None if continued else ctx.whole_room(room_id)
     checker = None if continued else _checker(conn, window.user_id, room_id, known)
-    tl = timeline(conn, room_id, timeline_after, window.now, rf.timeline, checker, window.ignored)
+    tl = timeline(
+        conn,
+        room_id,
+        timeline_after,
+        window.now,
+        rf.timeline,
+        checker,
+        window.ignored,
+        None if known is None else known.newest,
+    )
     room_account_data = ctx.room_account_data(room_id, everything=not continued)
     nothing = not (tl.rows or tl.skipped or tl.limited or room_account_data or ephemeral)
     if not whole and nothing:
@@ -736,7 +755,9 @@ def rooms_section(ctx: Context) -> dict[str, dict[str, Any]]:
         else:
             new.append(room_id)
     if new:
-        ctx.whole_rooms = WholeRooms(conn, window.user_id, new)
+        ctx.whole_rooms = WholeRooms(
+            conn, window.user_id, new, window.now, timeline_limit(rf.timeline) + 1
+        )
     ephemeral = _ephemeral(ctx, continued, new)
     active: set[str] | None = None
     if incremental:

@@ -7,6 +7,8 @@ that is a dozen statements a room, most of the time of an initial sync in 500 ro
 statement for all of them costs a fraction (DESIGN.md: never a query in a Python loop
 over rows when one statement can do it).
 
+With them go each room's newest events, the first read of its timeline.
+
 Rooms are read in chunks, in the order the sync sends them, so that a user in
 thousands of large rooms never holds all their state at once. What is read is keyed by
 state group: a room whose timeline starts in another state than its current one (a
@@ -22,9 +24,12 @@ import msgspec
 
 from dendrite_lite.rooms import client_format
 from dendrite_lite.storage import events, room_state
+from dendrite_lite.storage.events import EventRow
 from dendrite_lite.storage.room_state import StateMap, VisibilityEntries
 
 CHUNK = 100
+# Timelines longer than this are read room by room (a chunk's rows stay few).
+MAX_NEWEST = 51
 HEROES = 5
 # Heroes are members who are here (or were invited), else those who left or were banned.
 PRESENT = ("join", "invite")
@@ -42,6 +47,9 @@ class WholeRoom:
     # The first members present (sync/rooms.py summary), when the room has no name and
     # any are; None: the summary looks further itself.
     heroes: list[str] | None
+    # Its newest events up to the sync's position, newest first (sync/rooms.py
+    # timeline's first read); None: not read (a long timeline limit).
+    newest: list[EventRow] | None
 
 
 def named_rooms(conn: apsw.Connection, room_ids: list[str]) -> set[str]:
@@ -66,9 +74,19 @@ class WholeRooms:
     """The rooms a sync sends whole (joined, in the order it sends them), read a chunk
     at a time as the sync reaches them."""
 
-    def __init__(self, conn: apsw.Connection, user_id: str, room_ids: list[str]) -> None:
+    def __init__(
+        self,
+        conn: apsw.Connection,
+        user_id: str,
+        room_ids: list[str],
+        upto: int,
+        newest: int,
+    ) -> None:
+        """`newest`: how many of each room's newest events up to `upto` to read."""
         self._conn = conn
         self._user_id = user_id
+        self._upto = upto
+        self._newest = newest
         self._order = {room_id: index for index, room_id in enumerate(room_ids)}
         self._room_ids = room_ids
         self._chunk = -1
@@ -95,6 +113,11 @@ class WholeRooms:
         heroes = room_state.first_members(
             conn, [r for r in room_ids if r not in named], self._user_id, PRESENT, HEROES
         )
+        newest = (
+            events.newest_in_rooms(conn, room_ids, before=self._upto + 1, limit=self._newest)
+            if self._newest <= MAX_NEWEST
+            else None
+        )
         return {
             room_id: WholeRoom(
                 group,
@@ -103,6 +126,7 @@ class WholeRooms:
                 counts.get(room_id, {}),
                 room_id in named,
                 heroes.get(room_id),
+                None if newest is None else newest.get(room_id, []),
             )
             for room_id, group in groups.items()
         }

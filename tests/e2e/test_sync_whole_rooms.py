@@ -33,6 +33,9 @@ FILTERS = [
     {},
     {"room": {"timeline": {"limit": 2}}},
     {"room": {"timeline": {"limit": 3}, "state": {"lazy_load_members": True}}},
+    # The newest events do not fill it: the timeline reads on past what was read ahead.
+    {"room": {"timeline": {"limit": 1, "types": ["m.room.topic", "m.room.create"]}}},
+    {"room": {"timeline": {"limit": 60}}},  # too long to be read ahead
 ]
 
 
