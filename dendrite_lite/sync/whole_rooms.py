@@ -30,6 +30,9 @@ from dendrite_lite.storage.room_state import StateMap, VisibilityEntries
 CHUNK = 100
 # Timelines longer than this are read room by room (a chunk's rows stay few).
 MAX_NEWEST = 51
+# Rooms with more members than this have their state read room by room: a chunk of
+# large rooms would hold all their state at once.
+MAX_MEMBERS = 200
 HEROES = 5
 # Heroes are members who are here (or were invited), else those who left or were banned.
 PRESENT = ("join", "invite")
@@ -41,7 +44,7 @@ NAME_TYPES = ("m.room.name", "m.room.canonical_alias")
 class WholeRoom:
     group: int | None  # the room's current state group
     visibility: VisibilityEntries | None  # for the user, in `group`
-    state: StateMap | None  # the full state of `group`
+    state: StateMap | None  # the full state of `group` (None: a large room, read alone)
     member_counts: dict[str, int]
     named: bool
     # The first members present (sync/rooms.py summary), when the room has no name and
@@ -107,8 +110,14 @@ class WholeRooms:
         groups = room_state.current_groups(conn, room_ids)
         known = {group for group in groups.values() if group is not None}
         visibility = room_state.visibility_entries_in(conn, known, self._user_id)
-        states = room_state.states_at(conn, known)
         counts = room_state.member_counts_in(conn, room_ids)
+        # The state of large rooms is read room by room, as the sync reaches each.
+        small = {
+            group
+            for room_id, group in groups.items()
+            if group is not None and sum(counts.get(room_id, {}).values()) <= MAX_MEMBERS
+        }
+        states = room_state.states_at(conn, small)
         named = named_rooms(conn, room_ids)
         heroes = room_state.first_members(
             conn, [r for r in room_ids if r not in named], self._user_id, PRESENT, HEROES
@@ -122,7 +131,7 @@ class WholeRooms:
             room_id: WholeRoom(
                 group,
                 None if group is None else visibility[group],
-                None if group is None else states[group],
+                None if group is None else states.get(group),
                 counts.get(room_id, {}),
                 room_id in named,
                 heroes.get(room_id),

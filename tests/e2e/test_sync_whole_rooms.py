@@ -108,6 +108,7 @@ def test_rooms_read_together_give_what_rooms_read_alone_give(
     for user in (alice.user, bob.user):
         for sync_filter in FILTERS:
             monkeypatch.setattr(whole_rooms, "CHUNK", 3)  # chunk after chunk
+            monkeypatch.setattr(whole_rooms, "MAX_MEMBERS", 2)  # "unnamed" is large
             together = _initial_sync(server.data_dir, user, sync_filter, use_state_after)
             monkeypatch.setattr(whole_rooms.WholeRooms, "get", lambda self, room_id: None)
             alone = _initial_sync(server.data_dir, user, sync_filter, use_state_after)
