@@ -17,13 +17,13 @@ import apsw
 import httpx
 import msgspec
 import pytest
+
 from dendrite_lite.app import build_services
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.config import load
 from dendrite_lite.filters import decode_filter
 from dendrite_lite.sync import whole_rooms
 from dendrite_lite.sync.shaping import Shaper
-
 from tests.e2e._rooms_server import RoomsClient, bodies, message
 from tests.e2e.harness import Server
 from tests.e2e.matrix import User, register_user, unique
