@@ -206,13 +206,15 @@ def bundled_aggregations(
     device: Device | None = None,
     checker: VisibilityChecker | None = None,
     ignored: Collection[str] | None = None,
+    childless: Collection[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """event_id -> its `m.relations` (only events with aggregations are present).
 
     `checker` is the viewer's history visibility in the rows' room (made if not given;
     the rows must then all be in one room); `ignored`, the viewer's ignored users (read
-    if not given)."""
-    if not rows:
+    if not given); `childless`, events known to have no children (relations.py
+    with_children, read for many rooms at once)."""
+    if all(row.state_key is not None or row.event_id in childless for row in rows):
         return {}
     return _Aggregator(conn, user_id, device, checker, now_ms(), ignored).run(rows)
 
@@ -225,10 +227,17 @@ def serve_events(
     device: Device | None = None,
     checker: VisibilityChecker | None = None,
     ignored: Collection[str] | None = None,
+    childless: Collection[str] = (),
 ) -> list[msgspec.Raw]:
     """The rows as served to the user, each with its bundled aggregations."""
     bundles = bundled_aggregations(
-        conn, rows, user_id=user_id, device=device, checker=checker, ignored=ignored
+        conn,
+        rows,
+        user_id=user_id,
+        device=device,
+        checker=checker,
+        ignored=ignored,
+        childless=childless,
     )
     now = now_ms()
     return [

@@ -7,7 +7,7 @@ A redacted child has lost its `m.relates_to`, so every query here skips redacted
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import apsw
@@ -96,6 +96,19 @@ def aggregation_children(
 
     # A new list each time: the children are frozen and shared, the list is the caller's.
     return list(snapshot.once(conn, ("aggregation_children", parents, ignored), read))
+
+
+def with_children(conn: apsw.Connection, event_ids: Collection[str]) -> set[str]:
+    """Those of the events that have a child of an aggregated rel_type (redacted or not,
+    from anyone): aggregation_children finds nothing for the others."""
+    return {
+        str(relates_to)
+        for (relates_to,) in conn.execute(
+            "SELECT DISTINCT relates_to FROM events WHERE relates_to IN (SELECT value FROM"
+            " json_each(?)) AND rel_type IN ('m.replace', 'm.reference', 'm.thread')",
+            (_json(sorted(event_ids)),),
+        )
+    }
 
 
 _RELATED_SQL = f"""

@@ -431,7 +431,11 @@ def _state_matches(f: RoomEventFilter, row: EventRow) -> bool:
 
 
 def _serve_timeline(
-    ctx: Context, tl: Timeline, checker: VisibilityChecker | None, empty_prev: int
+    ctx: Context,
+    tl: Timeline,
+    checker: VisibilityChecker | None,
+    empty_prev: int,
+    childless: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     window = ctx.window
     served = serve_events(
@@ -441,6 +445,7 @@ def _serve_timeline(
         device=window.device,
         checker=checker,
         ignored=window.ignored,
+        childless=childless,
     )
     return {
         "events": ctx.shaper.room_events(ctx.conn, tl.rows, served),
@@ -521,7 +526,9 @@ def joined_room(
     )
     state_key, state = _serve_state(ctx, state_rows)
     return {
-        "timeline": _serve_timeline(ctx, tl, checker, window.now),
+        "timeline": _serve_timeline(
+            ctx, tl, checker, window.now, frozenset() if known is None else known.childless
+        ),
         state_key: state,
         "account_data": {"events": room_account_data},
         "ephemeral": {"events": ephemeral},

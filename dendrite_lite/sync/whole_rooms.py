@@ -7,7 +7,8 @@ that is a dozen statements a room, most of the time of an initial sync in 500 ro
 statement for all of them costs a fraction (DESIGN.md: never a query in a Python loop
 over rows when one statement can do it).
 
-With them go each room's newest events, the first read of its timeline.
+With them go each room's newest events, the first read of its timeline, and which of
+those have relations to bundle (most have none, and need no look of their own).
 
 Rooms are read in chunks, in the order the sync sends them, so that a user in
 thousands of large rooms never holds all their state at once. What is read is keyed by
@@ -23,7 +24,7 @@ import apsw
 import msgspec
 
 from dendrite_lite.rooms import client_format
-from dendrite_lite.storage import events, room_state
+from dendrite_lite.storage import events, relations, room_state
 from dendrite_lite.storage.events import EventRow
 from dendrite_lite.storage.room_state import StateMap, VisibilityEntries
 
@@ -53,6 +54,8 @@ class WholeRoom:
     # Its newest events up to the sync's position, newest first (sync/rooms.py
     # timeline's first read); None: not read (a long timeline limit).
     newest: list[EventRow] | None
+    # Those of `newest` known to have no children to aggregate.
+    childless: frozenset[str]
 
 
 def named_rooms(conn: apsw.Connection, room_ids: list[str]) -> set[str]:
@@ -127,6 +130,13 @@ class WholeRooms:
             if self._newest <= MAX_NEWEST
             else None
         )
+        parents = [
+            row.event_id
+            for rows in (newest or {}).values()
+            for row in rows
+            if row.state_key is None
+        ]
+        childless = frozenset(parents) - relations.with_children(conn, parents)
         return {
             room_id: WholeRoom(
                 group,
@@ -136,6 +146,7 @@ class WholeRooms:
                 room_id in named,
                 heroes.get(room_id),
                 None if newest is None else newest.get(room_id, []),
+                childless,
             )
             for room_id, group in groups.items()
         }

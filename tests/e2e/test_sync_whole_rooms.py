@@ -64,7 +64,26 @@ def _rooms(alice: RoomsClient, bob: RoomsClient, carol: RoomsClient) -> dict[str
         alice.send(room_id, message("after bob"))
     alice.set_state(rooms["state_in_timeline"], "m.room.topic", {"topic": "new"})
     bob.send(rooms["state_in_timeline"], message("after the topic"))
+    # Relations to bundle in one room: a thread with an edited reply, and an edit.
+    root = alice.send(rooms["named"], message("thread root"))
+    reply = bob.send(rooms["named"], message("reply", **{"m.relates_to": _thread(root)}))
+    bob.send(rooms["named"], message("* reply", **_edit(reply, "reply, edited")))
+    bob.send(rooms["named"], message("reply 2", **{"m.relates_to": _thread(root)}))
+    typo = alice.send(rooms["named"], message("tpyo"))
+    alice.send(rooms["named"], message("* typo", **_edit(typo, "typo")))
+    rooms["thread_root"] = root
     return rooms
+
+
+def _thread(root: str) -> dict[str, Any]:
+    return {"rel_type": "m.thread", "event_id": root, "is_falling_back": True}
+
+
+def _edit(event_id: str, body: str) -> dict[str, Any]:
+    return {
+        "m.new_content": message(body),
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    }
 
 
 def _initial_sync(
@@ -105,6 +124,7 @@ def test_rooms_read_together_give_what_rooms_read_alone_give(
 ) -> None:
     alice, bob, carol = (RoomsClient(http, register_user(http)) for _ in range(3))
     rooms = _rooms(alice, bob, carol)
+    thread_root = rooms.pop("thread_root")
     for user in (alice.user, bob.user):
         for sync_filter in FILTERS:
             monkeypatch.setattr(whole_rooms, "CHUNK", 3)  # chunk after chunk
@@ -123,6 +143,11 @@ def test_rooms_read_together_give_what_rooms_read_alone_give(
     assert "before bob" not in bodies(timeline["joined_late"])
     assert bodies(timeline["changed"]) == ["shared, before the change", "after bob"]
     assert bodies(timeline["state_in_timeline"])[-1] == "after the topic"
+    bundled = {
+        event["event_id"]: event["unsigned"].get("m.relations", {}) for event in timeline["named"]
+    }
+    assert bundled[thread_root]["m.thread"]["count"] == 2
+    assert [r for r in bundled.values() if "m.replace" in r]  # the edited message
     summary = {name: joined[room_id]["summary"] for name, room_id in rooms.items()}
     assert "m.heroes" not in summary["named"] and "m.heroes" not in summary["alias"]
     assert summary["emptied"]["m.heroes"] == [alice.user_id]
