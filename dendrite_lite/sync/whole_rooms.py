@@ -54,7 +54,8 @@ class WholeRoom:
     # Its newest events up to the sync's position, newest first (sync/rooms.py
     # timeline's first read); None: not read (a long timeline limit).
     newest: list[EventRow] | None
-    # Those of `newest` known to have no children to aggregate.
+    # Events among the chunk's newest (this room's and others') known to have no
+    # children to aggregate.
     childless: frozenset[str]
 
 
