@@ -178,7 +178,8 @@ def _tail(conn: apsw.Connection, room_id: str, latest: int) -> tuple[EventRow, .
 
 def _heroes(conn: apsw.Connection, room_id: str, memberships: tuple[str, str]) -> tuple[Hero, ...]:
     heroes = []
-    for member, client in store.first_members(conn, room_id, memberships, HERO_CANDIDATES):
+    candidates = room_state.first_members(conn, [room_id], memberships, HERO_CANDIDATES)
+    for member, client in candidates.get(room_id, []):
         decoded = msgspec.json.decode(client).get("content")
         content = decoded if isinstance(decoded, dict) else {}
         heroes.append(Hero(member, _text(content, "displayname"), _text(content, "avatar_url")))

@@ -240,29 +240,21 @@ def member_counts_in(conn: apsw.Connection, room_ids: Collection[str]) -> dict[s
 
 
 def first_members(
-    conn: apsw.Connection,
-    room_ids: Collection[str],
-    user_id: str,
-    memberships: Collection[str],
-    limit: int,
-) -> dict[str, list[str]]:
-    """Per room, the first `limit` members by stream order of their member event whose
-    membership is one of `memberships`, never `user_id` (rooms with none left out)."""
-    found: dict[str, list[str]] = {}
-    for room_id, member in conn.execute(
-        "SELECT room_id, state_key FROM ("
-        " SELECT c.room_id, c.state_key, row_number() OVER"
+    conn: apsw.Connection, room_ids: Collection[str], memberships: Collection[str], limit: int
+) -> dict[str, list[tuple[str, bytes]]]:
+    """Per room, (user_id, member event client JSON) of the first `limit` members by
+    stream order of their member event whose membership is one of `memberships`: the
+    candidates for heroes (rooms with none left out)."""
+    found: dict[str, list[tuple[str, bytes]]] = {}
+    for room_id, member, client in conn.execute(
+        "SELECT room_id, state_key, client FROM ("
+        " SELECT c.room_id, c.state_key, e.client, row_number() OVER"
         "  (PARTITION BY c.room_id ORDER BY e.stream_pos) AS n"
         " FROM current_state AS c JOIN events AS e ON e.event_nid = c.event_nid"
         " WHERE c.room_id IN (SELECT value FROM json_each(?1)) AND c.type = 'm.room.member'"
-        " AND c.membership IN (SELECT value FROM json_each(?2)) AND c.state_key != ?3"
-        ") WHERE n <= ?4 ORDER BY room_id, n",
-        (
-            msgspec.json.encode(sorted(room_ids)),
-            msgspec.json.encode(sorted(memberships)),
-            user_id,
-            limit,
-        ),
+        " AND c.membership IN (SELECT value FROM json_each(?2))"
+        ") WHERE n <= ?3 ORDER BY room_id, n",
+        (msgspec.json.encode(sorted(room_ids)), msgspec.json.encode(sorted(memberships)), limit),
     ):
-        found.setdefault(str(room_id), []).append(str(member))
+        found.setdefault(str(room_id), []).append((str(member), bytes(client)))
     return found

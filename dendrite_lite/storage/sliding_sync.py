@@ -416,22 +416,6 @@ def only_messages_between(
     return len(rows) <= limit and not any(changes for (changes,) in rows)
 
 
-def first_members(
-    conn: apsw.Connection, room_id: str, memberships: tuple[str, str], limit: int
-) -> list[tuple[str, bytes]]:
-    """(user_id, member event client JSON) of the room's first members by stream order
-    with one of two memberships: the candidates for heroes (as /sync's m.heroes)."""
-    return [
-        (str(member), bytes(client))
-        for member, client in conn.execute(
-            "SELECT c.state_key, e.client FROM current_state AS c JOIN events AS e"
-            " ON e.event_nid = c.event_nid WHERE c.room_id = ? AND c.type = 'm.room.member'"
-            " AND c.membership IN (?, ?) ORDER BY e.stream_pos LIMIT ?",
-            (room_id, *memberships, limit),
-        )
-    ]
-
-
 def account_data_since(
     conn: apsw.Connection, user_id: str, since: int
 ) -> list[tuple[str, str, bytes, int]]:

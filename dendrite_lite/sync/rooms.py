@@ -39,10 +39,10 @@ from dendrite_lite.sync.lazy_members import SentMembers
 from dendrite_lite.sync.shaping import Shaper
 from dendrite_lite.sync.whole_rooms import (
     ABSENT,
-    HEROES,
     PRESENT,
     WholeRoom,
     WholeRooms,
+    first_heroes,
     named_rooms,
 )
 
@@ -110,9 +110,6 @@ class Context:
     served_rooms: list[str] | None = field(default=None, init=False)
     # The joined rooms sent whole that are new to the client, read together.
     whole_rooms: WholeRooms | None = field(default=None, init=False)
-
-    def whole_room(self, room_id: str) -> WholeRoom | None:
-        return None if self.whole_rooms is None else self.whole_rooms.get(room_id)
 
     def _counts(self, room_id: str) -> notifications.ThreadCounts:
         """The room's unread counts per thread (push/hook.py keeps them in the send
@@ -314,6 +311,7 @@ def _state_events(
     since: int | None,
     upto: int,
     wanted_members: Iterable[str],
+    known: WholeRoom | None = None,
 ) -> list[EventRow]:
     """The `state` section (or `state_after` with use_state_after).
 
@@ -333,7 +331,7 @@ def _state_events(
     group = group_at(conn, room_id, upto) if after_mode or first is None else first.state_before
     wanted: StateMap
     if whole or since is None:
-        wanted = _load(conn, group, ctx.whole_room(room_id))
+        wanted = _load(conn, group, known)
     elif tl.limited or tl.skipped:
         at_since = _load(conn, group_at(conn, room_id, since))
         wanted = {k: v for k, v in _load(conn, group).items() if at_since.get(k) != v}
@@ -491,7 +489,7 @@ def joined_room(
     whole = window.whole or not continued
     # full_state keeps the timeline a delta from `since` for rooms the client has.
     timeline_after = window.since if continued else None
-    known = None if continued else ctx.whole_room(room_id)
+    known = None if continued or ctx.whole_rooms is None else ctx.whole_rooms.get(room_id)
     checker = None if continued else _checker(conn, window.user_id, room_id, known)
     tl = timeline(
         conn,
@@ -523,6 +521,7 @@ def joined_room(
         since=timeline_after,
         upto=window.now,
         wanted_members=wanted_members,
+        known=known,
     )
     state_key, state = _serve_state(ctx, state_rows)
     return {
@@ -597,18 +596,12 @@ def summary(
     if known.named if known is not None else room_id in named_rooms(conn, [room_id]):
         return result
     heroes = None if known is None else known.heroes
-    if not heroes:
-        heroes = _first_members(conn, room_id, user_id, PRESENT) or _first_members(
-            conn, room_id, user_id, ABSENT
-        )
+    for memberships in (PRESENT, ABSENT):
+        if heroes:
+            break
+        heroes = first_heroes(conn, [room_id], user_id, memberships).get(room_id, [])
     result["m.heroes"] = heroes
     return result
-
-
-def _first_members(
-    conn: apsw.Connection, room_id: str, user_id: str, memberships: tuple[str, ...]
-) -> list[str]:
-    return room_state.first_members(conn, [room_id], user_id, memberships, HEROES).get(room_id, [])
 
 
 def stripped_state(

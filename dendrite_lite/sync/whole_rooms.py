@@ -77,6 +77,19 @@ def named_rooms(conn: apsw.Connection, room_ids: list[str]) -> set[str]:
     return named
 
 
+def first_heroes(
+    conn: apsw.Connection, room_ids: list[str], user_id: str, memberships: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """The first HEROES members of each room with one of `memberships`, never the user
+    (rooms with none left out)."""
+    candidates = room_state.first_members(conn, room_ids, memberships, HEROES + 1)
+    heroes = {
+        room_id: [member for member, _ in members if member != user_id][:HEROES]
+        for room_id, members in candidates.items()
+    }
+    return {room_id: members for room_id, members in heroes.items() if members}
+
+
 class WholeRooms:
     """The rooms a sync sends whole (joined, in the order it sends them), read a chunk
     at a time as the sync reaches them."""
@@ -123,9 +136,7 @@ class WholeRooms:
         }
         states = room_state.states_at(conn, small)
         named = named_rooms(conn, room_ids)
-        heroes = room_state.first_members(
-            conn, [r for r in room_ids if r not in named], self._user_id, PRESENT, HEROES
-        )
+        heroes = first_heroes(conn, [r for r in room_ids if r not in named], self._user_id, PRESENT)
         newest = (
             events.newest_in_rooms(conn, room_ids, before=self._upto + 1, limit=self._newest)
             if self._newest <= MAX_NEWEST
