@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -75,6 +76,57 @@ def _presence(query: dict[str, str]) -> str:
     return value
 
 
+# Distinct sliding sync bodies remembered: a client sends the same body with every
+# long-poll, and there are about as many bodies as kinds of clients and window sizes in
+# use. Element X's is ~1.5 KiB; larger bodies are parsed every time, so what is kept
+# stays within a few MiB whatever clients send.
+PARSED_BODIES = 64
+PARSED_BODY_MAX_BYTES = 16 * 1024
+
+
+class _Parsed:
+    __slots__ = ("data", "requests")
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+        self.requests: dict[str, sliding_requests.SyncRequest] = {}
+
+
+class ParsedBodies:
+    """Sliding sync request bodies already decoded and parsed, by their bytes.
+
+    Element X sends the same body (its lists, the 17 required_state pairs, the
+    extensions) with every long-poll; only the `pos` in the query string moves. In a big
+    room's fan-out every member's next poll decoded and parsed it again: a tenth of the
+    server's CPU in the fan-out (py-spy, bench/RESULTS.md, fourteenth session). The
+    parsed request depends on the user (`$ME` in required_state), so it is kept per user
+    under the body; both are immutable once parsed. Only bodies that parsed without an
+    error are kept, so a known body is known to be valid JSON, and the errors and their
+    order stay those of a first parse."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._bodies: OrderedDict[bytes, _Parsed] = OrderedDict()
+
+    def get(self, raw: bytes) -> _Parsed | None:
+        entry = self._bodies.get(raw)
+        if entry is not None:
+            self._bodies.move_to_end(raw)
+        return entry
+
+    def add(
+        self, raw: bytes, data: Any, user_id: str, request: sliding_requests.SyncRequest
+    ) -> None:
+        if len(raw) > PARSED_BODY_MAX_BYTES:
+            return
+        entry = self._bodies.get(raw)
+        if entry is None:
+            entry = self._bodies[raw] = _Parsed(data)
+            if len(self._bodies) > self.size:
+                self._bodies.popitem(last=False)
+        entry.requests[user_id] = request
+
+
 class FastLane:
     def __init__(
         self,
@@ -96,6 +148,7 @@ class FastLane:
         self.sending = sending
         self.max_body = max_body
         self.path_value = path_value
+        self.parsed = ParsedBodies(PARSED_BODIES)
 
     def route(self, scope: Scope) -> Callable[[Scope, Receive, Send], Awaitable[None]] | None:
         """The fast handler of this request, or None (Litestar serves it)."""
@@ -141,16 +194,22 @@ class FastLane:
 
     async def _sliding_sync(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def handle() -> Any:
-            data = await self._body(scope, receive)
+            raw = await self._raw_body(scope, receive)
+            known = self.parsed.get(raw)
+            data = known.data if known is not None else self._decode(raw)
             query = _query(scope)
             requester = await self._requester(scope, query)
             timeout = _param(query, "timeout", int, 0)
             set_presence = _presence(query)
             if timeout < 0:
                 raise MatrixError(400, ErrCode.INVALID_PARAM, "timeout must not be negative")
-            request = sliding_requests.parse_unstable(
-                None if data is _NO_BODY else data, requester.user_id
-            )
+            user_id = requester.user_id
+            request = None if known is None else known.requests.get(user_id)
+            if request is None:
+                request = sliding_requests.parse_unstable(
+                    None if data is _NO_BODY else data, user_id
+                )
+                self.parsed.add(raw, data, user_id, request)
             result = await self.sliding_sync.sync(
                 requester,
                 request,
@@ -198,6 +257,10 @@ class FastLane:
 
     async def _body(self, scope: Scope, receive: Receive) -> Any:
         """The JSON body (or _NO_BODY), with the same limit and errors as Litestar's."""
+        return self._decode(await self._raw_body(scope, receive))
+
+    async def _raw_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The body's bytes, with the same size limit as Litestar's."""
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -220,7 +283,10 @@ class FastLane:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _decode(body: bytes) -> Any:
         if not body:
             return _NO_BODY
         try:

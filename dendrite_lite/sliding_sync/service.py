@@ -207,7 +207,9 @@ class SlidingSync:
         # The MSC: timeout is ignored without a pos (an initial request answers at once).
         timeout_s = 0.0 if pos_nid is None else max(0, min(timeout_ms, MAX_TIMEOUT_MS)) / 1000
         deadline = time.monotonic() + timeout_s
-        same_request = dataclasses.replace(request, txn_id=None)
+        same_request = (
+            request if request.txn_id is None else dataclasses.replace(request, txn_id=None)
+        )
         woken = 0  # what woke this request's last wait: a fan-out is computed after other work
         answered = self._answered.get(key)
         if (
@@ -215,7 +217,7 @@ class SlidingSync:
             and answered is not None
             and answered.pos_nid == base.pos_nid
             and timeout_s > 0
-            and answered.request == same_request
+            and (answered.request is same_request or answered.request == same_request)
             and not self.notifier.changed_since(requester.user_id, answered.tick)
         ):
             # The client polls again with the pos it was just given and the same request,

@@ -12,7 +12,7 @@ from tests.e2e._rooms_server import message, new_client, q, txn
 from tests.e2e.harness import Server
 from tests.e2e.matrix import CS, expect
 from tests.e2e.test_guest_access import register_guest
-from tests.e2e.test_sliding_sync import PATH, room_list_body
+from tests.e2e.test_sliding_sync import PATH, room_list_body, ss, ss_raw
 
 MAX_BODY = 1024 * 1024
 guest_server = guests.guest_server  # the fixture of test_guest_access.py
@@ -101,3 +101,38 @@ def test_metrics_count_the_fast_routes(http: httpx.Client) -> None:
     expect(http.get(f"{CS}/sync", headers=alice.user.headers), 200)
     text = http.get("/metrics").text
     assert 'endpoint="/_matrix/client/v3/sync"' in text
+
+
+def test_a_body_parsed_once_still_answers_each_user_for_themselves(http: httpx.Client) -> None:
+    """The fast lane keeps parsed sliding sync bodies by their bytes (ParsedBodies); the
+    same bytes from another user must still mean that user's `$ME`, and a body that
+    failed to parse must fail again."""
+    alice, bob = new_client(http), new_client(http)
+    room = alice.create_room()
+    alice.invite(room, bob.user_id)
+    bob.join(room)
+    body = {
+        "conn_id": "mine",
+        "lists": {
+            "all": {
+                "ranges": [[0, 9]],
+                "required_state": [["m.room.member", "$ME"]],
+                "timeline_limit": 0,
+            }
+        },
+    }
+    for client in (alice, bob, alice, bob):
+        answer = ss(client, body)
+        members = answer["rooms"][room]["required_state"]
+        assert [(e["type"], e["state_key"]) for e in members] == [
+            ("m.room.member", client.user_id)
+        ]
+    bad = {"conn_id": "mine", "lists": {"all": {"ranges": [[9, 0]]}}}
+    for client in (alice, alice, bob):
+        r = ss_raw(client, bad)
+        assert (r.status_code, r.json()["errcode"]) == (400, "M_INVALID_PARAM"), r.text
+    for client in (alice, bob):
+        r = http.post(PATH, content=b"{", headers=client.user.headers)
+        assert (r.status_code, r.json()["errcode"]) == (400, "M_NOT_JSON")
+    r = http.post(PATH, json=body)
+    assert (r.status_code, r.json()["errcode"]) == (401, "M_MISSING_TOKEN")
