@@ -250,7 +250,9 @@ class Profiler:
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / (re.sub(r"[^A-Za-z0-9]+", "_", phase).strip("_") + ".txt")
         exe = exe or shutil.which("py-spy") or str(REPO / ".venv/bin/py-spy")
-        cmd = [exe, "record", "--pid", str(pid), "--format", "raw", "--nolineno"]
+        cmd = [exe, "record", "--pid", str(pid), "--format", "raw"]
+        if not os.environ.get("BENCH_PY_SPY_LINES"):  # line numbers: BENCH_PY_SPY_LINES=1
+            cmd.append("--nolineno")
         cmd += ["--threads", "--gil", "--nonblocking", "--rate", str(rate), "--output", str(out)]
         return cls(_attach(cmd, "py-spy"), out)
 
