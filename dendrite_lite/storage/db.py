@@ -139,8 +139,14 @@ arrival_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _STOP = object()
 # Background reads answered together (one transaction, one loop wake-up). A 100-client
 # fan-out (bench/bench_fanout.py): batches of 32 gave p95 58 ms and 61 ms of CPU per
-# message, of 8 73 ms and 75 ms, one at a time 84 ms and 86 ms.
-BACKGROUND_READ_BATCH = 32
+# message, of 8 73 ms and 75 ms, one at a time 84 ms and 86 ms (third session). All of a
+# fan-out's reads in one batch (fourteenth session): p95 108 -> 87 and 116 -> 93 ms,
+# last recipient p50 104 -> 81 and 110 -> 87 ms, p50 64 -> 72 and 72 -> 80 ms. With
+# batches of 32 the members answered first polled again while the next batch was read,
+# and their ~0.3 ms each of request handling shared the one core with it; answered all
+# at once, their next polls come after the last answer. The first answers wait for the
+# last read instead, so the median recipient is later and the slowest much sooner.
+BACKGROUND_READ_BATCH = 256
 # The longest a background read unit steps aside for foreground writes (see
 # Database._let_the_writes_pass).
 WRITE_PRIORITY_S = 0.02
