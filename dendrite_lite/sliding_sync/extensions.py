@@ -50,6 +50,8 @@ class ExtensionInput:
     initial_rooms: frozenset[str]  # rooms sent whole in this response
     typing_in: Callable[[str], list[str]]
     typing_changed: Callable[[str, int], bool]
+    # the rooms whose typing set changed after a serial (None: any may have)
+    typing_rooms_changed: Callable[[int], set[str] | None]
     # rooms sent whole in this response -> members whose member event they carried
     initial_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
@@ -218,12 +220,19 @@ def _receipts(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
 
 def _typing(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
     found: dict[str, Any] = {}
+    serial = inp.typing_serial
+    # Rooms sent before need asking only if their typing set changed since the pos:
+    # a long-poll's window may hold every room of the account, and typing is rare.
+    changed_rooms = None if serial is None else inp.typing_rooms_changed(serial)
     for room_id in _scope(ext, inp):
-        typers = inp.typing_in(room_id)
-        if inp.typing_serial is None or room_id in inp.initial_rooms:
+        if serial is None or room_id in inp.initial_rooms:
+            typers = inp.typing_in(room_id)
             changed = bool(typers)
+        elif changed_rooms is not None and room_id not in changed_rooms:
+            continue
         else:
-            changed = inp.typing_changed(room_id, inp.typing_serial)
+            typers = inp.typing_in(room_id)
+            changed = inp.typing_changed(room_id, serial)
         if changed:
             found[room_id] = {"type": "m.typing", "content": {"user_ids": typers}}
     return found

@@ -159,6 +159,14 @@ class ListResult:
     windows: list[tuple[tuple[int, int] | None, list[str]]]
 
     def room_ids(self) -> tuple[str, ...]:
+        return self._room_ids
+
+    @functools.cached_property
+    def _room_ids(self) -> tuple[str, ...]:
+        # asked for several times per response (extensions, the position, whether the
+        # lists changed): worked out once
+        if len(self.windows) == 1:
+            return tuple(self.windows[0][1])  # one window holds each room once
         seen: dict[str, None] = {}
         for _, ids in self.windows:
             for room_id in ids:

@@ -90,6 +90,22 @@ class RoomUpdate:
     checker: VisibilityChecker | None = None
 
 
+def settled(ctx: RoomContext, row: ListedRoom, config: RoomConfig, sent: SentRoom) -> bool:
+    """Whether `build` would find nothing to send for the room without looking: a room
+    the user is in or left, with no event since the pos (`ctx.quiet`), which the
+    connection has with the same membership and config (interned: the same object) and
+    the same is_dm. Element X's window grows to every room; a long-poll woken by one
+    message in a 500-room account went through `_joined` for the other 499 (~2.6 us
+    each, fourteenth session)."""
+    return (
+        config is sent.config
+        and row.room_id in ctx.quiet
+        and row.membership == sent.membership
+        and row.membership not in ("invite", "knock")
+        and not dm_changed(ctx, row.room_id, sent)
+    )
+
+
 def build(
     ctx: RoomContext, row: ListedRoom, config: RoomConfig, sent: SentRoom | None
 ) -> RoomUpdate | None:

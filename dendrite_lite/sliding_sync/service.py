@@ -470,7 +470,14 @@ class SlidingSync:
         )
         updates: dict[str, RoomUpdate] = {}
         for room_id, config in configs.items():
-            update = room_results.build(ctx, by_id[room_id], config, sent_rooms.get(room_id))
+            row, sent = by_id[room_id], sent_rooms.get(room_id)
+            if (
+                room_id in quiet  # the cheap tests first: most rooms of a long-poll's window
+                and sent is not None
+                and room_results.settled(ctx, row, config, sent)
+            ):
+                continue
+            update = room_results.build(ctx, row, config, sent)
             if update is not None:
                 updates[room_id] = update
         room_results.serve_timelines(ctx, updates)
@@ -488,6 +495,7 @@ class SlidingSync:
                 frozenset(room_id for room_id, u in updates.items() if u.initial),
                 self.typing.typing_in,
                 self.typing.changed_since,
+                self.typing.rooms_changed_since,
                 {room_id: u.sent.members for room_id, u in updates.items() if u.initial},
             ),
         )

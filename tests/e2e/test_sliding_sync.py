@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from dendrite_lite.sliding_sync import room_cache
-from tests.e2e._rooms_server import TEXT, RoomsClient, bodies, message, new_client
+from tests.e2e._rooms_server import TEXT, RoomsClient, bodies, message, new_client, q
 from tests.e2e.harness import Server
 from tests.e2e.matrix import expect
 
@@ -365,6 +365,34 @@ def test_extensions_account_data_receipts_typing(http: httpx.Client) -> None:
     assert receipt["type"] == "m.receipt"
     assert alice.user_id in receipt["content"][event_id]["m.read"]
     assert ext["typing"]["rooms"][room]["content"]["user_ids"] == [alice.user_id]
+
+
+def test_typing_reaches_a_window_room_without_events_and_only_where_it_changed(
+    http: httpx.Client,
+) -> None:
+    """Typing is looked for only in the rooms whose typing set changed since the pos
+    (extensions._typing): a start and a stop in a room with no new event are both
+    sent, and rooms where nothing changed carry no typing entry."""
+    alice, bob = new_client(http), new_client(http)
+    quiet_room = alice.create_room(invite=[bob.user_id])
+    busy_room = alice.create_room(invite=[bob.user_id])
+    other_room = alice.create_room(invite=[bob.user_id])
+    for room in (quiet_room, busy_room, other_room):
+        bob.join(room)
+    pos = ss(bob, room_list_body())["pos"]
+    alice.call("PUT", f"/rooms/{q(quiet_room)}/typing/{alice.user_id}", json={"typing": True})
+    alice.send(busy_room, message("hello"))
+    update = ss(bob, room_list_body(), pos)
+    typing = update["extensions"]["typing"]["rooms"]
+    assert set(typing) == {quiet_room}
+    assert typing[quiet_room]["content"]["user_ids"] == [alice.user_id]
+    assert set(update["rooms"]) == {busy_room}
+    alice.call("PUT", f"/rooms/{q(quiet_room)}/typing/{alice.user_id}", json={"typing": False})
+    stopped = ss(bob, room_list_body(), update["pos"])
+    assert stopped["extensions"]["typing"]["rooms"] == {
+        quiet_room: {"type": "m.typing", "content": {"user_ids": []}}
+    }
+    assert stopped.get("rooms", {}) == {}
 
 
 def test_to_device_extension_delivers_and_deletes_acknowledged(http: httpx.Client) -> None:
