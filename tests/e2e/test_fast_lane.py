@@ -124,9 +124,7 @@ def test_a_body_parsed_once_still_answers_each_user_for_themselves(http: httpx.C
     for client in (alice, bob, alice, bob):
         answer = ss(client, body)
         members = answer["rooms"][room]["required_state"]
-        assert [(e["type"], e["state_key"]) for e in members] == [
-            ("m.room.member", client.user_id)
-        ]
+        assert [(e["type"], e["state_key"]) for e in members] == [("m.room.member", client.user_id)]
     bad = {"conn_id": "mine", "lists": {"all": {"ranges": [[9, 0]]}}}
     for client in (alice, alice, bob):
         r = ss_raw(client, bad)
