@@ -13,6 +13,7 @@ shape of path still goes through Litestar, and the bad-input sweep
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections import OrderedDict
@@ -76,7 +77,7 @@ def _presence(query: dict[str, str]) -> str:
     return value
 
 
-# Distinct sliding sync bodies remembered: a client sends the same body with every
+# Distinct sliding sync requests remembered: a client sends the same body with every
 # long-poll, and there are about as many bodies as kinds of clients and window sizes in
 # use. Element X's is ~1.5 KiB; larger bodies are parsed every time, so what is kept
 # stays within a few MiB whatever clients send.
@@ -84,47 +85,46 @@ PARSED_BODIES = 64
 PARSED_BODY_MAX_BYTES = 16 * 1024
 
 
-class _Parsed:
-    __slots__ = ("data", "requests")
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-        self.requests: dict[str, sliding_requests.SyncRequest] = {}
-
-
 class ParsedBodies:
-    """Sliding sync request bodies already decoded and parsed, by their bytes.
+    """Sliding sync requests already parsed, by their body without `txn_id`.
 
     Element X sends the same body (its lists, the 17 required_state pairs, the
-    extensions) with every long-poll; only the `pos` in the query string moves. In a big
-    room's fan-out every member's next poll decoded and parsed it again: a tenth of the
-    server's CPU in the fan-out (py-spy, bench/RESULTS.md, fourteenth session). The
+    extensions) with every long-poll; only `pos` in the query string and the body's
+    `txn_id` move. In a big room's fan-out every member's next poll parsed it again
+    (bench/RESULTS.md, fourteenth session). The decoded body (the JSON is always decoded:
+    its errors come first, as before) without `txn_id`, encoded again, is the key; the
     parsed request depends on the user (`$ME` in required_state), so it is kept per user
-    under the body; both are immutable once parsed. Only bodies that parsed without an
-    error are kept, so a known body is known to be valid JSON, and the errors and their
-    order stay those of a first parse."""
+    under the key, and the request's own `txn_id` is put back. Only bodies that parsed
+    without an error are kept."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._bodies: OrderedDict[bytes, _Parsed] = OrderedDict()
+        self._bodies: OrderedDict[bytes, dict[str, sliding_requests.SyncRequest]] = OrderedDict()
 
-    def get(self, raw: bytes) -> _Parsed | None:
-        entry = self._bodies.get(raw)
-        if entry is not None:
-            self._bodies.move_to_end(raw)
-        return entry
-
-    def add(
-        self, raw: bytes, data: Any, user_id: str, request: sliding_requests.SyncRequest
-    ) -> None:
-        if len(raw) > PARSED_BODY_MAX_BYTES:
-            return
-        entry = self._bodies.get(raw)
-        if entry is None:
-            entry = self._bodies[raw] = _Parsed(data)
-            if len(self._bodies) > self.size:
-                self._bodies.popitem(last=False)
-        entry.requests[user_id] = request
+    def parse(self, data: Any, user_id: str) -> sliding_requests.SyncRequest:
+        """`sliding_requests.parse_unstable(data, user_id)`, remembered."""
+        if not isinstance(data, dict):
+            return sliding_requests.parse_unstable(data, user_id)
+        txn_id = data.get("txn_id")
+        if txn_id is not None and not isinstance(txn_id, str):
+            return sliding_requests.parse_unstable(data, user_id)  # its error
+        key = msgspec.json.encode({k: v for k, v in data.items() if k != "txn_id"})
+        if len(key) > PARSED_BODY_MAX_BYTES:
+            return sliding_requests.parse_unstable(data, user_id)
+        by_user = self._bodies.get(key)
+        request = None if by_user is None else by_user.get(user_id)
+        if request is None:
+            request = sliding_requests.parse_unstable(data, user_id)
+            if request.txn_id is not None:
+                request = dataclasses.replace(request, txn_id=None)
+            if by_user is None:
+                by_user = self._bodies[key] = {}
+                if len(self._bodies) > self.size:
+                    self._bodies.popitem(last=False)
+            by_user[user_id] = request
+        else:
+            self._bodies.move_to_end(key)
+        return request if txn_id is None else dataclasses.replace(request, txn_id=txn_id)
 
 
 class FastLane:
@@ -194,22 +194,14 @@ class FastLane:
 
     async def _sliding_sync(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def handle() -> Any:
-            raw = await self._raw_body(scope, receive)
-            known = self.parsed.get(raw)
-            data = known.data if known is not None else self._decode(raw)
+            data = await self._body(scope, receive)
             query = _query(scope)
             requester = await self._requester(scope, query)
             timeout = _param(query, "timeout", int, 0)
             set_presence = _presence(query)
             if timeout < 0:
                 raise MatrixError(400, ErrCode.INVALID_PARAM, "timeout must not be negative")
-            user_id = requester.user_id
-            request = None if known is None else known.requests.get(user_id)
-            if request is None:
-                request = sliding_requests.parse_unstable(
-                    None if data is _NO_BODY else data, user_id
-                )
-                self.parsed.add(raw, data, user_id, request)
+            request = self.parsed.parse(None if data is _NO_BODY else data, requester.user_id)
             result = await self.sliding_sync.sync(
                 requester,
                 request,

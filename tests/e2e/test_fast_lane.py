@@ -104,9 +104,9 @@ def test_metrics_count_the_fast_routes(http: httpx.Client) -> None:
 
 
 def test_a_body_parsed_once_still_answers_each_user_for_themselves(http: httpx.Client) -> None:
-    """The fast lane keeps parsed sliding sync bodies by their bytes (ParsedBodies); the
-    same bytes from another user must still mean that user's `$ME`, and a body that
-    failed to parse must fail again."""
+    """The fast lane keeps parsed sliding sync requests by their body (ParsedBodies); the
+    same body from another user must still mean that user's `$ME`, each answer carries
+    its own request's txn_id, and a body that failed to parse must fail again."""
     alice, bob = new_client(http), new_client(http)
     room = alice.create_room()
     alice.invite(room, bob.user_id)
@@ -121,8 +121,9 @@ def test_a_body_parsed_once_still_answers_each_user_for_themselves(http: httpx.C
             }
         },
     }
-    for client in (alice, bob, alice, bob):
-        answer = ss(client, body)
+    for n, client in enumerate((alice, bob, alice, bob)):
+        answer = ss(client, {**body, "txn_id": f"t{n}"})
+        assert answer["txn_id"] == f"t{n}"
         members = answer["rooms"][room]["required_state"]
         assert [(e["type"], e["state_key"]) for e in members] == [("m.room.member", client.user_id)]
     bad = {"conn_id": "mine", "lists": {"all": {"ranges": [[9, 0]]}}}

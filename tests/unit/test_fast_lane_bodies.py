@@ -1,28 +1,53 @@
-"""ParsedBodies: what the fast lane keeps of sliding sync bodies stays bounded."""
+"""ParsedBodies: sliding sync requests parsed once per body (txn_id aside) and user."""
 
 from __future__ import annotations
 
+import pytest
+
 from dendrite_lite.api.fast_lane import PARSED_BODY_MAX_BYTES, ParsedBodies
+from dendrite_lite.errors import MatrixError
 from dendrite_lite.sliding_sync.requests import parse_unstable
 
-
-def test_bodies_are_kept_per_user_and_the_oldest_goes_first() -> None:
-    bodies = ParsedBodies(2)
-    request = parse_unstable({"conn_id": "a"}, "@a:x")
-    bodies.add(b"1", {"conn_id": "a"}, "@a:x", request)
-    bodies.add(b"1", {"conn_id": "a"}, "@b:x", parse_unstable({"conn_id": "a"}, "@b:x"))
-    first = bodies.get(b"1")
-    assert first is not None and first.requests["@a:x"] is request
-    assert set(first.requests) == {"@a:x", "@b:x"}
-    bodies.add(b"2", {}, "@a:x", request)
-    assert bodies.get(b"1") is not None  # used last: kept
-    bodies.add(b"3", {}, "@a:x", request)
-    assert bodies.get(b"2") is None
-    assert bodies.get(b"1") is not None and bodies.get(b"3") is not None
+BODY = {
+    "conn_id": "room-list",
+    "lists": {"all": {"ranges": [[0, 9]], "required_state": [["m.room.member", "$ME"]]}},
+}
 
 
-def test_large_bodies_are_not_kept() -> None:
+def test_a_body_is_parsed_once_per_user_whatever_its_txn_id() -> None:
     bodies = ParsedBodies(8)
-    raw = b" " * (PARSED_BODY_MAX_BYTES + 1)
-    bodies.add(raw, {}, "@a:x", parse_unstable({}, "@a:x"))
-    assert bodies.get(raw) is None
+    first = bodies.parse({**BODY, "txn_id": "1"}, "@a:x")
+    again = bodies.parse({**BODY, "txn_id": "2"}, "@a:x")
+    assert (first.txn_id, again.txn_id) == ("1", "2")
+    # the same parse underneath: the lists are the very same objects
+    assert again.lists is first.lists
+    assert bodies.parse(dict(BODY), "@a:x").txn_id is None
+    other = bodies.parse({**BODY, "txn_id": "3"}, "@b:x")
+    assert other.lists is not first.lists
+    assert other == parse_unstable({**BODY, "txn_id": "3"}, "@b:x")
+    assert first == parse_unstable({**BODY, "txn_id": "1"}, "@a:x")
+
+
+def test_errors_are_those_of_a_parse_every_time() -> None:
+    bodies = ParsedBodies(8)
+    bodies.parse(dict(BODY), "@a:x")
+    for bad in ({**BODY, "txn_id": 5}, {"lists": {"all": {"ranges": [[9, 0]]}}}, [1]):
+        for _ in range(2):
+            with pytest.raises(MatrixError) as caught:
+                bodies.parse(bad, "@a:x")
+            with pytest.raises(MatrixError) as expected:
+                parse_unstable(bad, "@a:x")
+            assert caught.value.errcode == expected.value.errcode
+
+
+def test_bodies_are_bounded_in_number_and_size() -> None:
+    bodies = ParsedBodies(2)
+    first = bodies.parse({"conn_id": "1"}, "@a:x")
+    bodies.parse({"conn_id": "2"}, "@a:x")
+    assert bodies.parse({"conn_id": "1"}, "@a:x") is first  # used last: kept
+    bodies.parse({"conn_id": "3"}, "@a:x")
+    assert bodies.parse({"conn_id": "1"}, "@a:x") is first
+    assert len(bodies._bodies) == 2
+    big = {"conn_id": "x", "unknown": "y" * PARSED_BODY_MAX_BYTES}
+    assert bodies.parse(big, "@a:x") is not bodies.parse(big, "@a:x")
+    assert len(bodies._bodies) == 2
