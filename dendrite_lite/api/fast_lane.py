@@ -179,7 +179,9 @@ class FastLane:
             set_presence = _presence(query)
             if timeout < 0:
                 raise MatrixError(400, ErrCode.INVALID_PARAM, "timeout must not be negative")
-            sync_filter = await load_filter(self.db, requester.user_id, query.get("filter"))
+            sync_filter = await load_filter(
+                self.sync_service.filter_ids, requester.user_id, query.get("filter")
+            )
             return await self.sync_service.sync(
                 requester,
                 since=query.get("since"),

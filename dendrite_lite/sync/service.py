@@ -30,6 +30,7 @@ from dendrite_lite.storage import account_data, presence, streams, to_device
 from dendrite_lite.storage.db import Database
 from dendrite_lite.sync import rooms as room_sections
 from dendrite_lite.sync import tokens
+from dendrite_lite.sync.filter_ids import FilterIds
 from dendrite_lite.sync.lazy_members import SentMembers
 from dendrite_lite.sync.rooms import Context, TypingView, Window
 from dendrite_lite.sync.shaping import Shaper
@@ -77,6 +78,7 @@ class Sync:
         # Requests per device; off unless configured
         self.limiter = limiter or RateLimiter(0, 0, enabled=False)
         self.sent_members = SentMembers()
+        self.filter_ids = FilterIds(db)
         self._answered: OrderedDict[tuple[str, str], _Answered] = OrderedDict()
 
     async def sync(

@@ -162,6 +162,26 @@ def test_sync_filter_parameter_errors(http: httpx.Client) -> None:
     sync(alice, filter="[]", status=400, errcode="M_INVALID_PARAM")
 
 
+def test_a_stored_filter_is_each_users_own_every_time(http: httpx.Client) -> None:
+    """Filters named by ID are remembered after their first read (sync/filter_ids.py):
+    the second use applies the same filter, and an ID is still looked up per user, so
+    another user naming it (or a number one of them never made) is still refused."""
+    room, (alice, bob) = room_with(http, 2)
+    for n in range(3):
+        bob.send(room, message(f"m{n}"))
+    alices = upload(alice, {"room": {"timeline": {"limit": 1}}})
+    bobs = upload(bob, {"room": {"timeline": {"limit": 2}}})
+    for _ in range(2):
+        assert bodies(timeline(sync(alice, filter=alices), room)) == ["m2"]
+        assert bodies(timeline(sync(bob, filter=bobs), room)) == ["m1", "m2"]
+    if alices != bobs:
+        sync(alice, filter=bobs, status=400, errcode="M_INVALID_PARAM")
+        sync(bob, filter=alices, status=400, errcode="M_INVALID_PARAM")
+    for missing in (str(int(alices) + 1000), str(int(bobs) + 1000)):
+        for client in (alice, bob):
+            sync(client, filter=missing, status=400, errcode="M_INVALID_PARAM")
+
+
 # -- what filters do to /sync -------------------------------------------------------------------
 
 

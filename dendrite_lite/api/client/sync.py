@@ -11,12 +11,11 @@ from litestar.params import FromQuery
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.errors import ErrCode, MatrixError
 from dendrite_lite.filters import Filter, decode_filter
-from dendrite_lite.storage import filters
-from dendrite_lite.storage.db import Database
+from dendrite_lite.sync.filter_ids import FilterIds
 from dendrite_lite.sync.service import Sync
 
 
-async def load_filter(db: Database, user_id: str, raw: str | None) -> Filter:
+async def load_filter(filter_ids: FilterIds, user_id: str, raw: str | None) -> Filter:
     """The `filter` parameter: JSON when it starts with '{', else a filter ID."""
     if raw is None or raw == "":
         return Filter()
@@ -24,17 +23,15 @@ async def load_filter(db: Database, user_id: str, raw: str | None) -> Filter:
         return decode_filter(raw)
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "filter is neither JSON nor a filter ID")
-    number = int(raw)
-    stored = await db.read(lambda conn: filters.get(conn, user_id, number))
+    stored = await filter_ids.get(user_id, int(raw))
     if stored is None:
         raise MatrixError(400, ErrCode.INVALID_PARAM, f"No filter with ID {raw}")
-    return decode_filter(stored, check_ids=False)
+    return stored
 
 
 @get("/_matrix/client/v3/sync")
 async def sync(
     sync_service: NamedDependency[Sync],
-    db: NamedDependency[Database],
     requester: NamedDependency[Requester],
     since: FromQuery[str | None] = None,
     timeout: FromQuery[int] = 0,  # noqa: ASYNC109 - the spec's long-poll parameter
@@ -46,7 +43,7 @@ async def sync(
     """GET /_matrix/client/v3/sync"""
     if timeout < 0:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "timeout must not be negative")
-    sync_filter = await load_filter(db, requester.user_id, filter)
+    sync_filter = await load_filter(sync_service.filter_ids, requester.user_id, filter)
     return await sync_service.sync(
         requester,
         since=since,

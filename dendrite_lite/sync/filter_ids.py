@@ -1,0 +1,48 @@
+"""Uploaded filters by ID, remembered: what `GET /sync?filter=<id>` names.
+
+matrix-nio, Element Web and most bots upload their sync filter once and name it by ID on
+every `/sync`; reading it back cost each long-poll a database read (a hop to a reader
+thread and back) before anything else. A filter never changes once stored (the spec has
+no way to change one; `POST /user/{userId}/filter` makes a new ID), so what was read is
+kept, per user and ID, for as long as it is used.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from dendrite_lite.filters import Filter, decode_filter
+from dendrite_lite.storage import filters
+from dendrite_lite.storage.db import Database
+
+# Filters kept: about one per device that syncs with a stored filter.
+MAX_FILTERS = 1024
+
+
+class FilterIds:
+    def __init__(self, db: Database, size: int = MAX_FILTERS) -> None:
+        self.db = db
+        self.size = size
+        # Used on the event loop only: no lock.
+        self._known: OrderedDict[tuple[str, int], Filter] = OrderedDict()
+
+    async def get(self, user_id: str, filter_id: int) -> Filter | None:
+        """The user's filter with this ID, or None if they have none by it.
+
+        A stored filter that no longer decodes raises as `decode_filter` does (and is
+        not kept)."""
+        key = (user_id, filter_id)
+        known = self._known.get(key)
+        if known is not None:
+            self._known.move_to_end(key)
+            return known
+        stored = await self.db.read(lambda conn: filters.get(conn, user_id, filter_id))
+        if stored is None:
+            return None
+        # Filters stored by an older version did not have their IDs checked: a client's
+        # saved filter keeps working.
+        decoded = decode_filter(stored, check_ids=False)
+        self._known[key] = decoded
+        if len(self._known) > self.size:
+            self._known.popitem(last=False)
+        return decoded
