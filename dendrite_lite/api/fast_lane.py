@@ -251,10 +251,6 @@ class FastLane:
 
     async def _body(self, scope: Scope, receive: Receive) -> Any:
         """The JSON body (or _NO_BODY), with the same limit and errors as Litestar's."""
-        return self._decode(await self._raw_body(scope, receive))
-
-    async def _raw_body(self, scope: Scope, receive: Receive) -> bytes:
-        """The body's bytes, with the same size limit as Litestar's."""
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -277,10 +273,7 @@ class FastLane:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return b"".join(chunks)
-
-    @staticmethod
-    def _decode(body: bytes) -> Any:
+        body = b"".join(chunks)
         if not body:
             return _NO_BODY
         try:

@@ -471,11 +471,7 @@ class SlidingSync:
         updates: dict[str, RoomUpdate] = {}
         for room_id, config in configs.items():
             row, sent = by_id[room_id], sent_rooms.get(room_id)
-            if (
-                room_id in quiet  # the cheap tests first: most rooms of a long-poll's window
-                and sent is not None
-                and room_results.settled(ctx, row, config, sent)
-            ):
+            if sent is not None and room_results.settled(ctx, row, config, sent):
                 continue
             update = room_results.build(ctx, row, config, sent)
             if update is not None:

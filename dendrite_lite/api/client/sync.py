@@ -23,10 +23,10 @@ async def load_filter(filter_ids: FilterIds, user_id: str, raw: str | None) -> F
         return decode_filter(raw)
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "filter is neither JSON nor a filter ID")
-    stored = await filter_ids.get(user_id, int(raw))
-    if stored is None:
+    found = await filter_ids.get(user_id, int(raw))
+    if found is None:
         raise MatrixError(400, ErrCode.INVALID_PARAM, f"No filter with ID {raw}")
-    return stored
+    return found
 
 
 @get("/_matrix/client/v3/sync")
