@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -50,6 +51,22 @@ class Metrics:
         self.long_polls = Gauge(
             "dendrite_active_long_polls", "Requests waiting in a long-poll", registry=self.registry
         )
+        # (endpoint, method, status) -> the two series a request adds to. `labels()` checks
+        # and joins its arguments under a lock on every call; endpoints are route
+        # templates, so there are only so many keys.
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def request_done(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        key = (endpoint, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (
+                self.requests.labels(endpoint, method, str(status)),
+                self.latency.labels(endpoint, method),
+            )
+        count, latency = series
+        count.inc()
+        latency.observe(seconds)
 
     def observe_commit(self, seconds: float, batch_size: int) -> None:
         self.commit_seconds.observe(seconds)

@@ -88,7 +88,9 @@ class EdgeMiddleware:
             else:
                 await self.app(scope, receive, send_with_headers)
         finally:
-            endpoint = scope.get("path_template") or "unmatched"
-            method = scope["method"]
-            self.metrics.requests.labels(endpoint, method, str(status)).inc()
-            self.metrics.latency.labels(endpoint, method).observe(time.perf_counter() - started)
+            self.metrics.request_done(
+                scope.get("path_template") or "unmatched",
+                scope["method"],
+                status,
+                time.perf_counter() - started,
+            )
