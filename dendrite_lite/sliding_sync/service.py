@@ -166,6 +166,11 @@ class SlidingSyncResult:
     extensions: dict[str, Any]
 
 
+def _position_recorded(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("recording a sliding sync position failed", exc_info=done.exception())
+
+
 class SlidingSync:
     def __init__(
         self,
@@ -185,7 +190,6 @@ class SlidingSync:
         self.room_cache = RoomCache()
         self._room_lists: OrderedDict[str, CachedRoomList] = OrderedDict()
         self._room_lists_lock = threading.Lock()
-        self._writes: set[asyncio.Task[None]] = set()
         self._answered: OrderedDict[ConnKey, _Answered] = OrderedDict()
 
     async def sync(
@@ -321,17 +325,9 @@ class SlidingSync:
                 conn, conn_nid, pos_nid, computed.now, typing_serial, encoded_lists, stored_rooms
             )
 
-        task = asyncio.ensure_future(self._write(record_position))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        # Nobody waits on it: committed when no other write is waiting.
+        self.db.write_soon(record_position).add_done_callback(_position_recorded)
         return pos_nid
-
-    async def _write(self, unit: Any) -> None:
-        try:
-            # Nobody waits on it: committed when no other write is waiting.
-            await self.db.write(unit, background=True)
-        except Exception:
-            log.exception("recording a sliding sync position failed")
 
     async def _delete_acknowledged(self, requester: Requester, upto: int) -> None:
         def delete_acknowledged(conn: apsw.Connection) -> None:

@@ -379,6 +379,25 @@ class Database:
         and changes nothing but the database before it commits)."""
         if self._closed:
             raise DatabaseClosed("database is closed")
+        return await self._queue_write(fn, background, on_commit, may_give_way)
+
+    def write_soon(self, fn: Callable[[apsw.Connection], T]) -> asyncio.Future[T]:
+        """A background write (see `write`) that nobody awaits: its future, to look at
+        when it is done. On the event loop, without a task of its own: a big room's
+        fan-out records a sliding sync position with each of its hundred answers."""
+        if self._closed:
+            closed: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            closed.set_exception(DatabaseClosed("database is closed"))
+            return closed
+        return self._queue_write(fn, True, None, False)
+
+    def _queue_write(
+        self,
+        fn: Callable[[apsw.Connection], T],
+        background: bool,
+        on_commit: Callable[[T], None] | None,
+        may_give_way: bool,
+    ) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         # A background write keeps no order: nobody waits for it, and the writer must
@@ -390,7 +409,7 @@ class Database:
             job.order = self._written = next(self._write_numbers)
         self._writes[background].append(job)
         self._queue.put(None)
-        return await future
+        return future
 
     def give_way(self) -> None:
         """On the writer thread, inside a unit written with ``may_give_way``: if another

@@ -87,6 +87,22 @@ async def test_closed_database_refuses_work(tmp_path: Path) -> None:
         await database.read(streams.current_position)
     with pytest.raises(DatabaseClosed):
         await database.write(streams.next_position)
+    with pytest.raises(DatabaseClosed):
+        await database.write_soon(streams.next_position)
+
+
+async def test_a_write_soon_lands_in_the_background_and_tells_its_outcome(db: Database) -> None:
+    done = db.write_soon(streams.next_position)
+    assert await done == 1
+    assert await db.read(streams.current_position) == 1
+
+    def fail(conn: apsw.Connection) -> None:
+        raise RuntimeError("boom")
+
+    failed = db.write_soon(fail)
+    with pytest.raises(RuntimeError):
+        await failed
+    assert await db.read(streams.current_position) == 1
 
 
 async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
