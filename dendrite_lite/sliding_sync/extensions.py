@@ -49,7 +49,6 @@ class ExtensionInput:
     subscribed: tuple[str, ...]  # subscribed rooms the user may see
     initial_rooms: frozenset[str]  # rooms sent whole in this response
     typing_in: Callable[[str], list[str]]
-    typing_changed: Callable[[str, int], bool]
     # the rooms whose typing set changed after a serial (None: any may have)
     typing_rooms_changed: Callable[[int], set[str] | None]
     # rooms sent whole in this response -> members whose member event they carried
@@ -227,14 +226,13 @@ def _typing(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
     for room_id in _scope(ext, inp):
         if serial is None or room_id in inp.initial_rooms:
             typers = inp.typing_in(room_id)
-            changed = bool(typers)
+            if not typers:
+                continue
         elif changed_rooms is not None and room_id not in changed_rooms:
             continue
         else:
             typers = inp.typing_in(room_id)
-            changed = inp.typing_changed(room_id, serial)
-        if changed:
-            found[room_id] = {"type": "m.typing", "content": {"user_ids": typers}}
+        found[room_id] = {"type": "m.typing", "content": {"user_ids": typers}}
     return found
 
 

@@ -486,7 +486,6 @@ class SlidingSync:
                 tuple(subscribed),
                 frozenset(room_id for room_id, u in updates.items() if u.initial),
                 self.typing.typing_in,
-                self.typing.changed_since,
                 self.typing.rooms_changed_since,
                 {room_id: u.sent.members for room_id, u in updates.items() if u.initial},
             ),
