@@ -64,6 +64,7 @@ from typing import Any, Protocol, TypeVar
 
 import apsw
 
+from dendrite_lite import fan_out
 from dendrite_lite.storage import migrations, snapshot
 
 T = TypeVar("T")
@@ -139,14 +140,15 @@ arrival_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _STOP = object()
 # Background reads answered together (one transaction, one loop wake-up). A 100-client
 # fan-out (bench/bench_fanout.py): batches of 32 gave p95 58 ms and 61 ms of CPU per
-# message, of 8 73 ms and 75 ms, one at a time 84 ms and 86 ms (third session). All of a
-# fan-out's reads in one batch (fourteenth session): p95 108 -> 87 and 116 -> 93 ms,
-# last recipient p50 104 -> 81 and 110 -> 87 ms, p50 64 -> 72 and 72 -> 80 ms. With
+# message, of 8 73 ms and 75 ms, one at a time 84 ms and 86 ms (third session). With
 # batches of 32 the members answered first polled again while the next batch was read,
-# and their ~0.3 ms each of request handling shared the one core with it; answered all
-# at once, their next polls come after the last answer. The first answers wait for the
-# last read instead, so the median recipient is later and the slowest much sooner.
-BACKGROUND_READ_BATCH = 256
+# and their ~0.3 ms each of request handling shared the one core with it; all of a
+# fan-out in one batch avoided that but made every member wait for the last read
+# (fourteenth session). Now the connections a fan-out answered are not read from until
+# its last answer is out (dendrite_lite/fan_out.py), and batches of 32 are back: first
+# recipient p50 ~57 -> ~31 ms, p50 ~69 -> ~55 ms, p95 the same (~90 ms, fifteenth
+# session).
+BACKGROUND_READ_BATCH = 32
 # The longest a background read unit steps aside for foreground writes (see
 # Database._let_the_writes_pass).
 WRITE_PRIORITY_S = 0.02
@@ -208,6 +210,10 @@ class Database:
         # with the event loop. Background writes wait in a lane the writer takes only
         # when no other write waits (its queue carries one token per write).
         self._background_reads: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # Background reads asked for and not yet returned to their callers (event loop
+        # only), and what waits for there to be none (hold_until_background_idle).
+        self._background_outstanding = 0
+        self._background_idle: list[fan_out.Release] = []
         self._writes = (collections.deque[_Job](), collections.deque[_Job]())
         # Foreground writes numbered as they are queued, and the writes that gave way
         # (give_way), each waiting for its turn with a token of its own in _queue.
@@ -338,22 +344,49 @@ class Database:
         if self._closed:
             raise DatabaseClosed("database is closed")
         loop = asyncio.get_running_loop()
-        if background and self.writes_pending():
-            await self.writes_passed()
+        if background:
+            return await self._background_read(fn, loop)
         future: asyncio.Future[T] = loop.create_future()
-        key = None if background else arrival_key.get()
+        key = arrival_key.get()
         if key is None:
-            (self._background_reads if background else self._read_queue).put(_Job(fn, future, loop))
+            self._read_queue.put(_Job(fn, future, loop))
         else:
             with self._arrivals:
                 self._reads_queued += 1
                 ticket = self._reads_queued
                 self._queued_reads.setdefault(key, set()).add(ticket)
             self._read_queue.put(_Job(fn, future, loop, ticket=ticket, key=key))
-        result = await future
-        if background and self.writes_pending():
-            await self.writes_passed()
+        return await future
+
+    async def _background_read(
+        self, fn: Callable[[apsw.Connection], T], loop: asyncio.AbstractEventLoop
+    ) -> T:
+        self._background_outstanding += 1
+        try:
+            if self.writes_pending():
+                await self.writes_passed()
+            future: asyncio.Future[T] = loop.create_future()
+            self._background_reads.put(_Job(fn, future, loop))
+            result = await future
+            if self.writes_pending():
+                await self.writes_passed()
+        finally:
+            self._background_outstanding -= 1
+            if not self._background_outstanding and self._background_idle:
+                released, self._background_idle = self._background_idle, []
+                for release in released:
+                    release()
+        # The request this read answers holds its connection's next one (fan_out.py).
+        fan_out.answered_by_fan_out.set(self.hold_until_background_idle)
         return result
+
+    def hold_until_background_idle(self, release: fan_out.Release) -> bool:
+        """On the event loop: call `release` once no background read is outstanding;
+        False (and no call) if none is now."""
+        if not self._background_outstanding:
+            return False
+        self._background_idle.append(release)
+        return True
 
     async def write(
         self,

@@ -152,3 +152,58 @@ def test_sliding_sync_idle_poll_waits_then_wakes(http: httpx.Client, server: Ser
     assert bodies(out["body"]["rooms"][room]["timeline"]) == ["wake"]
     assert out["took"] < 10
     assert out["body"]["txn_id"] == "x"
+
+
+def test_a_fan_outs_members_get_its_message_and_the_next(
+    http: httpx.Client, server: Server
+) -> None:
+    """A message that wakes more long-polls than notifier.FAN_OUT is read in the
+    background, and the connections it answers are not read from again until its other
+    answers are out (dendrite_lite/fan_out.py). A second message sent meanwhile must
+    still reach every member, over the same keep-alive connections, half of them on
+    /sync and half on sliding sync."""
+    alice = new_client(http)
+    room = alice.create_room(preset="public_chat")
+    members = [new_client(http) for _ in range(20)]
+    for member in members:
+        member.join(room)
+    ready = threading.Barrier(len(members) + 1)
+
+    def follow(member: RoomsClient, sliding: bool) -> list[str]:
+        seen: list[str] = []
+        with server.client() as own:
+            client = RoomsClient(own, member.user)
+            if sliding:
+                pos = ss(client, room_list_body())["pos"]
+            else:
+                token = sync(client, filter=FILTER)["next_batch"]
+            ready.wait(30)
+            for _ in range(5):
+                if sliding:
+                    body = ss(client, room_list_body(), pos, 20_000)
+                    pos = body["pos"]
+                    seen += bodies(body.get("rooms", {}).get(room, {}).get("timeline", []))
+                else:
+                    body = sync(client, token, filter=FILTER, timeout=20_000)
+                    token = body["next_batch"]
+                    joined = body.get("rooms", {}).get("join", {})  # others' presence too
+                    seen += bodies(joined.get(room, {}).get("timeline", {}).get("events", []))
+                if "second" in seen:
+                    break
+        return seen
+
+    threads = [
+        in_background(lambda m=member, s=i % 2 == 0: follow(m, s))
+        for i, member in enumerate(members)
+    ]
+    ready.wait(30)
+    time.sleep(0.5)  # every member's long-poll is waiting
+    alice.send(room, message("first"))
+    alice.send(room, message("second"))  # while the first one's answers go out
+    for thread, _out in threads:
+        thread.join(60)
+    for i, (_thread, out) in enumerate(threads):
+        if i % 2:
+            assert out["body"] == ["first", "second"]
+        else:  # timeline_limit 1: both in one answer show the second alone
+            assert out["body"] in (["first", "second"], ["second"])

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from dendrite_lite import fan_out
 from dendrite_lite.http_protocol import HttpProtocol, _OneWritePerResponse
 
 # -- the transport wrapper alone ------------------------------------------------------------
@@ -39,6 +40,12 @@ class _Transport:
 
     def is_closing(self) -> bool:
         return self.closed
+
+    def pause_reading(self) -> None:
+        self.calls.append(("pause", b""))
+
+    def resume_reading(self) -> None:
+        self.calls.append(("resume", b""))
 
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
@@ -114,6 +121,126 @@ def test_other_writes_pass_straight_through_and_the_rest_is_delegated() -> None:
         ("close", b""),
     ]
     assert closing
+
+
+# -- a fan-out's answers hold their connections' reading (dendrite_lite/fan_out.py) ----------
+
+
+class _FanOut:
+    """Stands for the database: whether a fan-out is under way, and whom to release."""
+
+    def __init__(self, under_way: bool = True) -> None:
+        self.under_way = under_way
+        self.waiting: list[fan_out.Release] = []
+
+    def hold(self, release: fan_out.Release) -> bool:
+        if self.under_way:
+            self.waiting.append(release)
+        return self.under_way
+
+    def end(self) -> None:
+        for release in self.waiting:
+            release()
+
+
+def _answer(wrapped: _OneWritePerResponse) -> None:
+    wrapped.write(HEAD)
+    wrapped.write(b"{}")
+
+
+def test_a_fan_outs_answer_holds_the_connection_until_the_fan_out_ends() -> None:
+    async def main() -> list[tuple[str, bytes]]:
+        inner = _Transport()
+        wrapped = _OneWritePerResponse(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+        fan = _FanOut()
+        fan_out.answered_by_fan_out.set(fan.hold)
+        _answer(wrapped)
+        assert inner.calls[-1] == ("pause", b"")
+        fan.end()
+        fan.end()  # a second release changes nothing
+        return inner.calls
+
+    assert asyncio.run(main()) == [("writelines", HEAD + b"{}"), ("pause", b""), ("resume", b"")]
+
+
+def test_other_answers_and_answers_after_the_fan_out_do_not_hold() -> None:
+    async def main() -> list[tuple[str, bytes]]:
+        inner = _Transport()
+        wrapped = _OneWritePerResponse(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+        _answer(wrapped)  # not a fan-out's answer
+        fan_out.answered_by_fan_out.set(_FanOut(under_way=False).hold)
+        _answer(wrapped)  # its fan-out is over already
+        return inner.calls
+
+    assert asyncio.run(main()) == [("writelines", HEAD + b"{}")] * 2
+
+
+def test_a_hold_ends_after_hold_max_s_even_if_the_fan_out_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fan_out, "HOLD_MAX_S", 0.01)
+
+    async def main() -> list[tuple[str, bytes]]:
+        inner = _Transport()
+        wrapped = _OneWritePerResponse(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+        fan = _FanOut()
+        fan_out.answered_by_fan_out.set(fan.hold)
+        _answer(wrapped)
+        await asyncio.sleep(0.05)
+        fan.end()  # too late: nothing more happens
+        return inner.calls
+
+    assert asyncio.run(main())[1:] == [("pause", b""), ("resume", b"")]
+
+
+def test_uvicorns_own_pauses_and_a_hold_keep_reading_paused_until_both_end() -> None:
+    async def main() -> list[list[tuple[str, bytes]]]:
+        inner = _Transport()
+        wrapped = _OneWritePerResponse(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+        fan = _FanOut()
+        fan_out.answered_by_fan_out.set(fan.hold)
+        steps = []
+        wrapped.pause_reading()  # uvicorn's flow control, before the answer
+        _answer(wrapped)  # held too: already paused
+        steps.append(list(inner.calls))
+        fan.end()  # uvicorn still wants it paused
+        steps.append(list(inner.calls))
+        wrapped.resume_reading()
+        steps.append(list(inner.calls))
+        inner.calls.clear()
+        fan2 = _FanOut()
+        fan_out.answered_by_fan_out.set(fan2.hold)
+        _answer(wrapped)
+        wrapped.pause_reading()
+        wrapped.resume_reading()  # uvicorn's pause and resume while the hold lasts
+        steps.append(list(inner.calls))
+        fan2.end()
+        steps.append(list(inner.calls))
+        return steps
+
+    pause, resume, answer = ("pause", b""), ("resume", b""), ("writelines", HEAD + b"{}")
+    assert asyncio.run(main()) == [
+        [pause, answer],
+        [pause, answer],
+        [pause, answer, resume],
+        [answer, pause],
+        [answer, pause, resume],
+    ]
+
+
+def test_a_closed_connection_is_not_held() -> None:
+    async def main() -> list[tuple[str, bytes]]:
+        inner = _Transport()
+        wrapped = _OneWritePerResponse(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+        fan = _FanOut()
+        fan_out.answered_by_fan_out.set(fan.hold)
+        wrapped.write(HEAD)
+        inner.closed = True  # the peer left as the answer went out
+        wrapped.write(b"{}")
+        fan.end()
+        return inner.calls
+
+    assert asyncio.run(main()) == [("writelines", HEAD + b"{}")]
 
 
 # -- under uvicorn, over a real socket -------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import apsw
 import pytest
 
+from dendrite_lite import fan_out
 from dendrite_lite.storage import db as db_module
 from dendrite_lite.storage import snapshot, streams
 from dendrite_lite.storage.db import Database, DatabaseClosed, DatabaseSettings
@@ -185,6 +186,48 @@ async def test_background_reads_never_hold_back_other_reads(tmp_path: Path) -> N
         assert order == ["dm", "fan-out 1", "fan-out 2"]
     finally:
         database.close()
+
+
+async def test_a_fan_out_holds_what_it_answered_until_its_last_read_is_back(db: Database) -> None:
+    """The connections a fan-out answers wait for its other answers (dendrite_lite/fan_out.py):
+    the request task of a background read learns how, and the waits end once no
+    background read is outstanding."""
+    assert db.hold_until_background_idle(lambda: None) is False  # nothing under way
+    released: list[str] = []
+    gate = threading.Event()
+
+    def slow(conn: apsw.Connection) -> int:
+        gate.wait(5)
+        return streams.current_position(conn)
+
+    async def member(name: str, fn: Any) -> bool:
+        assert fan_out.answered_by_fan_out.get() is None
+        await db.read(fn, background=True)
+        hold = fan_out.answered_by_fan_out.get()
+        assert hold is not None
+        return hold(lambda: released.append(name))
+
+    first = asyncio.ensure_future(member("first", streams.current_position))
+    last = asyncio.ensure_future(member("last", slow))
+    await asyncio.sleep(0.05)
+    assert not last.done() and released == []
+    gate.set()
+    # The first is held while the other read is out; the last finds nothing left to
+    # wait for, and its return releases the first.
+    assert await asyncio.gather(first, last) == [True, False]
+    assert released == ["first"]
+    # A foreground read is no fan-out's answer.
+    assert await db.read(streams.current_position) == 0
+    assert fan_out.answered_by_fan_out.get() is None
+
+
+async def test_a_failed_background_read_still_ends_the_fan_out(db: Database) -> None:
+    def fail(conn: apsw.Connection) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await db.read(fail, background=True)
+    assert db.hold_until_background_idle(lambda: None) is False
 
 
 async def test_background_writes_are_not_batched_with_foreground_ones(tmp_path: Path) -> None:
