@@ -395,6 +395,37 @@ def test_typing_reaches_a_window_room_without_events_and_only_where_it_changed(
     assert stopped.get("rooms", {}) == {}
 
 
+def test_receipts_reach_a_window_room_without_events_and_only_where_they_changed(
+    http: httpx.Client,
+) -> None:
+    """Receipts are looked for only in the rooms with a receipt since the pos
+    (extensions._receipts): a receipt in a room with no new event is sent, a room with
+    only a new event carries no receipt, and an older receipt is not sent again."""
+    alice, bob = new_client(http), new_client(http)
+    quiet_room = alice.create_room(invite=[bob.user_id])
+    busy_room = alice.create_room(invite=[bob.user_id])
+    for room in (quiet_room, busy_room):
+        bob.join(room)
+    old = alice.send(quiet_room, message("read before the pos"))
+    alice.call("POST", f"/rooms/{q(quiet_room)}/receipt/m.read/{old}", json={})
+    pos = ss(bob, room_list_body())["pos"]
+    alice.call("POST", f"/rooms/{q(quiet_room)}/receipt/m.read.private/{old}", json={})
+    bob.call("POST", f"/rooms/{q(quiet_room)}/receipt/m.read/{old}", json={})
+    alice.send(busy_room, message("hello"))
+    update = ss(bob, room_list_body(), pos)
+    receipts = update["extensions"]["receipts"]["rooms"]
+    assert set(receipts) == {quiet_room}
+    # Bob's own receipt is new; Alice's m.read came before the pos and her private
+    # receipt is hers alone.
+    content = receipts[quiet_room]["content"]
+    assert list(content) == [old] and list(content[old]) == ["m.read"]
+    assert list(content[old]["m.read"]) == [bob.user_id]
+    assert isinstance(content[old]["m.read"][bob.user_id]["ts"], int)
+    assert set(update["rooms"]) == {busy_room}
+    again = ss(bob, room_list_body(), update["pos"])
+    assert again["extensions"].get("receipts", {}).get("rooms", {}) == {}
+
+
 def test_to_device_extension_delivers_and_deletes_acknowledged(http: httpx.Client) -> None:
     alice, bob = new_client(http), new_client(http)
     first = ss(bob, encryption_body())
