@@ -235,16 +235,30 @@ def bumps(conn: apsw.Connection, room_ids: Iterable[str]) -> dict[str, int]:
 def unread_counts(
     conn: apsw.Connection, user_id: str, room_ids: Iterable[str]
 ) -> dict[str, tuple[int, int]]:
-    """room_id -> (notifications, highlights) over all its threads, for these rooms."""
-    return {
-        str(room_id): (int(count), int(highlights))
-        for room_id, count, highlights in conn.execute(
-            "SELECT room_id, sum(notifications), sum(highlights) FROM push_counts"
-            " WHERE room_id IN (SELECT value FROM json_each(?)) AND user_id = ?"
-            " GROUP BY room_id",
-            (msgspec.json.encode(list(room_ids)), user_id),
+    """room_id -> (notifications, highlights) over all its threads, for these rooms.
+
+    Summed here rather than by SQL's GROUP BY, whose sorter cost more than the lookups
+    (50 against 19 us for one room); a woken long-poll asks for one room, by key."""
+    wanted = list(room_ids)
+    if not wanted:
+        return {}
+    if len(wanted) == 1:
+        rows = conn.execute(
+            "SELECT room_id, notifications, highlights FROM push_counts"
+            " WHERE room_id = ? AND user_id = ?",
+            (wanted[0], user_id),
         )
-    }
+    else:
+        rows = conn.execute(
+            "SELECT room_id, notifications, highlights FROM push_counts"
+            " WHERE room_id IN (SELECT value FROM json_each(?)) AND user_id = ?",
+            (msgspec.json.encode(wanted), user_id),
+        )
+    counts: dict[str, tuple[int, int]] = {}
+    for room_id, count, highlights in rows:
+        before = counts.get(room_id, (0, 0))
+        counts[str(room_id)] = (before[0] + int(count), before[1] + int(highlights))
+    return counts
 
 
 def room_list_version(conn: apsw.Connection, user_id: str) -> int:

@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e._rooms_server import RoomsClient, message, new_client, q
 from tests.e2e.matrix import CS
+from tests.e2e.test_sliding_sync import room_list_body, ss
 from tests.e2e.test_sync import joined, room_with, sync
 
 V1 = "/_matrix/client/v1"
@@ -189,6 +190,32 @@ def test_thread_filters_in_sync_messages_and_context(http: httpx.Client) -> None
 def counts(body: dict[str, Any], room: str) -> tuple[dict[str, int], dict[str, Any]]:
     entry = joined(body, room)
     return entry["unread_notifications"], entry.get("unread_thread_notifications", {})
+
+
+def test_sliding_sync_counts_add_up_a_rooms_threads(http: httpx.Client) -> None:
+    """Sliding sync's unread counts sum the room's threads (storage/sliding_sync.py
+    unread_counts): for several rooms at once (the initial window) and for the one room
+    a woken long-poll sends."""
+    room, (alice, bob, carol) = room_with(http, 3)
+    other = alice.create_room(invite=[bob.user_id])
+    bob.join(other)
+    root = bob.send(room, message("root"))
+    bob.send(room, reply(root, "r1", **{"m.mentions": {"user_ids": [alice.user_id]}}))
+    carol.send(room, message("main 1"))
+    bob.send(other, message("elsewhere"))
+    first = ss(alice, room_list_body())
+    assert first["rooms"][room]["unread_notifications"] == {
+        "notification_count": 3,
+        "highlight_count": 1,
+    }
+    assert first["rooms"][other]["notification_count"] == 1
+    bob.send(room, reply(root, "r2"))
+    update = ss(alice, room_list_body(), first["pos"])
+    assert set(update["rooms"]) == {room}
+    assert update["rooms"][room]["unread_notifications"] == {
+        "notification_count": 4,
+        "highlight_count": 1,
+    }
 
 
 def test_per_thread_counts_and_threaded_receipts(http: httpx.Client) -> None:
