@@ -135,6 +135,30 @@ def test_pragmas(tmp_path: Path) -> None:
     conn.close()
 
 
+def test_cached_statements_are_not_prepared_again_for_new_parameters(tmp_path: Path) -> None:
+    """The query planner stability guarantee (storage/db.connect): without it SQLite
+    prepares `col = ? ... ORDER BY` again whenever `?` is bound anew. SQLite asks the
+    authorizer while it prepares a statement, so its calls count the preparations."""
+    conn = db_module.connect(tmp_path / "x.db", DatabaseSettings())
+    conn.execute("CREATE TABLE t (a INTEGER, b INTEGER)")
+    conn.execute("CREATE INDEX t_ab ON t (a, b)")
+    query = "SELECT b FROM t WHERE a = ? ORDER BY b"
+    prepared: list[int] = []
+
+    def authorizer(*args: Any) -> int:
+        prepared.append(args[0])
+        return apsw.SQLITE_OK
+
+    conn.authorizer = authorizer  # expires what is cached: the next run prepares again
+    conn.execute(query, (0,)).fetchall()
+    assert prepared
+    prepared.clear()
+    for value in range(1, 4):
+        conn.execute(query, (value,)).fetchall()
+    assert prepared == []
+    conn.close()
+
+
 async def test_checkpoints_run_off_the_writer(tmp_path: Path) -> None:
     """Pages reach the database file through the checkpointer thread, not the commits."""
     database = Database(tmp_path / "cp.db", DatabaseSettings(checkpoint_pages=20))
