@@ -148,12 +148,18 @@ def _answer(wrapped: _OneWritePerResponse) -> None:
     wrapped.write(b"{}")
 
 
+def _fan_out_connection() -> tuple[_Transport, _OneWritePerResponse, _FanOut]:
+    """In a running loop: a connection whose answers come from a fan-out under way."""
+    inner = _Transport()
+    wrapped = _OneWritePerResponse(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+    fan = _FanOut()
+    fan_out.answered_by_fan_out.set(fan.hold)
+    return inner, wrapped, fan
+
+
 def test_a_fan_outs_answer_holds_the_connection_until_the_fan_out_ends() -> None:
     async def main() -> list[tuple[str, bytes]]:
-        inner = _Transport()
-        wrapped = _OneWritePerResponse(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
-        fan = _FanOut()
-        fan_out.answered_by_fan_out.set(fan.hold)
+        inner, wrapped, fan = _fan_out_connection()
         _answer(wrapped)
         assert inner.calls[-1] == ("pause", b"")
         fan.end()
@@ -181,10 +187,7 @@ def test_a_hold_ends_after_hold_max_s_even_if_the_fan_out_goes_on(
     monkeypatch.setattr(fan_out, "HOLD_MAX_S", 0.01)
 
     async def main() -> list[tuple[str, bytes]]:
-        inner = _Transport()
-        wrapped = _OneWritePerResponse(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
-        fan = _FanOut()
-        fan_out.answered_by_fan_out.set(fan.hold)
+        inner, wrapped, fan = _fan_out_connection()
         _answer(wrapped)
         await asyncio.sleep(0.05)
         fan.end()  # too late: nothing more happens
@@ -195,10 +198,7 @@ def test_a_hold_ends_after_hold_max_s_even_if_the_fan_out_goes_on(
 
 def test_uvicorns_own_pauses_and_a_hold_keep_reading_paused_until_both_end() -> None:
     async def main() -> list[list[tuple[str, bytes]]]:
-        inner = _Transport()
-        wrapped = _OneWritePerResponse(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
-        fan = _FanOut()
-        fan_out.answered_by_fan_out.set(fan.hold)
+        inner, wrapped, fan = _fan_out_connection()
         steps = []
         wrapped.pause_reading()  # uvicorn's flow control, before the answer
         _answer(wrapped)  # held too: already paused
@@ -230,10 +230,7 @@ def test_uvicorns_own_pauses_and_a_hold_keep_reading_paused_until_both_end() -> 
 
 def test_a_closed_connection_is_not_held() -> None:
     async def main() -> list[tuple[str, bytes]]:
-        inner = _Transport()
-        wrapped = _OneWritePerResponse(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
-        fan = _FanOut()
-        fan_out.answered_by_fan_out.set(fan.hold)
+        inner, wrapped, fan = _fan_out_connection()
         wrapped.write(HEAD)
         inner.closed = True  # the peer left as the answer went out
         wrapped.write(b"{}")
