@@ -218,9 +218,11 @@ class Database:
         # when no other write waits (its queue carries one token per write).
         self._background_reads: queue.SimpleQueue[object] = queue.SimpleQueue()
         # Background reads asked for and not yet returned to their callers (event loop
-        # only), and what waits for there to be none (hold_until_background_idle).
+        # only), and what waits for there to be none (hold_until_background_idle): a
+        # dict, so that a connection held again while fan-outs follow each other is
+        # there once, and what waits stays bounded by the connections.
         self._background_outstanding = 0
-        self._background_idle: list[fan_out.Release] = []
+        self._background_idle: dict[fan_out.Release, None] = {}
         self._writes = (collections.deque[_Job](), collections.deque[_Job]())
         # Foreground writes numbered as they are queued, and the writes that gave way
         # (give_way), each waiting for its turn with a token of its own in _queue.
@@ -380,7 +382,7 @@ class Database:
         finally:
             self._background_outstanding -= 1
             if not self._background_outstanding and self._background_idle:
-                released, self._background_idle = self._background_idle, []
+                released, self._background_idle = self._background_idle, {}
                 for release in released:
                     release()
         # The request this read answers holds its connection's next one (fan_out.py).
@@ -392,7 +394,7 @@ class Database:
         False (and no call) if none is now."""
         if not self._background_outstanding:
             return False
-        self._background_idle.append(release)
+        self._background_idle[release] = None
         return True
 
     async def write(

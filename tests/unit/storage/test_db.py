@@ -229,7 +229,13 @@ async def test_a_fan_out_holds_what_it_answered_until_its_last_read_is_back(db: 
         await db.read(fn, background=True)
         hold = fan_out.answered_by_fan_out.get()
         assert hold is not None
-        return hold(lambda: released.append(name))
+
+        def release() -> None:
+            released.append(name)
+
+        held = hold(release)
+        assert hold(release) is held  # the same connection held again: waits once
+        return held
 
     first = asyncio.ensure_future(member("first", streams.current_position))
     last = asyncio.ensure_future(member("last", slow))
