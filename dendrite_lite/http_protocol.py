@@ -15,16 +15,34 @@ written when the event loop next turns, so nothing waits longer than that.
 
 It also holds a connection's reading after an answer computed by a big room's fan-out,
 until the fan-out's other answers are out (dendrite_lite/fan_out.py).
+
+And it offers the app a way to hand over a whole response at once (`WHOLE_RESPONSE` in the
+scope's extensions): the status, the header lines already encoded, and the body. The
+three requests of the message path (api/fast_lane.py) answer that way; uvicorn's ASGI
+`send` checks and lowercases every header of every answer and takes two calls to do
+it, which in a big room's fan-out is paid once per member.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from dendrite_lite import fan_out
+
+# scope["extensions"][WHOLE_RESPONSE](status, header_lines, body) -> bool; header_lines
+# are b"name: value\r\n" lines (lowercase names, valid values, no content-length: added
+# here). False: not taken (the answer has begun, or the peer is slow to read and uvicorn's
+# flow control must wait); send it through ASGI.
+WHOLE_RESPONSE = "dendrite.whole_response"
+WholeResponse = Callable[[int, bytes, bytes], bool]
 
 
 class _OneWritePerResponse:
@@ -58,6 +76,14 @@ class _OneWritePerResponse:
     def writelines(self, chunks: Any) -> None:
         self._flush()
         self._transport.writelines(chunks)
+
+    def write_response(self, head: bytes, body: bytes) -> None:
+        """A whole response: one call, and the fan-out's hold as after `write`."""
+        self._flush()
+        self._transport.writelines((head, body))
+        hold = fan_out.answered_by_fan_out.get()
+        if hold is not None and not self._held and hold(self._release):
+            self._hold()
 
     def write_eof(self) -> None:
         self._flush()
@@ -118,3 +144,47 @@ class HttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         wrapped: Any = _OneWritePerResponse(transport, self.loop)
         super().connection_made(wrapped)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        cycle = self.cycle
+        # An upgrade request has no cycle of its own (uvicorn answered it).
+        if cycle is not None and cycle.scope is self.scope:
+            scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+            scope.setdefault("extensions", {})[WHOLE_RESPONSE] = _WholeResponse(cycle)
+
+
+class _WholeResponse:
+    """What uvicorn's `send` does for a response given whole (status, headers, and a body
+    of known length), without its per-header work: the lines come from our own code."""
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+
+    def __call__(self, status: int, header_lines: bytes, body: bytes) -> bool:
+        cycle = self._cycle
+        if cycle.response_started or cycle.flow.write_paused:
+            return False
+        if cycle.disconnected:
+            return True  # as uvicorn's send: nothing to write to
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        head = [STATUS_LINE[status]]
+        head.extend(b"%s: %s\r\n" % pair for pair in cycle.default_headers)
+        head.append(header_lines)
+        head.append(b"content-length: %d\r\n" % len(body))
+        if not cycle.keep_alive:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        if cycle.scope["method"] == "HEAD":
+            body = b""
+        transport: Any = cycle.transport
+        transport.write_response(b"".join(head), body)
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            transport.close()
+        cycle.on_response()
+        return True

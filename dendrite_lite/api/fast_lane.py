@@ -28,9 +28,11 @@ from dendrite_lite.api.client.sliding_sync import unstable_response
 from dendrite_lite.api.client.sync import load_filter
 from dendrite_lite.api.dependencies import GUEST_ENDPOINTS, bearer_token
 from dendrite_lite.api.errors import error_headers
+from dendrite_lite.api.middleware import CORS_LINES
 from dendrite_lite.auth.tokens import Requester, TokenService
 from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError
+from dendrite_lite.http_protocol import WHOLE_RESPONSE, WholeResponse
 from dendrite_lite.rooms.sending import Sending
 from dendrite_lite.sliding_sync import requests as sliding_requests
 from dendrite_lite.sliding_sync.service import SlidingSync
@@ -50,6 +52,7 @@ _SEND = re.compile(r"/_matrix/client/v3/rooms/([^/]+)/send/([^/]+)/([^/]+)")
 PRESENCE_STATES = frozenset({"offline", "online", "unavailable"})
 
 _JSON = (b"content-type", b"application/json")
+_JSON_LINES = b"content-type: application/json\r\n" + CORS_LINES
 
 
 class _Missing:
@@ -150,7 +153,7 @@ class FastLane:
         self.path_value = path_value
         self.parsed = ParsedBodies(PARSED_BODIES)
 
-    def route(self, scope: Scope) -> Callable[[Scope, Receive, Send], Awaitable[None]] | None:
+    def route(self, scope: Scope) -> Callable[[Scope, Receive, Send], Awaitable[int]] | None:
         """The fast handler of this request, or None (Litestar serves it)."""
         method, path = scope["method"], scope["path"]
         if method == "GET" and path == SYNC_PATH:
@@ -169,7 +172,7 @@ class FastLane:
 
     # -- the three handlers ---------------------------------------------------------------
 
-    async def _sync(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _sync(self, scope: Scope, receive: Receive, send: Send) -> int:
         async def handle() -> Any:
             query = _query(scope)
             requester = await self._requester(scope, query)
@@ -192,9 +195,9 @@ class FastLane:
                 use_state_after=use_state_after,
             )
 
-        await self._answer(scope, send, handle)
+        return await self._answer(scope, send, handle)
 
-    async def _sliding_sync(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _sliding_sync(self, scope: Scope, receive: Receive, send: Send) -> int:
         async def handle() -> Any:
             data = await self._body(scope, receive)
             query = _query(scope)
@@ -213,9 +216,9 @@ class FastLane:
             )
             return unstable_response(result)
 
-        await self._answer(scope, send, handle)
+        return await self._answer(scope, send, handle)
 
-    async def _send(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _send(self, scope: Scope, receive: Receive, send: Send) -> int:
         async def handle() -> Any:
             data = await self._body(scope, receive)
             if data is _NO_BODY:
@@ -225,7 +228,7 @@ class FastLane:
             event_id = await self.sending.send(requester, room_id, event_type, txn_id, data)
             return {"event_id": event_id}
 
-        await self._answer(scope, send, handle)
+        return await self._answer(scope, send, handle)
 
     # -- what every request needs -----------------------------------------------------------
 
@@ -283,7 +286,8 @@ class FastLane:
         except RecursionError:
             raise MatrixError(400, ErrCode.BAD_JSON, "JSON is nested too deeply") from None
 
-    async def _answer(self, scope: Scope, send: Send, handle: Callable[[], Awaitable[Any]]) -> None:
+    async def _answer(self, scope: Scope, send: Send, handle: Callable[[], Awaitable[Any]]) -> int:
+        """Answers with what `handle` returns, or its error; returns the status."""
         try:
             body = msgspec.json.encode(await handle())
             status, headers = 200, [_JSON]
@@ -302,9 +306,17 @@ class FastLane:
                     "error": f"Internal server error (request {request_id})",
                 }
             )
+        whole: WholeResponse | None = scope.get("extensions", {}).get(WHOLE_RESPONSE)
+        if whole is not None:
+            lines = _JSON_LINES
+            if headers[0] is not _JSON:
+                lines = b"".join(b"%s: %s\r\n" % pair for pair in headers) + CORS_LINES
+            if whole(status, lines, body):
+                return status
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        return status
 
 
 def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

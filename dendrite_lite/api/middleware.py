@@ -27,6 +27,8 @@ CORS_HEADERS: list[tuple[bytes, bytes]] = [
     ),
     (b"access-control-expose-headers", b"Retry-After"),
 ]
+# The same, as the header lines of a whole response (http_protocol.WHOLE_RESPONSE).
+CORS_LINES = b"".join(b"%s: %s\r\n" % pair for pair in CORS_HEADERS)
 
 
 # Event IDs (room v3 base64) and state keys may hold '/', sent as %2F. Routers split
@@ -84,7 +86,8 @@ class EdgeMiddleware:
         handler = None if self.fast_lane is None else self.fast_lane.route(scope)
         try:
             if handler is not None:
-                await handler(scope, receive, send_with_headers)
+                # It adds the CORS headers itself when it answers whole, and says its status.
+                status = await handler(scope, receive, send_with_headers)
             else:
                 await self.app(scope, receive, send_with_headers)
         finally:
