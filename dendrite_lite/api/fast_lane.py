@@ -104,22 +104,21 @@ class ParsedBodies:
         self.size = size
         self._bodies: OrderedDict[bytes, dict[str, sliding_requests.SyncRequest]] = OrderedDict()
 
-    def parse(self, data: Any, user_id: str) -> sliding_requests.SyncRequest:
-        """`sliding_requests.parse_unstable(data, user_id)`, remembered."""
+    def parse(self, data: Any, user_id: str) -> tuple[sliding_requests.SyncRequest, str | None]:
+        """`sliding_requests.parse_unstable(data, user_id)`, remembered: the request
+        without its `txn_id`, and the `txn_id`."""
         if not isinstance(data, dict):
-            return sliding_requests.parse_unstable(data, user_id)
+            return _without_txn_id(sliding_requests.parse_unstable(data, user_id))
         txn_id = data.get("txn_id")
         if txn_id is not None and not isinstance(txn_id, str):
-            return sliding_requests.parse_unstable(data, user_id)  # its error
+            return _without_txn_id(sliding_requests.parse_unstable(data, user_id))  # its error
         key = msgspec.json.encode({k: v for k, v in data.items() if k != "txn_id"})
         if len(key) > PARSED_BODY_MAX_BYTES:
-            return sliding_requests.parse_unstable(data, user_id)
+            return _without_txn_id(sliding_requests.parse_unstable(data, user_id))
         by_user = self._bodies.get(key)
         request = None if by_user is None else by_user.get(user_id)
         if request is None:
-            request = sliding_requests.parse_unstable(data, user_id)
-            if request.txn_id is not None:
-                request = dataclasses.replace(request, txn_id=None)
+            request, _ = _without_txn_id(sliding_requests.parse_unstable(data, user_id))
             if by_user is None:
                 by_user = self._bodies[key] = {}
                 if len(self._bodies) > self.size:
@@ -127,7 +126,15 @@ class ParsedBodies:
             by_user[user_id] = request
         else:
             self._bodies.move_to_end(key)
-        return request if txn_id is None else dataclasses.replace(request, txn_id=txn_id)
+        return request, txn_id
+
+
+def _without_txn_id(
+    request: sliding_requests.SyncRequest,
+) -> tuple[sliding_requests.SyncRequest, str | None]:
+    if request.txn_id is None:
+        return request, None
+    return dataclasses.replace(request, txn_id=None), request.txn_id
 
 
 class FastLane:
@@ -206,13 +213,16 @@ class FastLane:
             set_presence = _presence(query)
             if timeout < 0:
                 raise MatrixError(400, ErrCode.INVALID_PARAM, "timeout must not be negative")
-            request = self.parsed.parse(None if data is _NO_BODY else data, requester.user_id)
+            request, txn_id = self.parsed.parse(
+                None if data is _NO_BODY else data, requester.user_id
+            )
             result = await self.sliding_sync.sync(
                 requester,
                 request,
                 pos=query.get("pos"),
                 timeout_ms=timeout,
                 set_presence=set_presence,
+                txn_id=txn_id,
             )
             return unstable_response(result)
 

@@ -200,7 +200,13 @@ class SlidingSync:
         pos: str | None,
         timeout_ms: int,
         set_presence: str = "online",
+        txn_id: str | None = None,
     ) -> SlidingSyncResult:
+        """`txn_id`: the request's, when `request` was parsed without it (the fast lane
+        keeps parsed requests without theirs); else the request's own is answered."""
+        if request.txn_id is not None:
+            txn_id = request.txn_id
+            request = dataclasses.replace(request, txn_id=None)
         pos_nid = None if pos is None else parse_pos(pos)
         key: ConnKey = (requester.user_id, requester.device_id, request.conn_id)
         self.limiter.check_and_spend("|".join(key))
@@ -211,9 +217,6 @@ class SlidingSync:
         # The MSC: timeout is ignored without a pos (an initial request answers at once).
         timeout_s = 0.0 if pos_nid is None else max(0, min(timeout_ms, MAX_TIMEOUT_MS)) / 1000
         deadline = time.monotonic() + timeout_s
-        same_request = (
-            request if request.txn_id is None else dataclasses.replace(request, txn_id=None)
-        )
         woken = 0  # what woke this request's last wait: a fan-out is computed after other work
         answered = self._answered.get(key)
         if (
@@ -221,7 +224,7 @@ class SlidingSync:
             and answered is not None
             and answered.pos_nid == base.pos_nid
             and timeout_s > 0
-            and (answered.request is same_request or answered.request == same_request)
+            and (answered.request is request or answered.request == request)
             and not self.notifier.changed_since(requester.user_id, answered.tick)
         ):
             # The client polls again with the pos it was just given and the same request,
@@ -259,8 +262,8 @@ class SlidingSync:
             woken = await self.notifier.wait(requester.user_id, remaining, after_tick=tick)
             if not woken:
                 break
-        result = self._finish(key, request, base, computed, typing_serial)
-        self._answered[key] = _Answered(int(result.pos), tick, same_request)
+        result = self._finish(key, txn_id, base, computed, typing_serial)
+        self._answered[key] = _Answered(int(result.pos), tick, request)
         self._answered.move_to_end(key)
         if len(self._answered) > MAX_IDLE_ENTRIES:
             self._answered.popitem(last=False)
@@ -269,7 +272,7 @@ class SlidingSync:
     def _finish(
         self,
         key: ConnKey,
-        request: SyncRequest,
+        txn_id: str | None,
         base: Position | None,
         computed: Computed,
         typing_serial: int,
@@ -281,7 +284,7 @@ class SlidingSync:
             pos_nid = self._record(key, base, computed, typing_serial)
         return SlidingSyncResult(
             str(pos_nid),
-            request.txn_id,
+            txn_id,
             computed.lists,
             rooms,
             computed.in_lists,

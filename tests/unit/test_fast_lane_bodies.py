@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from dendrite_lite.api.fast_lane import PARSED_BODY_MAX_BYTES, ParsedBodies
@@ -16,16 +18,24 @@ BODY = {
 
 def test_a_body_is_parsed_once_per_user_whatever_its_txn_id() -> None:
     bodies = ParsedBodies(8)
-    first = bodies.parse({**BODY, "txn_id": "1"}, "@a:x")
-    again = bodies.parse({**BODY, "txn_id": "2"}, "@a:x")
-    assert (first.txn_id, again.txn_id) == ("1", "2")
-    # the same parse underneath: the lists are the very same objects
-    assert again.lists is first.lists
-    assert bodies.parse(dict(BODY), "@a:x").txn_id is None
-    other = bodies.parse({**BODY, "txn_id": "3"}, "@b:x")
-    assert other.lists is not first.lists
-    assert other == parse_unstable({**BODY, "txn_id": "3"}, "@b:x")
-    assert first == parse_unstable({**BODY, "txn_id": "1"}, "@a:x")
+    first, first_txn = bodies.parse({**BODY, "txn_id": "1"}, "@a:x")
+    again, again_txn = bodies.parse({**BODY, "txn_id": "2"}, "@a:x")
+    assert (first_txn, again_txn) == ("1", "2")
+    # the same parse underneath, kept without its txn_id
+    assert again is first and first.txn_id is None
+    assert bodies.parse(dict(BODY), "@a:x") == (first, None)
+    other, other_txn = bodies.parse({**BODY, "txn_id": "3"}, "@b:x")
+    assert other.lists is not first.lists and other_txn == "3"
+    assert other == dataclasses.replace(
+        parse_unstable({**BODY, "txn_id": "3"}, "@b:x"), txn_id=None
+    )
+    assert first == parse_unstable(dict(BODY), "@a:x")
+
+
+def test_a_body_too_large_to_keep_still_gives_its_txn_id_apart() -> None:
+    big = {"conn_id": "x", "txn_id": "t", "unknown": "y" * PARSED_BODY_MAX_BYTES}
+    request, txn_id = ParsedBodies(2).parse(big, "@a:x")
+    assert (request.conn_id, request.txn_id, txn_id) == ("x", None, "t")
 
 
 def test_errors_are_those_of_a_parse_every_time() -> None:
@@ -42,12 +52,12 @@ def test_errors_are_those_of_a_parse_every_time() -> None:
 
 def test_bodies_are_bounded_in_number_and_size() -> None:
     bodies = ParsedBodies(2)
-    first = bodies.parse({"conn_id": "1"}, "@a:x")
+    first, _ = bodies.parse({"conn_id": "1"}, "@a:x")
     bodies.parse({"conn_id": "2"}, "@a:x")
-    assert bodies.parse({"conn_id": "1"}, "@a:x") is first  # used last: kept
+    assert bodies.parse({"conn_id": "1"}, "@a:x")[0] is first  # used last: kept
     bodies.parse({"conn_id": "3"}, "@a:x")
-    assert bodies.parse({"conn_id": "1"}, "@a:x") is first
+    assert bodies.parse({"conn_id": "1"}, "@a:x")[0] is first
     assert len(bodies._bodies) == 2
     big = {"conn_id": "x", "unknown": "y" * PARSED_BODY_MAX_BYTES}
-    assert bodies.parse(big, "@a:x") is not bodies.parse(big, "@a:x")
+    assert bodies.parse(big, "@a:x")[0] is not bodies.parse(big, "@a:x")[0]
     assert len(bodies._bodies) == 2
