@@ -13,7 +13,12 @@ import pytest
 import uvicorn
 
 from dendrite_lite import fan_out
-from dendrite_lite.http_protocol import HttpProtocol, _OneWritePerResponse
+from dendrite_lite.http_protocol import (
+    WHOLE_RESPONSE,
+    HttpProtocol,
+    _OneWritePerResponse,
+    _WholeResponse,
+)
 
 # -- the transport wrapper alone ------------------------------------------------------------
 
@@ -263,6 +268,8 @@ class _Recorder:
 
 
 CALLS: list[str] = []
+# What WHOLE_RESPONSE said when the app tried it after starting an answer through ASGI.
+LATE_WHOLE: list[bool] = []
 
 
 class _RecordingProtocol(HttpProtocol):
@@ -279,6 +286,15 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
+    if scope["path"] == "/whole":
+        whole = scope["extensions"][WHOLE_RESPONSE]
+        assert whole(201, b"content-type: text/plain\r\nx-one: 1\r\n", b"whole:" + body)
+        return
+    if scope["path"] == "/late-whole":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        LATE_WHOLE.append(scope["extensions"][WHOLE_RESPONSE](200, b"", b"no"))
+        await send({"type": "http.response.body", "body": b"asgi"})
+        return
     if scope["path"] == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for part in (b"one,", b"two,", b"three"):
@@ -375,3 +391,112 @@ def test_a_malformed_request_gets_uvicorns_400_and_the_connection_closes(port: i
         while chunk := sock.recv(1024):
             received += chunk
     assert received.startswith(b"HTTP/1.1 400 ")
+
+
+# -- a response handed over whole (WHOLE_RESPONSE) --------------------------------------------
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    return received
+
+
+def test_a_whole_response_is_one_call_with_its_head_and_keeps_the_connection(port: int) -> None:
+    CALLS.clear()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    for body in (b"a", b"bc"):
+        conn.request("POST", "/whole", body=body)
+        response = conn.getresponse()
+        assert response.status == 201
+        assert response.getheader("content-type") == "text/plain"
+        assert response.getheader("x-one") == "1"
+        assert response.getheader("content-length") == str(len(b"whole:" + body))
+        assert response.getheader("date")  # uvicorn's default headers are kept
+        assert response.read() == b"whole:" + body
+    conn.request("GET", "/")  # and an ASGI answer after it on the same connection
+    assert conn.getresponse().read() == b"hello"
+    conn.close()
+    assert CALLS == ["writelines"] * 3
+
+
+def test_a_whole_response_to_http_1_0_closes_the_connection(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /whole HTTP/1.0\r\nhost: x\r\n\r\n")
+        received = _read_response(sock)  # ends: the server closed it
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 201 ")
+    assert b"\r\nconnection: close" in head
+    assert body == b"whole:"
+
+
+def test_a_whole_response_to_head_sends_the_head_alone(port: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("HEAD", "/whole")
+    response = conn.getresponse()
+    assert response.status == 201 and response.getheader("content-length") == "6"
+    assert response.read() == b""
+    conn.request("GET", "/")
+    assert conn.getresponse().read() == b"hello"
+    conn.close()
+
+
+def test_a_whole_response_is_refused_once_an_answer_began(port: int) -> None:
+    LATE_WHOLE.clear()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/late-whole")
+    assert conn.getresponse().read() == b"asgi"
+    conn.close()
+    assert LATE_WHOLE == [False]
+
+
+class _Flow:
+    write_paused = False
+
+
+class _Cycle:
+    """The parts of uvicorn's RequestResponseCycle that _WholeResponse touches."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.flow = _Flow()
+        self.response_started = False
+        self.response_complete = False
+        self.disconnected = False
+        self.waiting_for_100_continue = False
+        self.keep_alive = True
+        self.default_headers = [(b"date", b"today")]
+        self.scope = {"method": "GET"}
+        self.message_event = asyncio.Event()
+        self.completed = 0
+
+    def on_response(self) -> None:
+        self.completed += 1
+
+
+def test_a_whole_response_waits_for_uvicorns_flow_control_and_skips_a_gone_peer() -> None:
+    async def main() -> None:
+        inner = _Transport()
+        wrapped = _OneWritePerResponse(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+        cycle = _Cycle(wrapped)
+        whole = _WholeResponse(cycle)  # type: ignore[arg-type]
+        cycle.flow.write_paused = True  # the peer is slow to read: ASGI's send must wait
+        assert whole(200, b"", b"{}") is False
+        assert not cycle.response_started and inner.calls == []
+        cycle.flow.write_paused = False
+        cycle.disconnected = True  # gone: nothing to write, as uvicorn's send
+        assert whole(200, b"", b"{}") is True
+        assert inner.calls == [] and cycle.completed == 0
+        cycle.disconnected = False
+        assert whole(200, b"x-a: b\r\n", b"{}") is True
+        assert inner.calls == [
+            (
+                "writelines",
+                b"HTTP/1.1 200 OK\r\ndate: today\r\nx-a: b\r\ncontent-length: 2\r\n\r\n{}",
+            )
+        ]
+        assert cycle.response_complete and cycle.message_event.is_set()
+        assert cycle.completed == 1 and not inner.closed
+
+    asyncio.run(main())
