@@ -1,0 +1,339 @@
+"""bench_pair: two builds of dendrite-lite side by side, on copies of one seeded database,
+measured in alternating short bursts, so that a difference of a few percent shows.
+
+    python bench/bench_pair.py --a REF [--b REF] [--rounds 12] [--json OUT]
+    python bench/bench_pair.py --report RUN.json
+
+Why: this machine's speed drifts by 20-50 % within minutes (bench/RESULTS.md, every
+session since the seventh), more than most changes to the message path are worth. Runs
+of the other benches one after the other, even interleaved, then cannot tell a 5 %
+change from the drift. Here both servers run at once, pinned to the same core, and each
+round measures A and B within seconds of each other (in the order A B, then B A, and so
+on); what is compared is the difference within each round.
+
+Per round and server, `--incremental` sliding sync requests with nothing new (Element X's
+room-list request, timeout 0, one connection, back to back), `--sync-incremental` the
+same for /sync (filter timeline.limit=10), and `--deliveries` deliveries (a member of a
+random room of the main user sends; the main user's sliding sync long-poll returns with
+it), each timed from the client and in server CPU: the sum over the server's threads of
+the time the kernel ran them (/proc/PID/task/*/schedstat, nanoseconds), per request or per
+delivery (the send, the answered long-poll and the next poll).
+
+Seeding: bench_sync's (--rooms rooms of the main user with --messages messages each,
+--users users), into server A; then A stops and its data directory is copied for B.
+--a and --b: git refs (exported as bench --git-ref does); --b '' (the default) is the
+working tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_sliding_sync as sss
+import bench_sync
+import harness as h
+from harness import CS, Bench, DendriteTarget, RawConn, q
+
+
+def thread_cpu_ns(pid: int) -> int:
+    """CPU time of all of a process's threads, in ns (schedstat's first field)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total
+
+
+class Side:
+    """One server with its connections: the main user's poller and the senders."""
+
+    def __init__(self, name: str, target: DendriteTarget, users: list[h.User]) -> None:
+        self.name = name
+        self.target = target
+        self.users = users
+        self.bodies = sss.Bodies()
+        self.pos: str | None = None
+        self.sync_since: str | None = None
+        self.conns: dict[int, RawConn] = {}
+        # the deliveries' long-poll (its own connection and conn_id), parked between them
+        self.poll: asyncio.Future[dict[str, Any]] | None = None
+        self.poll_pos: str | None = None
+
+    def conn(self, i: int) -> RawConn:
+        """User i's connection; -1: the main user's second one (the deliveries' poll)."""
+        if i not in self.conns:
+            self.conns[i] = RawConn(self.target.port, self.users[max(i, 0)].access_token)
+        return self.conns[i]
+
+    async def aclose(self) -> None:
+        if self.poll is not None:
+            self.poll.cancel()
+        for c in self.conns.values():
+            await c.aclose()
+
+
+async def _post(conn: RawConn, path: str, body: bytes) -> dict[str, Any]:
+    status, data = await conn.request("POST", path, body)
+    if status != 200:
+        raise h.BenchError(f"sliding sync answered {status}: {data[:300]!r}")
+    return dict(json.loads(data))
+
+
+async def _get(conn: RawConn, path: str) -> dict[str, Any]:
+    status, data = await conn.request("GET", path)
+    if status != 200:
+        raise h.BenchError(f"/sync answered {status}: {data[:300]!r}")
+    return dict(json.loads(data))
+
+
+SYNC_FILTER = q('{"room":{"timeline":{"limit":10}}}')
+
+
+async def prepare(side: Side) -> None:
+    main = side.conn(0)
+    d = await _post(main, sss.path(None), side.bodies.room_list())
+    d = await _post(main, sss.path(d["pos"]), side.bodies.room_list())
+    side.pos = d["pos"]
+    s = await _get(main, f"{CS}/sync?filter={SYNC_FILTER}&timeout=0")
+    side.sync_since = s["next_batch"]
+
+
+async def incremental(side: Side, n: int) -> tuple[list[float], int]:
+    main = side.conn(0)
+    lat = []
+    cpu0 = thread_cpu_ns(side.target.pid)
+    for _ in range(n):
+        t = time.perf_counter()
+        d = await _post(main, sss.path(side.pos), side.bodies.room_list())
+        lat.append(time.perf_counter() - t)
+        side.pos = d["pos"]
+    return lat, thread_cpu_ns(side.target.pid) - cpu0
+
+
+async def sync_incremental(side: Side, n: int) -> tuple[list[float], int]:
+    main = side.conn(0)
+    lat = []
+    cpu0 = thread_cpu_ns(side.target.pid)
+    for _ in range(n):
+        t = time.perf_counter()
+        d = await _get(main, f"{CS}/sync?filter={SYNC_FILTER}&timeout=0&since={side.sync_since}")
+        lat.append(time.perf_counter() - t)
+        side.sync_since = d["next_batch"]
+    return lat, thread_cpu_ns(side.target.pid) - cpu0
+
+
+async def deliveries(
+    side: Side, n: int, plan: list[dict[str, Any]], rng: random.Random, run: str, settle_s: float
+) -> tuple[list[float], int]:
+    """As bench_sliding_sync's delivery phase, on a connection of its own (conn_id
+    "deliveries"): the poll is parked before the send, and the next poll, sent after the
+    answer, stays parked for the next delivery (also across rounds)."""
+    poller = side.conn(-1)
+
+    def body() -> bytes:
+        return side.bodies.room_list().replace(b'"room-list"', b'"deliveries"', 1)
+
+    def poll() -> asyncio.Future[dict[str, Any]]:
+        return asyncio.ensure_future(_post(poller, sss.path(side.poll_pos, 30000), body()))
+
+    if side.poll is None:
+        d = await _post(poller, sss.path(None), body())
+        d = await _post(poller, sss.path(d["pos"]), body())
+        side.poll_pos = d["pos"]
+        side.poll = poll()
+    shared = [p for p in plan if p["members"]]
+    lat = []
+    cpu = 0
+    for i in range(n):
+        p = rng.choice(shared)
+        sender = side.conn(rng.choice(p["members"]))
+        await asyncio.sleep(settle_s)
+        while side.poll.done():  # something else was new: take it and park again
+            side.poll_pos = side.poll.result()["pos"]
+            side.poll = poll()
+            await asyncio.sleep(settle_s)
+        cpu0 = thread_cpu_ns(side.target.pid)
+        t0 = time.perf_counter()
+        send = asyncio.ensure_future(
+            sender.request(
+                "PUT",
+                f"{CS}/rooms/{q(p['room_id'])}/send/m.room.message/{run}{side.name}{i}",
+                h.dumps({"msgtype": "m.text", "body": f"pair sample {i}"}),
+            )
+        )
+        while True:
+            d = await side.poll
+            t = time.perf_counter()
+            side.poll_pos = d["pos"]
+            side.poll = poll()  # the next one, as a client sends it: part of the cost
+            if p["room_id"] in (d.get("rooms") or {}):
+                break
+        status, _ = await send
+        if status != 200:
+            raise h.BenchError(f"send answered {status}")
+        lat.append(t - t0)
+        await asyncio.sleep(0.02)
+        cpu += thread_cpu_ns(side.target.pid) - cpu0
+    return lat, cpu
+
+
+def _ms(values: list[float]) -> float:
+    return round(statistics.median(values) * 1000, 3)
+
+
+async def measure(
+    a: argparse.Namespace, sides: list[Side], plan: list[dict[str, Any]], run: str
+) -> dict[str, Any]:
+    for side in sides:
+        await prepare(side)
+    rounds: list[dict[str, Any]] = []
+    for r in range(a.rounds):
+        order = sides if r % 2 == 0 else sides[::-1]
+        row: dict[str, Any] = {"round": r + 1, "order": "".join(s.name for s in order)}
+        for side in order:
+            got: dict[str, Any] = {}
+            lat, cpu = await incremental(side, a.incremental)
+            got["sss_incr_p50_ms"] = _ms(lat)
+            got["sss_incr_cpu_ms"] = round(cpu / 1e6 / a.incremental, 4)
+            lat, cpu = await sync_incremental(side, a.sync_incremental)
+            got["sync_incr_p50_ms"] = _ms(lat)
+            got["sync_incr_cpu_ms"] = round(cpu / 1e6 / a.sync_incremental, 4)
+            rng = random.Random(1000 + r)  # both sides: the same rooms and senders
+            lat, cpu = await deliveries(side, a.deliveries, plan, rng, f"{run}r{r}", a.settle)
+            got["delivery_p50_ms"] = _ms(lat)
+            got["delivery_cpu_ms"] = round(cpu / 1e6 / a.deliveries, 4)
+            row[side.name] = got
+        rounds.append(row)
+        h.log(
+            f"round {r + 1}: "
+            + "; ".join(
+                f"{s.name} " + " ".join(f"{k}={v}" for k, v in row[s.name].items()) for s in sides
+            )
+        )
+    return {"rounds": rounds, "summary": summarize(rounds)}
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per figure: the medians of A and B, the median of B/A within a round, and in how
+    many rounds B was lower."""
+    out: dict[str, Any] = {}
+    for key in rounds[0]["A"]:
+        av = [r["A"][key] for r in rounds]
+        bv = [r["B"][key] for r in rounds]
+        ratios = [b / a for a, b in zip(av, bv, strict=True) if a]
+        out[key] = {
+            "A": round(statistics.median(av), 4),
+            "B": round(statistics.median(bv), 4),
+            "B/A": round(statistics.median(ratios), 4) if ratios else None,
+            "B lower": f"{sum(b < a for a, b in zip(av, bv, strict=True))}/{len(rounds)}",
+        }
+    return out
+
+
+def report(result: dict[str, Any]) -> None:
+    print(f"A = {result['a']}, B = {result['b']}; {len(result['rounds'])} rounds")
+    rows = [
+        [k, h.fmt(v["A"], 4), h.fmt(v["B"], 4), h.fmt(v["B/A"], 3), v["B lower"]]
+        for k, v in result["summary"].items()
+    ]
+    h.print_table(["figure", "A", "B", "B/A (median of rounds)", "B lower in"], rows)
+
+
+def _target(root: Path, a: argparse.Namespace, ref: str) -> DendriteTarget:
+    args = argparse.Namespace(**vars(a))
+    root.mkdir(parents=True)
+    if ref:
+        launcher, _ = h.export_ref(ref, root)
+        args.server_exe = str(launcher)
+        args.git_ref = ref
+    return DendriteTarget(root, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--a", help="git ref of build A")
+    p.add_argument("--b", default="", help="git ref of build B ('' = the working tree)")
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--incremental", type=int, default=300, help="sliding sync, per round")
+    p.add_argument("--sync-incremental", type=int, default=300, help="/sync, per round")
+    p.add_argument("--deliveries", type=int, default=20, help="per round")
+    p.add_argument("--settle", type=float, default=0.1, help="poll parked -> send (s)")
+    p.add_argument("--rooms", type=int, default=200)
+    p.add_argument("--messages", type=int, default=10)
+    p.add_argument("--users", type=int, default=5)
+    p.add_argument("--seed-concurrency", type=int, default=8)
+    p.add_argument("--presence", choices=["on", "off"], default="on")
+    p.add_argument("--server-cpu", type=int, default=0)
+    p.add_argument("--client-cpu", type=int, default=1)
+    p.add_argument("--config", action="append", metavar="SECTION.KEY=VALUE")
+    p.add_argument("--server-exe")
+    p.add_argument("--tmp-dir")
+    p.add_argument("--json", metavar="OUT")
+    p.add_argument("--report", metavar="RUN.json")
+    a = p.parse_args(argv)
+    if a.report:
+        report(json.loads(Path(a.report).read_text()))
+        return 0
+    if not a.a:
+        p.error("--a is required")
+    if a.client_cpu is not None and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {a.client_cpu})
+    root = Path(tempfile.mkdtemp(prefix="bench_pair-", dir=a.tmp_dir))
+    targets: list[DendriteTarget] = []
+    try:
+        ta = _target(root / "A", a, a.a)
+        tb = _target(root / "B", a, a.b)
+        ta.prepare()
+        ta.start()
+        run = "".join(random.choices("abcdefghijkmnpqrstuvwxyz", k=6))
+        users, plan = h.run_async(bench_sync.seed(Bench(a, ta), run))
+        ta.stop()
+        # B: A's data directory (the same rooms, users, tokens and signing key) on its port
+        shutil.copytree(ta.data_dir, tb.data_dir)
+        tb.exe = h.find_dendrite_exe(tb.args.server_exe)
+        config = tb.data_dir / "config.toml"
+        config.write_text(
+            config.read_text().replace(f"127.0.0.1:{ta.port}", f"127.0.0.1:{tb.port}")
+        )
+        for t in (ta, tb):
+            t.start()
+            targets.append(t)
+        env = {"host_probe": h.host_probe(), "cpu": h.cpu_model()}
+        sides = [Side("A", ta, users), Side("B", tb, users)]
+
+        async def go() -> dict[str, Any]:
+            try:
+                return await measure(a, sides, plan, run)
+            finally:
+                for side in sides:
+                    await side.aclose()
+
+        result = {"a": a.a, "b": a.b or "working tree", "env": env, **h.run_async(go())}
+    finally:
+        for t in targets:
+            t.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    report(result)
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
