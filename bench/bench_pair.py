@@ -255,6 +255,24 @@ def report(result: dict[str, Any]) -> None:
     h.print_table(["figure", "A", "B", "B/A (median of rounds)", "B lower in"], rows)
 
 
+def report_swapped(first: dict[str, Any], second: dict[str, Any]) -> None:
+    """Two runs of the same two builds with the sides swapped: each side's own effect
+    (seen in runs of one build on both sides) cancels in sqrt(first B/A / second B/A),
+    the second build's figures over the first's."""
+    if (first["a"], first["b"]) != (second["b"], second["a"]):
+        raise h.BenchError("the second run must be the first with its sides swapped")
+    print(f"{first['b']} against {first['a']}, sides swapped between two runs")
+    rows = []
+    for key, v in first["summary"].items():
+        w = second["summary"].get(key)
+        if not w or not v["B/A"] or not w["B/A"]:
+            continue
+        rows.append(
+            [key, h.fmt(v["B/A"], 3), h.fmt(w["B/A"], 3), h.fmt((v["B/A"] / w["B/A"]) ** 0.5, 3)]
+        )
+    h.print_table(["figure", "run 1 B/A", "run 2 B/A", "B of run 1 over A, sides cancelled"], rows)
+
+
 def _target(root: Path, a: argparse.Namespace, ref: str) -> DendriteTarget:
     args = argparse.Namespace(**vars(a))
     root.mkdir(parents=True)
@@ -285,10 +303,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-exe")
     p.add_argument("--tmp-dir")
     p.add_argument("--json", metavar="OUT")
-    p.add_argument("--report", metavar="RUN.json")
+    p.add_argument(
+        "--report",
+        metavar="RUN.json",
+        nargs="+",
+        help="report a run; or two runs of the same builds with the sides swapped",
+    )
     a = p.parse_args(argv)
     if a.report:
-        report(json.loads(Path(a.report).read_text()))
+        runs = [json.loads(Path(f).read_text()) for f in a.report]
+        for run in runs:
+            report(run)
+        if len(runs) == 2:
+            report_swapped(*runs)
         return 0
     if not a.a:
         p.error("--a is required")
