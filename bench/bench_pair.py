@@ -285,7 +285,7 @@ def _target(root: Path, a: argparse.Namespace, ref: str) -> DendriteTarget:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--a", help="git ref of build A")
+    p.add_argument("--a", help="git ref of build A ('' = the working tree)")
     p.add_argument("--b", default="", help="git ref of build B ('' = the working tree)")
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--incremental", type=int, default=300, help="sliding sync, per round")
@@ -317,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         if len(runs) == 2:
             report_swapped(*runs)
         return 0
-    if not a.a:
-        p.error("--a is required")
+    if a.a is None:
+        p.error("--a is required ('' for the working tree)")
     if a.client_cpu is not None and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {a.client_cpu})
     root = Path(tempfile.mkdtemp(prefix="bench_pair-", dir=a.tmp_dir))
