@@ -47,6 +47,9 @@ class Position:
     typing_serial: int
     lists: ListsState
     rooms: Mapping[str, SentRoom]
+    # The rooms this position stored a row for (storage/sliding_sync.confirm_position
+    # then drops only their older rows); None: not known (loaded after a restart).
+    updated: frozenset[str] | None = None
 
 
 @dataclass

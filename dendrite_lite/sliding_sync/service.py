@@ -298,7 +298,9 @@ class SlidingSync:
         sent: dict[str, SentRoom] = dict(base.rooms) if base is not None else {}
         sent.update({room_id: update.sent for room_id, update in computed.rooms.items()})
         lists = {name: (r.count, r.room_ids()) for name, r in computed.lists.items()}
-        position = Position(pos_nid, computed.now, typing_serial, lists, sent)
+        position = Position(
+            pos_nid, computed.now, typing_serial, lists, sent, frozenset(computed.rooms)
+        )
         connection = self.connections.by_key.get(key)
         if base is not None and (connection is None or base.pos_nid not in connection.positions):
             # The connection started over (a request without pos) while this one waited:
@@ -317,13 +319,14 @@ class SlidingSync:
         ]
         encoded_lists = encode_lists(lists)
         confirmed = None if base is None else base.pos_nid
+        confirmed_rooms = None if base is None else base.updated
         created = now_ms()
 
         def record_position(conn: apsw.Connection) -> None:
             if fresh:
                 store.start_connection(conn, conn_nid, user_id, device_id, conn_id, created)
             elif confirmed is not None:
-                store.confirm_position(conn, conn_nid, confirmed)
+                store.confirm_position(conn, conn_nid, confirmed, confirmed_rooms)
             store.add_position(
                 conn, conn_nid, pos_nid, computed.now, typing_serial, encoded_lists, stored_rooms
             )

@@ -109,9 +109,25 @@ def drop_connection(conn: apsw.Connection, user_id: str, device_id: str, conn_id
         conn.execute("DELETE FROM sliding_sync_connections WHERE conn_nid = ?", (conn_nid,))
 
 
-def confirm_position(conn: apsw.Connection, conn_nid: int, pos_nid: int) -> None:
+def confirm_position(
+    conn: apsw.Connection, conn_nid: int, pos_nid: int, rooms_at_pos: Iterable[str] | None = None
+) -> None:
     """The client came back with `pos_nid`: drop every other position and the room rows
-    it no longer needs (see the module docstring)."""
+    it no longer needs (see the module docstring). `rooms_at_pos`: the rooms with a row
+    at `pos_nid`, when known; their older rows are the only ones it supersedes, so they
+    are dropped by key instead of by a look at every row of the connection (~0.2 ms for
+    500 rooms here, paid with every answer)."""
+    # Positions given out since the last one confirmed (the oldest kept) other than this
+    # one: answers the client never built on (it asked again). Their rows are not part
+    # of this position's state, even where older than it.
+    siblings = [
+        int(nid)
+        for (nid,) in conn.execute(
+            "SELECT pos_nid FROM sliding_sync_positions WHERE conn_nid = ? AND pos_nid < ?"
+            " AND pos_nid > (SELECT min(pos_nid) FROM sliding_sync_positions WHERE conn_nid = ?)",
+            (conn_nid, pos_nid, conn_nid),
+        )
+    ]
     conn.execute(
         "DELETE FROM sliding_sync_positions WHERE conn_nid = ? AND pos_nid != ?",
         (conn_nid, pos_nid),
@@ -119,11 +135,23 @@ def confirm_position(conn: apsw.Connection, conn_nid: int, pos_nid: int) -> None
     conn.execute(
         "DELETE FROM sliding_sync_rooms WHERE conn_nid = ? AND pos_nid > ?", (conn_nid, pos_nid)
     )
+    if siblings:
+        conn.execute(
+            "DELETE FROM sliding_sync_rooms WHERE conn_nid = ?"
+            " AND pos_nid IN (SELECT value FROM json_each(?))",
+            (conn_nid, msgspec.json.encode(siblings)),
+        )
+    if rooms_at_pos is not None:
+        conn.executemany(
+            "DELETE FROM sliding_sync_rooms WHERE conn_nid = ? AND room_id = ? AND pos_nid < ?",
+            [(conn_nid, room_id, pos_nid) for room_id in rooms_at_pos],
+        )
+        return
     conn.execute(
         "DELETE FROM sliding_sync_rooms AS r WHERE r.conn_nid = ? AND r.pos_nid <"
         " (SELECT max(pos_nid) FROM sliding_sync_rooms WHERE conn_nid = r.conn_nid"
-        " AND room_id = r.room_id)",
-        (conn_nid,),
+        " AND room_id = r.room_id AND pos_nid <= ?)",
+        (conn_nid, pos_nid),
     )
 
 
