@@ -314,16 +314,6 @@ class EventCreator:
         return Persisted(event.event_id, room_id, nid, position, notify)
 
 
-# Parsed PDUs by event_nid, with the stored JSON they were parsed from: every message
-# loads its auth events (the create event, power levels, the sender's membership), the
-# same few events each time. An entry counts only while the stored JSON is byte for byte
-# the same (a redaction rewrites it), so nothing has to be told of writes. Pdus are
-# immutable; the map is shared by the writer and readers (single dict operations,
-# atomic under the GIL) and emptied when full.
-_PARSED_PDUS: dict[int, tuple[bytes, str, Pdu]] = {}
-PARSED_PDUS_MAX = 2048
-
-
 def load_pdus(
     conn: apsw.Connection, version: RoomVersion, state_nids: dict[StateKey, int]
 ) -> dict[StateKey, Pdu]:
@@ -331,15 +321,7 @@ def load_pdus(
     loaded: dict[StateKey, Pdu] = {}
     for key, nid in state_nids.items():
         event_id, raw = by_nid[nid]
-        parsed = _PARSED_PDUS.get(nid)
-        if parsed is not None and parsed[0] == raw and parsed[1] == version.identifier:
-            loaded[key] = parsed[2]
-            continue
-        pdu = Pdu.from_dict(msgspec.json.decode(raw), version, event_id=event_id)
-        if len(_PARSED_PDUS) >= PARSED_PDUS_MAX:
-            _PARSED_PDUS.clear()
-        _PARSED_PDUS[nid] = (raw, version.identifier, pdu)
-        loaded[key] = pdu
+        loaded[key] = Pdu.from_dict(msgspec.json.decode(raw), version, event_id=event_id)
     return loaded
 
 
