@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import socket
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -500,3 +502,20 @@ def test_a_whole_response_waits_for_uvicorns_flow_control_and_skips_a_gone_peer(
         assert cycle.completed == 1 and not inner.closed
 
     asyncio.run(main())
+
+
+def test_a_whole_response_does_not_keep_its_cycle_alive() -> None:
+    """The scope holds the extension and the cycle holds the scope: the extension holds
+    the cycle weakly, so a request's objects go with their last reference, not at the
+    collector's next pass."""
+    gc.disable()
+    try:
+        cycle = _Cycle(_Transport())
+        whole = _WholeResponse(cycle)  # type: ignore[arg-type]
+        cycle.scope["extensions"] = {WHOLE_RESPONSE: whole}  # type: ignore[dict-item]
+        gone = weakref.ref(cycle)
+        del cycle
+        assert gone() is None
+        assert whole(200, b"", b"{}") is True  # nobody to answer: nothing happens
+    finally:
+        gc.enable()
