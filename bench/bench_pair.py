@@ -37,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,28 +115,32 @@ async def prepare(side: Side) -> None:
     side.sync_since = s["next_batch"]
 
 
-async def incremental(side: Side, n: int) -> tuple[list[float], int]:
-    main = side.conn(0)
+async def _back_to_back(
+    side: Side, n: int, one: Callable[[], Awaitable[None]]
+) -> tuple[list[float], int]:
     lat = []
     cpu0 = thread_cpu_ns(side.target.pid)
     for _ in range(n):
         t = time.perf_counter()
-        d = await _post(main, sss.path(side.pos), side.bodies.room_list())
+        await one()
         lat.append(time.perf_counter() - t)
-        side.pos = d["pos"]
     return lat, thread_cpu_ns(side.target.pid) - cpu0
+
+
+async def incremental(side: Side, n: int) -> tuple[list[float], int]:
+    async def one() -> None:
+        d = await _post(side.conn(0), sss.path(side.pos), side.bodies.room_list())
+        side.pos = d["pos"]
+
+    return await _back_to_back(side, n, one)
 
 
 async def sync_incremental(side: Side, n: int) -> tuple[list[float], int]:
-    main = side.conn(0)
-    lat = []
-    cpu0 = thread_cpu_ns(side.target.pid)
-    for _ in range(n):
-        t = time.perf_counter()
-        d = await _get(main, f"{CS}/sync?filter={SYNC_FILTER}&timeout=0&since={side.sync_since}")
-        lat.append(time.perf_counter() - t)
-        side.sync_since = d["next_batch"]
-    return lat, thread_cpu_ns(side.target.pid) - cpu0
+    async def one() -> None:
+        path = f"{CS}/sync?filter={SYNC_FILTER}&timeout=0&since={side.sync_since}"
+        side.sync_since = (await _get(side.conn(0), path))["next_batch"]
+
+    return await _back_to_back(side, n, one)
 
 
 async def deliveries(

@@ -350,11 +350,16 @@ def test_keep_alive_responses_are_one_call_each(port: int) -> None:
     assert CALLS == ["writelines"] * 4
 
 
-def test_a_head_request_is_answered_with_the_head_alone(port: int) -> None:
+@pytest.mark.parametrize(
+    ("path", "status", "length"), [("/", 200, "5"), ("/whole", 201, "6")], ids=["asgi", "whole"]
+)
+def test_a_head_request_is_answered_with_the_head_alone(
+    port: int, path: str, status: int, length: str
+) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("HEAD", "/")
+    conn.request("HEAD", path)
     response = conn.getresponse()
-    assert response.status == 200 and response.getheader("content-length") == "5"
+    assert response.status == status and response.getheader("content-length") == length
     assert response.read() == b""
     conn.request("GET", "/")  # the connection is still in step
     assert conn.getresponse().read() == b"hello"
@@ -431,17 +436,6 @@ def test_a_whole_response_to_http_1_0_closes_the_connection(port: int) -> None:
     assert head.startswith(b"HTTP/1.1 201 ")
     assert b"\r\nconnection: close" in head
     assert body == b"whole:"
-
-
-def test_a_whole_response_to_head_sends_the_head_alone(port: int) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("HEAD", "/whole")
-    response = conn.getresponse()
-    assert response.status == 201 and response.getheader("content-length") == "6"
-    assert response.read() == b""
-    conn.request("GET", "/")
-    assert conn.getresponse().read() == b"hello"
-    conn.close()
 
 
 def test_a_whole_response_is_refused_once_an_answer_began(port: int) -> None:
