@@ -527,6 +527,14 @@ runScenario(SCENARIO, () => {
         await alice3.initRustCrypto({ useIndexedDB: false });
         await startSyncing(alice3);
         const crypto3 = alice3.getCrypto();
+        // Importing the cross-signing keys needs alice's public identity, which the SDK
+        // fetches (/keys/query) in the background after its first sync; on a busy machine
+        // bootstrapCrossSigning could run before that and fail ("No public identity
+        // found"). Ask for it first, as it would be fetched anyway.
+        assert.ok(
+            await crypto3.userHasCrossSigningKeys(s.aliceId, true),
+            "alice3 does not see alice's cross-signing keys",
+        );
         // The recovery key unlocks the cross-signing keys, then the dehydration key.
         await crypto3.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordAuth(s.aliceId) });
         let roomKeys = 0;
