@@ -65,9 +65,7 @@ class _OneWritePerResponse:
         if head is not None:
             self._head = None
             self._transport.writelines((head, data))
-            hold = fan_out.answered_by_fan_out.get()
-            if hold is not None and not self._held and hold(self._release):
-                self._hold()
+            self._hold_if_answered_by_fan_out()
         elif _is_response_head(data):
             self._head = bytes(data)
             self._loop.call_soon(self._flush)
@@ -82,9 +80,7 @@ class _OneWritePerResponse:
         """A whole response: one call, and the fan-out's hold as after `write`."""
         self._flush()
         self._transport.writelines((head, body))
-        hold = fan_out.answered_by_fan_out.get()
-        if hold is not None and not self._held and hold(self._release):
-            self._hold()
+        self._hold_if_answered_by_fan_out()
 
     def write_eof(self) -> None:
         self._flush()
@@ -111,6 +107,12 @@ class _OneWritePerResponse:
         self._paused = False
         if not self._held:
             self._transport.resume_reading()
+
+    def _hold_if_answered_by_fan_out(self) -> None:
+        """After an answer: a fan-out's answer holds the connection (fan_out.py)."""
+        hold = fan_out.answered_by_fan_out.get()
+        if hold is not None and not self._held and hold(self._release):
+            self._hold()
 
     def _hold(self) -> None:
         if self._transport.is_closing():

@@ -150,8 +150,8 @@ def confirm_position(
     conn.execute(
         "DELETE FROM sliding_sync_rooms AS r WHERE r.conn_nid = ? AND r.pos_nid <"
         " (SELECT max(pos_nid) FROM sliding_sync_rooms WHERE conn_nid = r.conn_nid"
-        " AND room_id = r.room_id AND pos_nid <= ?)",
-        (conn_nid, pos_nid),
+        " AND room_id = r.room_id)",
+        (conn_nid,),
     )
 
 
