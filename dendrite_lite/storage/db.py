@@ -152,6 +152,9 @@ BACKGROUND_READ_BATCH = 32
 # The longest a background read unit steps aside for foreground writes (see
 # Database._let_the_writes_pass).
 WRITE_PRIORITY_S = 0.02
+# The longest a background write waits for a fan-out's reads to be over (see
+# Database.write_soon).
+BACKGROUND_WRITE_DELAY_S = 0.1
 # The longest a commit waits for reads that arrived before its writes to take their
 # snapshots (see the module docstring). Readers normally start within a millisecond;
 # the bound keeps a reader starved of the CPU from holding writes back.
@@ -223,6 +226,10 @@ class Database:
         # there once, and what waits stays bounded by the connections.
         self._background_outstanding = 0
         self._background_idle: dict[fan_out.Release, None] = {}
+        # Background writes asked for while background reads were outstanding (event
+        # loop only), queued for the writer once there are none (write_soon).
+        self._deferred_writes: list[_Job] = []
+        self._deferred_deadline: asyncio.TimerHandle | None = None
         self._writes = (collections.deque[_Job](), collections.deque[_Job]())
         # Foreground writes numbered as they are queued, and the writes that gave way
         # (give_way), each waiting for its turn with a token of its own in _queue.
@@ -332,6 +339,7 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        self._queue_deferred_writes()
         self._queue.put(_STOP)
         if self._writer is not None:
             self._writer.join()
@@ -381,10 +389,12 @@ class Database:
                 await self.writes_passed()
         finally:
             self._background_outstanding -= 1
-            if not self._background_outstanding and self._background_idle:
-                released, self._background_idle = self._background_idle, {}
-                for release in released:
-                    release()
+            if not self._background_outstanding:
+                self._queue_deferred_writes()
+                if self._background_idle:
+                    released, self._background_idle = self._background_idle, {}
+                    for release in released:
+                        release()
         # The request this read answers holds its connection's next one (fan_out.py).
         fan_out.answered_by_fan_out.set(self.hold_until_background_idle)
         return result
@@ -431,7 +441,34 @@ class Database:
             closed: asyncio.Future[T] = asyncio.get_running_loop().create_future()
             closed.set_exception(DatabaseClosed("database is closed"))
             return closed
-        return self._queue_write(fn, True, None, False)
+        if not self._background_outstanding:
+            return self._queue_write(fn, True, None, False)
+        # A fan-out's reads are under way: its answers are what the members wait for,
+        # and on one core every background batch the writer commits meanwhile (the
+        # positions of the members answered first) pushes the last answers back by its
+        # CPU time, 4-13 ms of a 100-client fan-out (bench/RESULTS.md, seventeenth
+        # session). The write waits until the reads are over (the fan-out's connections
+        # are held until then too, fan_out.py), BACKGROUND_WRITE_DELAY_S at most, in
+        # the order it was asked for.
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._deferred_writes.append(_Job(fn, future, loop))
+        if self._deferred_deadline is None:
+            self._deferred_deadline = loop.call_later(
+                BACKGROUND_WRITE_DELAY_S, self._queue_deferred_writes
+            )
+        return future
+
+    def _queue_deferred_writes(self) -> None:
+        """Hand the background writes write_soon held back to the writer, in order."""
+        if self._deferred_deadline is not None:
+            self._deferred_deadline.cancel()
+            self._deferred_deadline = None
+        deferred, self._deferred_writes = self._deferred_writes, []
+        background = self._writes[1]
+        for job in deferred:
+            background.append(job)
+            self._queue.put(None)
 
     def _queue_write(
         self,

@@ -260,6 +260,83 @@ async def test_a_failed_background_read_still_ends_the_fan_out(db: Database) -> 
     assert db.hold_until_background_idle(lambda: None) is False
 
 
+async def test_a_write_soon_waits_for_the_fan_outs_reads_in_its_order(db: Database) -> None:
+    """A background write asked for while background reads are out is committed once
+    they are all back (the fan-out's answers come first), in the order asked for."""
+    gate = threading.Event()
+    written: list[str] = []
+
+    def slow(conn: apsw.Connection) -> int:
+        gate.wait(5)
+        return streams.current_position(conn)
+
+    def note(name: str) -> Any:
+        def unit(conn: apsw.Connection) -> int:
+            written.append(name)
+            return streams.next_position(conn)
+
+        return unit
+
+    read = asyncio.ensure_future(db.read(slow, background=True))
+    await asyncio.sleep(0.02)
+    first, second = db.write_soon(note("first")), db.write_soon(note("second"))
+    await asyncio.sleep(0.03)
+    assert written == [] and not first.done()
+    # A client's own write does not wait.
+    assert await db.write(note("foreground")) == 1
+    assert written == ["foreground"]
+    gate.set()
+    assert await read == 0  # its snapshot was taken before any write
+    assert await asyncio.gather(first, second) == [2, 3]
+    assert written == ["foreground", "first", "second"]
+
+
+async def test_a_write_soon_waits_for_a_fan_out_a_bounded_time(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "BACKGROUND_WRITE_DELAY_S", 0.05)
+    gate = threading.Event()
+
+    def stuck(conn: apsw.Connection) -> int:
+        gate.wait(5)
+        return 0
+
+    read = asyncio.ensure_future(db.read(stuck, background=True))
+    await asyncio.sleep(0.02)
+    try:
+        # Committed while the read is still out, after the bound.
+        assert await asyncio.wait_for(db.write_soon(streams.next_position), 2) == 1
+        assert not read.done()
+    finally:
+        gate.set()
+        await read
+
+
+async def test_close_commits_the_writes_held_for_a_fan_out(tmp_path: Path) -> None:
+    path = tmp_path / "homeserver.db"
+    database = Database(path, DatabaseSettings())
+    database.open()
+    gate = threading.Event()
+
+    def slow(conn: apsw.Connection) -> int:
+        gate.wait(5)
+        return 0
+
+    read = asyncio.ensure_future(database.read(slow, background=True))
+    await asyncio.sleep(0.02)
+    held = [database.write_soon(streams.next_position) for _ in range(3)]
+    gate.set()
+    database.close()  # before the loop has seen the read come back
+    assert await asyncio.gather(*held) == [1, 2, 3]
+    await read
+    reopened = Database(path, DatabaseSettings())
+    reopened.open()
+    try:
+        assert await reopened.read(streams.current_position) == 3
+    finally:
+        reopened.close()
+
+
 async def test_background_writes_are_not_batched_with_foreground_ones(tmp_path: Path) -> None:
     recorder = Recorder()
     database = Database(tmp_path / "homeserver.db", DatabaseSettings(), recorder)
