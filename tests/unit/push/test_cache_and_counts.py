@@ -99,6 +99,60 @@ def counts(conn: apsw.Connection) -> tuple[int, int]:
     return store.unread_by_room(conn, ALICE).get(ROOM, (0, 0))
 
 
+def test_each_recipient_gets_their_own_answer_across_chunks(conn: apsw.Connection) -> None:
+    """Recipients are stored by one statement per chunk and shared answer: a room bigger
+    than a chunk, with highlights, other actions and an uncounted invitee among them,
+    keeps every recipient's own row and count."""
+    users = [f"@u{i}:example.org" for i in range(store.RECORD_CHUNK * 2 + 7)]
+    loud = b'["notify",{"set_tweak":"highlight"}]'
+    recipients = [
+        store.Notified(
+            user_id,
+            i % 50 == 0,
+            loud if i % 50 == 0 else (b'["notify",{"set_tweak":"sound"}]' if i % 7 == 0 else b"[]"),
+            i != 3,
+        )
+        for i, user_id in enumerate(users)
+    ]
+    paused: list[int] = []
+    for position in (20, 21):
+        store.record(
+            conn,
+            position,
+            ROOM,
+            position,
+            store.MAIN,
+            5,
+            recipients,
+            pause=lambda: paused.append(1),
+        )
+    assert len(paused) == 4  # between the three chunks, twice
+    rows = {
+        (str(user), int(pos)): (int(highlight), bytes(actions), int(ts), int(nid), str(thread))
+        for user, pos, highlight, actions, ts, nid, thread in conn.execute(
+            "SELECT user_id, stream_pos, highlight, actions, ts, event_nid, thread_id"
+            " FROM push_notifications WHERE room_id = ?",
+            (ROOM,),
+        )
+    }
+    assert rows == {
+        (n.user_id, position): (int(n.highlight), n.actions, 5, position, store.MAIN)
+        for n in recipients
+        for position in (20, 21)
+    }
+    stored_counts = {
+        str(user): (int(notes), int(highs), int(last))
+        for user, notes, highs, last in conn.execute(
+            "SELECT user_id, notifications, highlights, last_pos FROM push_counts"
+            " WHERE room_id = ? AND thread_id = ?",
+            (ROOM, store.MAIN),
+        )
+    }
+    assert stored_counts == {
+        n.user_id: (2, 2 if n.highlight else 0, 21) for n in recipients if n.counted
+    }
+
+
 def test_counts_rise_and_clear_up_to_the_receipt(conn: apsw.Connection) -> None:
     notify(conn, 10)
     notify(conn, 11, highlight=True)
