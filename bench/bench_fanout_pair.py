@@ -198,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", action="append", metavar="SECTION.KEY=VALUE")
     p.add_argument("--server-exe")
     p.add_argument("--tmp-dir")
+    p.add_argument(
+        "--seed-with",
+        choices=["a", "b"],
+        default="a",
+        help="the build that seeds (the older one when a change adds a schema delta)",
+    )
     p.add_argument("--json", metavar="OUT")
     p.add_argument("--report", metavar="RUN.json", nargs="+")
     a = p.parse_args(argv)
@@ -219,17 +225,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ta = pair._target(root / "A", a, a.a)
         tb = pair._target(root / "B", a, a.b)
-        ta.prepare()
-        ta.start()
+        seeder, other = (ta, tb) if a.seed_with == "a" else (tb, ta)
+        seeder.prepare()
+        seeder.start()
         run = "".join(random.choices("abcdefghijkmnpqrstuvwxyz", k=6))
-        users, room, dm = h.run_async(fan.seed(Bench(a, ta), run))
-        ta.stop()
-        # B: A's data directory (the same rooms, users, tokens and signing key) on its port
-        shutil.copytree(ta.data_dir, tb.data_dir)
-        tb.exe = h.find_dendrite_exe(tb.args.server_exe)
-        config = tb.data_dir / "config.toml"
+        users, room, dm = h.run_async(fan.seed(Bench(a, seeder), run))
+        seeder.stop()
+        # The other: the seeder's data directory (the same rooms, users, tokens and
+        # signing key) on its own port
+        shutil.copytree(seeder.data_dir, other.data_dir)
+        other.exe = h.find_dendrite_exe(other.args.server_exe)
+        config = other.data_dir / "config.toml"
         config.write_text(
-            config.read_text().replace(f"127.0.0.1:{ta.port}", f"127.0.0.1:{tb.port}")
+            config.read_text().replace(f"127.0.0.1:{seeder.port}", f"127.0.0.1:{other.port}")
         )
         for t in (ta, tb):
             t.start()
