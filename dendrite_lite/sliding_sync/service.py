@@ -313,22 +313,23 @@ class SlidingSync:
         connection.positions[pos_nid] = position
         conn_nid = connection.conn_nid
         user_id, device_id, conn_id = key
-        encoded: dict[RoomConfig, bytes] = {}
-        stored_rooms = [
-            to_stored(room_id, u.sent, encoded) for room_id, u in computed.rooms.items()
-        ]
-        encoded_lists = encode_lists(lists)
+        sent_now = [(room_id, u.sent) for room_id, u in computed.rooms.items()]
         confirmed = None if base is None else base.pos_nid
         confirmed_rooms = None if base is None else base.updated
         created = now_ms()
+        at = computed.now
 
         def record_position(conn: apsw.Connection) -> None:
+            # Encoded here, on the writer, after a fan-out's last answer (write_soon):
+            # not on the event loop between its answers.
+            encoded: dict[RoomConfig, bytes] = {}
+            stored_rooms = [to_stored(room_id, sent, encoded) for room_id, sent in sent_now]
             if fresh:
                 store.start_connection(conn, conn_nid, user_id, device_id, conn_id, created)
             elif confirmed is not None:
                 store.confirm_position(conn, conn_nid, confirmed, confirmed_rooms)
             store.add_position(
-                conn, conn_nid, pos_nid, computed.now, typing_serial, encoded_lists, stored_rooms
+                conn, conn_nid, pos_nid, at, typing_serial, encode_lists(lists), stored_rooms
             )
 
         # Nobody waits on it: committed when no other write is waiting.
