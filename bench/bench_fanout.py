@@ -112,6 +112,15 @@ class Poller:
                     self.arrivals[marker] = t
 
 
+async def timed_put(conn: RawConn, path: str, body: bytes) -> float:
+    """A send's latency (s); anything but 200 ends the run."""
+    t = time.perf_counter()
+    status, data = await conn.request("PUT", path, body)
+    if status != 200:
+        raise h.BenchError(f"send answered {status}: {data[:300]!r}")
+    return time.perf_counter() - t
+
+
 async def seed(b: Bench, run: str) -> tuple[list[User], str, str]:
     a, port = b.args, b.port
     users = await h.register_many(port, "fan", a.members + 2)
@@ -171,13 +180,6 @@ async def workload(b: Bench) -> dict[str, Any]:
     sends: list[tuple[bytes, float, float]] = []  # marker, t0, send latency
     dm_sends: list[tuple[bytes, float, float]] = []
 
-    async def timed(conn: RawConn, path: str, body: bytes) -> float:
-        t = time.perf_counter()
-        status, data = await conn.request("PUT", path, body)
-        if status != 200:
-            raise h.BenchError(f"send answered {status}: {data[:300]!r}")
-        return time.perf_counter() - t
-
     for i in range(a.messages):
         marker = f"{run}-big-{i}".encode()
         dm_marker = f"{run}-dm-{i}".encode()
@@ -186,7 +188,7 @@ async def workload(b: Bench) -> dict[str, Any]:
         dm_poller.watch.append(dm_marker)
         t_big = time.perf_counter()
         big = asyncio.ensure_future(
-            timed(
+            timed_put(
                 sender,
                 f"{CS}/rooms/{q(room)}/send/m.room.message/{run}b{i}",
                 h.dumps({"msgtype": "m.text", "body": marker.decode()}),
@@ -195,7 +197,7 @@ async def workload(b: Bench) -> dict[str, Any]:
         if not a.no_dm:
             await asyncio.sleep(0.001)
             t_dm = time.perf_counter()
-            small = await timed(
+            small = await timed_put(
                 dm_sender,
                 f"{CS}/rooms/{q(dm)}/send/m.room.message/{run}d{i}",
                 h.dumps({"msgtype": "m.text", "body": dm_marker.decode()}),

@@ -44,7 +44,7 @@ import bench_fanout as fan
 import bench_pair as pair
 import harness as h
 from bench_sliding_sync import Bodies
-from harness import CS, Bench, DendriteTarget, RawConn, User, q
+from harness import CS, DendriteTarget, RawConn, User, q
 
 
 class FanSide:
@@ -88,14 +88,6 @@ class FanSide:
             await c.aclose()
 
 
-async def _timed(conn: RawConn, path: str, body: bytes) -> float:
-    t = time.perf_counter()
-    status, data = await conn.request("PUT", path, body)
-    if status != 200:
-        raise h.BenchError(f"send answered {status}: {data[:300]!r}")
-    return time.perf_counter() - t
-
-
 async def burst(
     a: argparse.Namespace, side: FanSide, room: str, dm: str, tag: str
 ) -> dict[str, float]:
@@ -112,7 +104,7 @@ async def burst(
         side.dm_poller.watch.append(dm_marker)
         t_big = time.perf_counter()
         big = asyncio.ensure_future(
-            _timed(
+            fan.timed_put(
                 side.sender,
                 f"{CS}/rooms/{q(room)}/send/m.room.message/{tag}b{i}",
                 h.dumps({"msgtype": "m.text", "body": marker.decode()}),
@@ -121,7 +113,7 @@ async def burst(
         if not a.no_dm:
             await asyncio.sleep(0.001)
             t_dm = time.perf_counter()
-            await _timed(
+            await fan.timed_put(
                 side.dm_sender,
                 f"{CS}/rooms/{q(dm)}/send/m.room.message/{tag}d{i}",
                 h.dumps({"msgtype": "m.text", "body": dm_marker.decode()}),
@@ -223,25 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench_fanout_pair-", dir=a.tmp_dir))
     targets: list[DendriteTarget] = []
     try:
-        ta = pair._target(root / "A", a, a.a)
-        tb = pair._target(root / "B", a, a.b)
-        seeder, other = (ta, tb) if a.seed_with == "a" else (tb, ta)
-        seeder.prepare()
-        seeder.start()
         run = "".join(random.choices("abcdefghijkmnpqrstuvwxyz", k=6))
-        users, room, dm = h.run_async(fan.seed(Bench(a, seeder), run))
-        seeder.stop()
-        # The other: the seeder's data directory (the same rooms, users, tokens and
-        # signing key) on its own port
-        shutil.copytree(seeder.data_dir, other.data_dir)
-        other.exe = h.find_dendrite_exe(other.args.server_exe)
-        config = other.data_dir / "config.toml"
-        config.write_text(
-            config.read_text().replace(f"127.0.0.1:{seeder.port}", f"127.0.0.1:{other.port}")
+        ta, tb, (users, room, dm) = pair.start_pair(
+            root, a, lambda b: fan.seed(b, run), a.seed_with
         )
-        for t in (ta, tb):
-            t.start()
-            targets.append(t)
+        targets += [ta, tb]
         env = {"host_probe": h.host_probe(), "cpu": h.cpu_model()}
         sides = [FanSide("A", ta), FanSide("B", tb)]
 

@@ -288,6 +288,34 @@ def _target(root: Path, a: argparse.Namespace, ref: str) -> DendriteTarget:
     return DendriteTarget(root, args)
 
 
+def start_pair(
+    root: Path,
+    a: argparse.Namespace,
+    seed: Callable[[Bench], Awaitable[Any]],
+    seed_with: str = "a",
+) -> tuple[DendriteTarget, DendriteTarget, Any]:
+    """Servers A and B on copies of one seeded data directory (the same rooms, users,
+    tokens and signing key), both started; what `seed` returned. `seed_with`: the side
+    that seeds (the older build, when the newer one adds a schema delta: it migrates its
+    copy when it starts)."""
+    ta = _target(root / "A", a, a.a)
+    tb = _target(root / "B", a, a.b)
+    seeder, other = (ta, tb) if seed_with == "a" else (tb, ta)
+    seeder.prepare()
+    seeder.start()
+    seeded = h.run_async(seed(Bench(a, seeder)))
+    seeder.stop()
+    shutil.copytree(seeder.data_dir, other.data_dir)
+    other.exe = h.find_dendrite_exe(other.args.server_exe)
+    config = other.data_dir / "config.toml"
+    config.write_text(
+        config.read_text().replace(f"127.0.0.1:{seeder.port}", f"127.0.0.1:{other.port}")
+    )
+    ta.start()
+    tb.start()
+    return ta, tb, seeded
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--a", help="git ref of build A ('' = the working tree)")
@@ -329,23 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench_pair-", dir=a.tmp_dir))
     targets: list[DendriteTarget] = []
     try:
-        ta = _target(root / "A", a, a.a)
-        tb = _target(root / "B", a, a.b)
-        ta.prepare()
-        ta.start()
         run = "".join(random.choices("abcdefghijkmnpqrstuvwxyz", k=6))
-        users, plan = h.run_async(bench_sync.seed(Bench(a, ta), run))
-        ta.stop()
-        # B: A's data directory (the same rooms, users, tokens and signing key) on its port
-        shutil.copytree(ta.data_dir, tb.data_dir)
-        tb.exe = h.find_dendrite_exe(tb.args.server_exe)
-        config = tb.data_dir / "config.toml"
-        config.write_text(
-            config.read_text().replace(f"127.0.0.1:{ta.port}", f"127.0.0.1:{tb.port}")
-        )
-        for t in (ta, tb):
-            t.start()
-            targets.append(t)
+        ta, tb, (users, plan) = start_pair(root, a, lambda b: bench_sync.seed(b, run))
+        targets += [ta, tb]
         env = {"host_probe": h.host_probe(), "cpu": h.cpu_model()}
         sides = [Side("A", ta, users), Side("B", tb, users)]
 

@@ -260,6 +260,16 @@ async def test_a_failed_background_read_still_ends_the_fan_out(db: Database) -> 
     assert db.hold_until_background_idle(lambda: None) is False
 
 
+def waits_for(gate: threading.Event) -> Any:
+    """A read unit that holds its reader until `gate` is set."""
+
+    def unit(conn: apsw.Connection) -> int:
+        gate.wait(5)
+        return 0
+
+    return unit
+
+
 async def test_a_write_soon_waits_for_the_fan_outs_reads_in_its_order(db: Database) -> None:
     """A background write asked for while background reads are out is committed once
     they are all back (the fan-out's answers come first), in the order asked for."""
@@ -296,12 +306,7 @@ async def test_a_write_soon_waits_for_a_fan_out_a_bounded_time(
 ) -> None:
     monkeypatch.setattr(db_module, "BACKGROUND_WRITE_DELAY_S", 0.05)
     gate = threading.Event()
-
-    def stuck(conn: apsw.Connection) -> int:
-        gate.wait(5)
-        return 0
-
-    read = asyncio.ensure_future(db.read(stuck, background=True))
+    read = asyncio.ensure_future(db.read(waits_for(gate), background=True))
     await asyncio.sleep(0.02)
     try:
         # Committed while the read is still out, after the bound.
@@ -317,12 +322,7 @@ async def test_close_commits_the_writes_held_for_a_fan_out(tmp_path: Path) -> No
     database = Database(path, DatabaseSettings())
     database.open()
     gate = threading.Event()
-
-    def slow(conn: apsw.Connection) -> int:
-        gate.wait(5)
-        return 0
-
-    read = asyncio.ensure_future(database.read(slow, background=True))
+    read = asyncio.ensure_future(database.read(waits_for(gate), background=True))
     await asyncio.sleep(0.02)
     held = [database.write_soon(streams.next_position) for _ in range(3)]
     gate.set()
