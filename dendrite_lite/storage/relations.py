@@ -98,17 +98,24 @@ def aggregation_children(
     return list(snapshot.once(conn, ("aggregation_children", parents, ignored), read))
 
 
-def with_children(conn: apsw.Connection, event_ids: Collection[str]) -> set[str]:
+def with_children(conn: apsw.Connection, event_ids: Collection[str]) -> frozenset[str]:
     """Those of the events that have a child of an aggregated rel_type (redacted or not,
-    from anyone): aggregation_children finds nothing for the others."""
-    return {
-        str(relates_to)
-        for (relates_to,) in conn.execute(
-            "SELECT DISTINCT relates_to FROM events WHERE relates_to IN (SELECT value FROM"
-            " json_each(?)) AND rel_type IN ('m.replace', 'm.reference', 'm.thread')",
-            (_json(sorted(event_ids)),),
+    from anyone): aggregation_children finds nothing for the others. Shared by the reads
+    of one snapshot (storage/snapshot.py): a big room's message has each woken /sync ask
+    it for the same events."""
+    wanted = tuple(sorted(event_ids))
+
+    def read() -> frozenset[str]:
+        return frozenset(
+            str(relates_to)
+            for (relates_to,) in conn.execute(
+                "SELECT DISTINCT relates_to FROM events WHERE relates_to IN (SELECT value FROM"
+                " json_each(?)) AND rel_type IN ('m.replace', 'm.reference', 'm.thread')",
+                (_json(wanted),),
+            )
         )
-    }
+
+    return snapshot.once(conn, ("with_children", wanted), read)
 
 
 _RELATED_SQL = f"""

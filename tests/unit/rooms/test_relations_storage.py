@@ -206,3 +206,23 @@ def test_edit_validity(room: Room) -> None:
         "$enc_edit", event_type="m.room.encrypted", relates=("m.replace", "$enc"), ciphertext="y"
     )
     assert is_valid_edit(encrypted, enc_edit)
+
+
+def test_bundles_are_looked_for_only_where_a_child_may_be(room: Room) -> None:
+    """bundled_aggregations asks the relations index first: a timeline of events without
+    children never runs the aggregation query; one with a child still gets its bundle."""
+    from dendrite_lite.rooms.aggregations import bundled_aggregations
+
+    plain = room.add("$plain", body="hi")
+    parent = room.add("$parent", body="original")
+    room.add("$edit", relates=("m.replace", "$parent"), new_content={"body": "edited"})
+    room.add("$note", relates=("m.annotation", "$plain"), key="x")  # not aggregated
+    seen: list[str] = []
+    room.conn.trace_v2(apsw.SQLITE_TRACE_STMT, lambda event: seen.append(event["sql"]))
+    sees_all: Any = type("SeesAll", (), {"can_see": lambda self, row: True})()
+    assert bundled_aggregations(room.conn, [plain], user_id=ALICE, checker=sees_all) == {}
+    assert not any("WITH kids" in sql for sql in seen)
+    bundles = bundled_aggregations(room.conn, [plain, parent], user_id=ALICE, checker=sees_all)
+    assert list(bundles) == ["$parent"]
+    assert "m.replace" in bundles["$parent"]
+    assert any("WITH kids" in sql for sql in seen)
