@@ -29,7 +29,7 @@ from dendrite_lite.sliding_sync.connections import SentRoom
 from dendrite_lite.sliding_sync.required_state import MEMBER, RoomConfig
 from dendrite_lite.sliding_sync.room_cache import RoomCache, RoomSnapshot
 from dendrite_lite.sliding_sync.room_lists import DirectRooms
-from dendrite_lite.storage import events, room_state
+from dendrite_lite.storage import events, relations, room_state
 from dendrite_lite.storage import sliding_sync as store
 from dendrite_lite.storage.events import EventRow
 from dendrite_lite.storage.sliding_sync import ListedRoom
@@ -319,7 +319,7 @@ def serve_timelines(ctx: RoomContext, updates: dict[str, RoomUpdate]) -> None:
     """Fill in every room's timeline. Bundled aggregations are looked for once for all
     rooms; only rooms with an event that has children pay for bundling them."""
     parents = [r.event_id for u in updates.values() for r in u.timeline_rows]
-    with_children = store.parents_with_children(ctx.conn, parents)
+    with_children = relations.with_children(ctx.conn, parents)
     device = (ctx.user_id, ctx.device_id)
     for update in updates.values():
         rows = update.timeline_rows

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 import apsw
 import msgspec
 
-from dendrite_lite.storage import snapshot
-
 # Old connections of one device beyond this many are dropped (the MSC's security
 # considerations: limit what a device can make the server store).
 MAX_CONNECTIONS_PER_DEVICE = 16
@@ -400,24 +398,6 @@ def latest_stream_positions(
         )
         if position is not None
     }
-
-
-def parents_with_children(conn: apsw.Connection, event_ids: list[str]) -> frozenset[str]:
-    """Which of these events have relations pointing at them (index events_relations)."""
-    if not event_ids:
-        return frozenset()
-
-    def read() -> frozenset[str]:
-        return frozenset(
-            str(parent)
-            for (parent,) in conn.execute(
-                "SELECT DISTINCT relates_to FROM events"
-                " WHERE relates_to IN (SELECT value FROM json_each(?))",
-                (msgspec.json.encode(event_ids),),
-            )
-        )
-
-    return snapshot.once(conn, ("parents_with_children", tuple(event_ids)), read)
 
 
 def all_members(conn: apsw.Connection, room_id: str) -> dict[str, int]:
