@@ -217,7 +217,7 @@ def bundled_aggregations(
     candidates = [
         row.event_id for row in rows if row.state_key is None and row.event_id not in childless
     ]
-    # The aggregation query costs ~0.2 ms even when it finds nothing, and most events
+    # The aggregation query costs ~35 us even when it finds nothing, and most events
     # have no children: one probe of the relations index (~10 us) says whether any of
     # these may have one (a woken /sync's timeline, bench/RESULTS.md, seventeenth session).
     if not candidates or not store.with_children(conn, candidates):
