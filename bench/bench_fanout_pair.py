@@ -200,11 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", metavar="RUN.json", nargs="+")
     a = p.parse_args(argv)
     if a.report:
-        runs = [json.loads(Path(f).read_text()) for f in a.report]
-        for one in runs:
-            pair.report(one)
-        if len(runs) == 2:
-            pair.report_swapped(*runs)
+        pair.report_files(a.report)
         return 0
     if a.a is None:
         p.error("--a is required ('' for the working tree)")

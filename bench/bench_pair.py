@@ -278,6 +278,15 @@ def report_swapped(first: dict[str, Any], second: dict[str, Any]) -> None:
     h.print_table(["figure", "run 1 B/A", "run 2 B/A", "B of run 1 over A, sides cancelled"], rows)
 
 
+def report_files(paths: list[str]) -> None:
+    """--report: each run; with two (the same builds, sides swapped), the two together."""
+    runs = [json.loads(Path(f).read_text()) for f in paths]
+    for run in runs:
+        report(run)
+    if len(runs) == 2:
+        report_swapped(*runs)
+
+
 def _target(root: Path, a: argparse.Namespace, ref: str) -> DendriteTarget:
     args = argparse.Namespace(**vars(a))
     root.mkdir(parents=True)
@@ -344,11 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = p.parse_args(argv)
     if a.report:
-        runs = [json.loads(Path(f).read_text()) for f in a.report]
-        for run in runs:
-            report(run)
-        if len(runs) == 2:
-            report_swapped(*runs)
+        report_files(a.report)
         return 0
     if a.a is None:
         p.error("--a is required ('' for the working tree)")
