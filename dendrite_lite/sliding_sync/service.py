@@ -246,6 +246,8 @@ class SlidingSync:
                     need_numbers=not self.connections.numbered,
                 ),
                 background=woken > FAN_OUT,
+                # Woken by a change since an answer: an increment, read on the loop.
+                short=0 < woken <= FAN_OUT,
             )
             if computed.numbers is not None:
                 self.connections.start_numbering(*computed.numbers)

@@ -135,6 +135,8 @@ class Sync:
                     use_state_after=use_state_after,
                 ),
                 background=woken > FAN_OUT,
+                # Woken by a change since an answer: an increment, read on the loop.
+                short=0 < woken <= FAN_OUT,
             )
             if computed.acknowledged_to_device and token is not None:
                 await self._delete_acknowledged(requester, token.to_device_position)

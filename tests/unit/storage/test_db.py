@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -458,6 +459,121 @@ async def test_a_read_that_saw_an_unflushed_commit_waits_for_the_flush(
     assert await background_read == 1
     assert await write == 1
     assert order == ["write", "read"]
+
+
+async def test_a_short_read_runs_on_the_loop_and_waits_for_the_flush_it_saw(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A short read (a woken long-poll's increment) runs on the event loop's thread, not
+    a reader's; like any read, it is answered only after the flush of a commit it saw,
+    and after that write's own answer."""
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+
+    def position(conn: apsw.Connection) -> int:
+        threads.append(threading.get_ident())
+        return streams.current_position(conn)
+
+    assert await db.read(position, short=True) == 0
+    assert await db.read(position) == 0
+    assert threads[0] == loop_thread and threads[1] != loop_thread
+
+    gate = threading.Event()
+    monkeypatch.setattr(db_module, "_flush", Flushes(gate=gate))
+    committed = asyncio.Event()
+    order: list[str] = []
+    write = asyncio.ensure_future(
+        db.write(streams.next_position, on_commit=lambda pos: committed.set())
+    )
+    write.add_done_callback(lambda _: order.append("write"))
+    await asyncio.wait_for(committed.wait(), 5)
+    read = asyncio.ensure_future(db.read(position, short=True))
+    read.add_done_callback(lambda _: order.append("read"))
+    await asyncio.sleep(0.2)
+    assert threads[2] == loop_thread  # it has run, and is held
+    assert not write.done() and not read.done()
+    gate.set()
+    assert await read == 1
+    assert await write == 1
+    assert order == ["write", "read"]
+
+
+async def test_a_short_read_is_answered_after_the_write_it_saw(db: Database) -> None:
+    """The write's outcome is already waiting on the loop when the short read runs: the
+    sender must still hear back first (matrix-js-sdk stumbles when the remote echo of
+    its own event beats the answer to its PUT)."""
+    order: list[str] = []
+
+    async def send() -> None:
+        await db.write(streams.next_position)
+        order.append("write")
+
+    async def poll() -> None:
+        assert await db.read(streams.current_position, short=True) == 1
+        order.append("read")
+
+    sent = asyncio.ensure_future(send())
+    await asyncio.sleep(0)  # the write is queued
+    deadline = time.monotonic() + 5
+    while db._durable < 1 and time.monotonic() < deadline:
+        # The loop is kept busy on purpose: the write's outcome waits in its queue.
+        time.sleep(0.001)  # noqa: ASYNC251
+    polled = asyncio.ensure_future(poll())
+    await asyncio.gather(sent, polled)
+    assert order == ["write", "read"]
+
+
+async def test_a_short_read_fails_with_its_units_error_and_rolls_its_snapshot_back(
+    db: Database,
+) -> None:
+    def fail(conn: apsw.Connection) -> int:
+        conn.execute("SELECT 1").fetchall()
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        await db.read(fail, short=True)
+    await db.write(streams.next_position)
+    # The failed unit's read transaction was ended: the next short read sees the write.
+    assert await db.read(streams.current_position, short=True) == 1
+
+
+async def test_short_reads_from_two_threads_at_once_use_the_readers(tmp_path: Path) -> None:
+    """The loop's connection is one: a short read asked for on another thread while it is
+    in use goes to a reader thread instead of touching it concurrently."""
+    database = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=2))
+    database.open()
+    try:
+        inside, release = threading.Event(), threading.Event()
+        threads: list[int] = []
+
+        def held(conn: apsw.Connection) -> int:
+            threads.append(threading.get_ident())
+            inside.set()
+            release.wait(5)
+            return streams.current_position(conn)
+
+        def quick(conn: apsw.Connection) -> int:
+            threads.append(threading.get_ident())
+            return streams.current_position(conn)
+
+        other = threading.Thread(target=lambda: asyncio.run(database.read(held, short=True)))
+        other.start()
+        assert await asyncio.to_thread(inside.wait, 5)
+        assert await database.read(quick, short=True) == 0
+        release.set()
+        await asyncio.to_thread(other.join, 5)
+        assert threads[0] == other.ident
+        assert threads[1] not in (other.ident, threading.get_ident())  # a reader's
+    finally:
+        database.close()
+
+
+async def test_a_short_read_is_refused_once_the_database_is_closed(tmp_path: Path) -> None:
+    database = Database(tmp_path / "homeserver.db")
+    database.open()
+    database.close()
+    with pytest.raises(DatabaseClosed):
+        await database.read(streams.current_position, short=True)
 
 
 async def test_the_writer_goes_on_while_the_flusher_flushes(
