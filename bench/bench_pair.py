@@ -252,7 +252,13 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any]) -> None:
-    print(f"A = {result['a']}, B = {result['b']}; {len(result['rounds'])} rounds")
+    a, b = (
+        f"{result[side]} ({result[f'python_{side}']})"
+        if f"python_{side}" in result
+        else result[side]
+        for side in "ab"
+    )
+    print(f"A = {a}, B = {b}; {len(result['rounds'])} rounds")
     rows = [
         [k, h.fmt(v["A"], 4), h.fmt(v["B"], 4), h.fmt(v["B/A"], 3), v["B lower"]]
         for k, v in result["summary"].items()
@@ -287,11 +293,15 @@ def report_files(paths: list[str]) -> None:
         report_swapped(*runs)
 
 
-def _target(root: Path, a: argparse.Namespace, ref: str) -> DendriteTarget:
+def _target(
+    root: Path, a: argparse.Namespace, ref: str, python: str | None = None
+) -> DendriteTarget:
     args = argparse.Namespace(**vars(a))
     root.mkdir(parents=True)
+    if python and not ref:
+        raise h.BenchError("an interpreter of its own needs a git ref for its side")
     if ref:
-        launcher, _ = h.export_ref(ref, root)
+        launcher, _ = h.export_ref(ref, root, python)
         args.server_exe = str(launcher)
         args.git_ref = ref
     return DendriteTarget(root, args)
@@ -307,8 +317,8 @@ def start_pair(
     tokens and signing key), both started; what `seed` returned. `seed_with`: the side
     that seeds (the older build, when the newer one adds a schema delta: it migrates its
     copy when it starts)."""
-    ta = _target(root / "A", a, a.a)
-    tb = _target(root / "B", a, a.b)
+    ta = _target(root / "A", a, a.a, getattr(a, "python_a", None))
+    tb = _target(root / "B", a, a.b, getattr(a, "python_b", None))
     seeder, other = (ta, tb) if seed_with == "a" else (tb, ta)
     seeder.prepare()
     seeder.start()
@@ -343,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--config", action="append", metavar="SECTION.KEY=VALUE")
     p.add_argument("--server-exe")
+    for side in "ab":
+        p.add_argument(
+            f"--python-{side}",
+            metavar="PYTHON",
+            help=f"build {side.upper()}'s interpreter (a venv with the project's dependencies)",
+        )
     p.add_argument("--tmp-dir")
     p.add_argument("--json", metavar="OUT")
     p.add_argument(
@@ -376,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
                     await side.aclose()
 
         result = {"a": a.a, "b": a.b or "working tree", "env": env, **h.run_async(go())}
+        for side in "ab":
+            if getattr(a, f"python_{side}"):
+                result[f"python_{side}"] = getattr(a, f"python_{side}")
     finally:
         for t in targets:
             t.stop()

@@ -549,9 +549,10 @@ else:
 """
 
 
-def export_ref(ref: str, root: Path) -> tuple[Path, str]:
-    """`git archive REF` into root/src, and a launcher that runs the server from there.
-    Returns (launcher, full commit hash)."""
+def export_ref(ref: str, root: Path, python: str | None = None) -> tuple[Path, str]:
+    """`git archive REF` into root/src, and a launcher that runs the server from there
+    (with `python`, a venv's interpreter with the project's dependencies, or this
+    repository's venv). Returns (launcher, full commit hash)."""
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"],
         check=True,
@@ -568,7 +569,7 @@ def export_ref(ref: str, root: Path) -> tuple[Path, str]:
     if (src / "cli").is_dir() and not (src / "dendrite_lite" / "cli").exists():
         (src / "dendrite_lite" / "cli").symlink_to(src / "cli", target_is_directory=True)
     launcher = root / "dendrite-lite-at-ref"
-    python = REPO / ".venv" / "bin" / "python"
+    python = python or str(REPO / ".venv" / "bin" / "python")
     launcher.write_text(LAUNCHER.format(python=python, src=str(src)))
     launcher.chmod(0o755)
     where = json.loads(

@@ -149,6 +149,8 @@ def _install() -> None:
     # A read's outcome handed to the loop (or held behind a flush), and the loop running
     # the outcomes posted to it: the hand-over from a thread to the loop.
     _span(db.Database, "_answer_read", "answerread")
+    if hasattr(db.Database, "_read_here"):  # a short read, on the event loop
+        _span(db.Database, "_read_here", "readhere")
     _span(db, "_resolve", "resolve", lambda results: str(len(results)))
     # The WAL's length in frames after each commit (what a checkpoint will copy).
     _span(db.Database, "_wal_hook", "wal", lambda _self, _conn, _name, pages: str(pages))
