@@ -377,9 +377,9 @@ class Database:
         A `short` read (the caller knows it is small, such as a woken long-poll's
         increment) runs on the calling thread, the event loop, and not on a reader
         thread. A delivery's read went to a reader and its outcome came back: two thread
-        wake-ups and GIL hand-offs on the one core the server shares, each ~0.1-0.4 ms
-        on a cold host, in a delivery of ~4 ms (bench/RESULTS.md, eighteenth session).
-        A reader holds the GIL while it runs Python anyway, so the loop loses little."""
+        wake-ups and GIL hand-offs on the one core the server shares (deliveries 4.5 %
+        sooner and 6 % less CPU without them, bench/RESULTS.md, eighteenth session). A
+        reader holds the GIL while it runs Python anyway, so the loop loses little."""
         if self._closed:
             raise DatabaseClosed("database is closed")
         loop = asyncio.get_running_loop()
@@ -391,14 +391,10 @@ class Database:
             finally:
                 self._here_lock.release()
             future: asyncio.Future[T] = loop.create_future()
-            with self._durable_lock:
-                if seen > self._durable:
-                    self._held.append((loop, [(future, *outcome)], seen))
-                else:
-                    # Through the loop's queue all the same: the outcome of the write
-                    # this read saw was posted there first, and its sender must hear
-                    # back before the long-poll shows the event (_tell).
-                    loop.call_soon(_resolve, [(future, *outcome)])
+            # Held, or through the loop's queue even when not: the outcome of the write
+            # this read saw may wait there already, and its sender must hear back before
+            # the long-poll shows the event (_tell).
+            self._answer_read(loop, [(future, *outcome)], seen)
             return await future
         future = loop.create_future()
         key = arrival_key.get()
