@@ -264,7 +264,7 @@ def _joined(
     known = frozenset() if sent is None or whole else sent.members
     if snapshot is not None and not config.all_members():
         # The member events _wanted_state will look for, read together.
-        needed = config.member_keys() if whole or expanded_state else set()
+        needed = set(config.member_keys()) if whole or expanded_state else set()
         if config.lazy_members:
             for r in tl.rows:
                 needed.add(r.sender)

@@ -98,3 +98,17 @@ def test_equal_configs_are_one_object() -> None:
     assert room_config(1, from_pairs([("m.room.name", "")], ME)) == built_apart
     assert not built_apart.expands(room_config(1, from_pairs([("m.room.name", "")], ME)))
     assert config.combine(config) is config
+
+
+def test_a_combined_configs_member_answers_are_the_union_of_its_rules() -> None:
+    """Worked out once per config (required_state._derived) and the same every time."""
+    mine = room_config(1, from_pairs([("m.room.member", "$ME"), ("m.room.name", "")], ME))
+    lazy = room_config(5, from_pairs([("m.room.member", "$LAZY")], ME))
+    others = room_config(1, from_pairs([("m.room.member", "@other:example.org")], ME))
+    combined = mine.combine(lazy).combine(others)
+    assert not mine.lazy_members and lazy.lazy_members and combined.lazy_members
+    assert combined.member_keys() == {ME, "@other:example.org"}
+    assert combined.member_keys() is combined.member_keys()
+    assert lazy.member_keys() == frozenset()
+    assert not combined.all_members()
+    assert combined.combine(room_config(1, from_pairs([("m.room.member", "*")], ME))).all_members()
