@@ -29,11 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import random
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -199,19 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="OUT")
     p.add_argument("--report", metavar="RUN.json", nargs="+")
     a = p.parse_args(argv)
-    if a.report:
-        pair.report_files(a.report)
-        return 0
-    if a.a is None:
-        p.error("--a is required ('' for the working tree)")
     if a.clients > a.members - 1:
         p.error("--clients must leave at least one member who does not poll")
-    if a.client_cpu is not None and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {a.client_cpu})
-    root = Path(tempfile.mkdtemp(prefix="bench_fanout_pair-", dir=a.tmp_dir))
+    started = pair.begin(p, a, "bench_fanout_pair")
+    if started is None:
+        return 0
+    root, run = started
     targets: list[DendriteTarget] = []
     try:
-        run = "".join(random.choices("abcdefghijkmnpqrstuvwxyz", k=6))
         ta, tb, (users, room, dm) = pair.start_pair(
             root, a, lambda b: fan.seed(b, run), a.seed_with
         )

@@ -335,6 +335,22 @@ def start_pair(
     return ta, tb, seeded
 
 
+def begin(
+    p: argparse.ArgumentParser, a: argparse.Namespace, prefix: str
+) -> tuple[Path, str] | None:
+    """How both pair benches start: `--report` (then None: nothing more to do), or
+    `--a` checked, this process on the client's CPU, and the run's data root and ID."""
+    if a.report:
+        report_files(a.report)
+        return None
+    if a.a is None:
+        p.error("--a is required ('' for the working tree)")
+    if a.client_cpu is not None and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {a.client_cpu})
+    root = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=a.tmp_dir))
+    return root, "".join(random.choices("abcdefghijkmnpqrstuvwxyz", k=6))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--a", help="git ref of build A ('' = the working tree)")
@@ -368,17 +384,12 @@ def main(argv: list[str] | None = None) -> int:
         help="report a run; or two runs of the same builds with the sides swapped",
     )
     a = p.parse_args(argv)
-    if a.report:
-        report_files(a.report)
+    started = begin(p, a, "bench_pair")
+    if started is None:
         return 0
-    if a.a is None:
-        p.error("--a is required ('' for the working tree)")
-    if a.client_cpu is not None and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {a.client_cpu})
-    root = Path(tempfile.mkdtemp(prefix="bench_pair-", dir=a.tmp_dir))
+    root, run = started
     targets: list[DendriteTarget] = []
     try:
-        run = "".join(random.choices("abcdefghijkmnpqrstuvwxyz", k=6))
         ta, tb, (users, plan) = start_pair(root, a, lambda b: bench_sync.seed(b, run))
         targets += [ta, tb]
         env = {"host_probe": h.host_probe(), "cpu": h.cpu_model()}

@@ -192,7 +192,7 @@ def intern(config: RoomConfig) -> RoomConfig:
 
 
 # What every room of a list asks of its config again (a room-list request asked each of
-# its 20 rooms' config three times, ~5 % of its compute in-process): worked out once per
+# its 20 rooms' config three times, ~4 % of its Python calls in-process): worked out once per
 # config, kept as long as the interned configs.
 _derivations: dict[RoomConfig, tuple[bool, bool, frozenset[str]]] = {}
 

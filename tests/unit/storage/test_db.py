@@ -330,12 +330,7 @@ async def test_close_commits_the_writes_held_for_a_fan_out(tmp_path: Path) -> No
     database.close()  # before the loop has seen the read come back
     assert await asyncio.gather(*held) == [1, 2, 3]
     await read
-    reopened = Database(path, DatabaseSettings())
-    reopened.open()
-    try:
-        assert await reopened.read(streams.current_position) == 3
-    finally:
-        reopened.close()
+    assert await position_after_reopening(path) == 3
 
 
 async def test_background_writes_are_not_batched_with_foreground_ones(tmp_path: Path) -> None:
@@ -378,12 +373,7 @@ async def test_close_commits_queued_background_writes(tmp_path: Path) -> None:
     await asyncio.sleep(0)
     database.close()
     await asyncio.gather(*pending)
-    reopened = Database(path, DatabaseSettings())
-    reopened.open()
-    try:
-        assert await reopened.read(streams.current_position) == 10
-    finally:
-        reopened.close()
+    assert await position_after_reopening(path) == 10
 
 
 class Flushes:
