@@ -87,10 +87,16 @@ def _edit(event_id: str, body: str) -> dict[str, Any]:
 
 
 def _initial_sync(
-    data_dir: Any, user: User, sync_filter: dict[str, Any], use_state_after: bool
+    data_dir: Any,
+    user: User,
+    sync_filter: dict[str, Any],
+    use_state_after: bool,
+    conn: apsw.Connection | None = None,
 ) -> Any:
     services = build_services(load(data_dir))
-    conn = apsw.Connection(str(services.config.database_path), flags=apsw.SQLITE_OPEN_READONLY)
+    own = conn is None
+    if conn is None:
+        conn = _snapshot(data_dir)
     try:
         parsed = decode_filter(msgspec.json.encode(sync_filter))
         computed = services.sync_service._compute(
@@ -104,10 +110,20 @@ def _initial_sync(
             use_state_after=use_state_after,
         )
     finally:
-        conn.close()
+        if own:
+            conn.close()
     response = msgspec.json.decode(msgspec.json.encode(computed.response))
     response.pop("presence", None)  # last_active_ago moves between the two reads
     return _without_age(response)
+
+
+def _snapshot(data_dir: Any) -> apsw.Connection:
+    """A read-only connection inside a read transaction: the shared server goes on writing
+    (earlier tests' background work moves the stream), and both ways must read one state."""
+    conn = apsw.Connection(str(load(data_dir).database_path), flags=apsw.SQLITE_OPEN_READONLY)
+    conn.execute("BEGIN")
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # the snapshot starts here
+    return conn
 
 
 def _without_age(value: Any) -> Any:
@@ -129,9 +145,13 @@ def test_rooms_read_together_give_what_rooms_read_alone_give(
         for sync_filter in FILTERS:
             monkeypatch.setattr(whole_rooms, "CHUNK", 3)  # chunk after chunk
             monkeypatch.setattr(whole_rooms, "MAX_MEMBERS", 2)  # "unnamed" is large
-            together = _initial_sync(server.data_dir, user, sync_filter, use_state_after)
-            monkeypatch.setattr(whole_rooms.WholeRooms, "get", lambda self, room_id: None)
-            alone = _initial_sync(server.data_dir, user, sync_filter, use_state_after)
+            conn = _snapshot(server.data_dir)
+            try:
+                together = _initial_sync(server.data_dir, user, sync_filter, use_state_after, conn)
+                monkeypatch.setattr(whole_rooms.WholeRooms, "get", lambda self, room_id: None)
+                alone = _initial_sync(server.data_dir, user, sync_filter, use_state_after, conn)
+            finally:
+                conn.close()
             monkeypatch.undo()
             assert together == alone
             joined = together["rooms"]["join"]
