@@ -184,6 +184,40 @@ async def test_checkpoints_run_off_the_writer(tmp_path: Path) -> None:
         database.close()
 
 
+async def test_a_checkpoint_waits_a_little_after_the_commit_that_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit that makes the WAL long enough is a message whose delivery is under
+    way: the checkpoint waits CHECKPOINT_DELAY_S instead of sharing the core with it."""
+    monkeypatch.setattr(db_module, "CHECKPOINT_DELAY_S", 1.0)
+    database = Database(tmp_path / "cp.db", DatabaseSettings(checkpoint_pages=20))
+    database.open()
+    try:
+        main_file = tmp_path / "cp.db"
+
+        def fill(rows: int) -> Any:
+            def write(conn: apsw.Connection) -> None:
+                conn.execute("CREATE TABLE IF NOT EXISTS filler (b BLOB) STRICT")
+                for _ in range(rows):
+                    conn.execute("INSERT INTO filler VALUES (?)", (b"x" * 8000,))
+
+            return write
+
+        await database.write(fill(1))
+        before = main_file.stat().st_size
+        asked = time.monotonic()
+        await database.write(fill(40))  # one commit: 80 pages
+        assert main_file.stat().st_size == before  # not yet
+        for _ in range(250):
+            if main_file.stat().st_size > before + 200_000:
+                break
+            await asyncio.sleep(0.02)
+        assert main_file.stat().st_size > before + 200_000
+        assert time.monotonic() - asked >= 1.0
+    finally:
+        database.close()
+
+
 async def test_background_reads_never_hold_back_other_reads(tmp_path: Path) -> None:
     database = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=1))
     database.open()
