@@ -222,7 +222,7 @@ async def measure(
             rng = random.Random(1000 + r)  # both sides: the same rooms and senders
             lat, cpu = await deliveries(side, a.deliveries, plan, rng, f"{run}r{r}", a.settle)
             got["delivery_p50_ms"] = _ms(lat)
-            # The tail, for what lands in a few deliveries (a collector pass, a checkpoint).
+            # The tail, for what lands in a few deliveries (a garbage collection, a checkpoint).
             got["delivery_p90_ms"] = round(statistics.quantiles(lat, n=10)[-1] * 1000, 3)
             got["delivery_cpu_ms"] = round(cpu / 1e6 / a.deliveries, 4)
             row[side.name] = got

@@ -6,6 +6,7 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +196,7 @@ async def test_a_checkpoint_waits_a_little_after_the_commit_that_asked(
     try:
         main_file = tmp_path / "cp.db"
 
-        def fill(rows: int) -> Any:
+        def fill(rows: int) -> Callable[[apsw.Connection], None]:
             def write(conn: apsw.Connection) -> None:
                 conn.execute("CREATE TABLE IF NOT EXISTS filler (b BLOB) STRICT")
                 for _ in range(rows):
