@@ -414,19 +414,32 @@ class Database:
         return await future
 
     def _read_here(self, fn: Callable[[apsw.Connection], T]) -> tuple[tuple[bool, Any], int]:
-        """`fn` in a read transaction on this thread's connection: (ok, result or
-        exception) and the commits it may have seen.
+        """`fn` on this thread's connection (`_read_on`).
 
         No arrival order to keep: the snapshot is taken now, before any write the
         client asks for later is queued."""
         conn = self._here
         if conn is None:
             raise DatabaseClosed("database is closed")
+        return self._read_on(conn, fn)
+
+    def _read_on(
+        self, conn: apsw.Connection, fn: Callable[[apsw.Connection], T], job: _Job | None = None
+    ) -> tuple[tuple[bool, Any], int]:
+        """`fn(conn)` in one read transaction: (ok, result or exception) and the commits
+        it may have seen. A queued `job` is marked started once its snapshot is taken
+        (or could not be)."""
         self._let_the_flush_start()
         seen = self._visible
         try:
-            seen = self._begin_read(conn)
             try:
+                seen = self._begin_read(conn)
+            finally:
+                if job is not None:
+                    self._started(job)
+            try:
+                # One unit may repeat a read too (a sliding sync answer asks for the
+                # rooms with events since the same position twice).
                 with snapshot.shared(conn):
                     outcome: tuple[bool, Any] = (True, fn(conn))
             finally:
@@ -586,22 +599,10 @@ class Database:
                     break
                 assert isinstance(job, _Job)
                 self._taken(job)
-                self._let_the_flush_start()
-                seen = self._visible
                 try:
-                    try:
-                        seen = self._begin_read(conn)
-                    finally:
-                        self._started(job)
-                    try:
-                        # One unit may repeat a read too (a sliding sync answer asks for
-                        # the rooms with events since the same position twice).
-                        with snapshot.shared(conn):
-                            outcome = (True, job.fn(conn))
-                    finally:
-                        conn.execute("COMMIT")
-                except BaseException as exc:
-                    outcome = (False, exc)
+                    outcome, seen = self._read_on(conn, job.fn, job)
+                except BaseException as exc:  # not an Exception: still its caller's answer
+                    outcome, seen = (False, exc), self._visible
                 self._answer_read(job.loop, [(job.future, *outcome)], seen)
                 self._finished(job)
         finally:

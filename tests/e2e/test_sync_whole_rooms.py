@@ -11,6 +11,8 @@ state change inside the timeline (its start is not the room's current state).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import apsw
@@ -88,42 +90,39 @@ def _edit(event_id: str, body: str) -> dict[str, Any]:
 
 def _initial_sync(
     data_dir: Any,
+    conn: apsw.Connection,
     user: User,
     sync_filter: dict[str, Any],
     use_state_after: bool,
-    conn: apsw.Connection | None = None,
 ) -> Any:
     services = build_services(load(data_dir))
-    own = conn is None
-    if conn is None:
-        conn = _snapshot(data_dir)
-    try:
-        parsed = decode_filter(msgspec.json.encode(sync_filter))
-        computed = services.sync_service._compute(
-            conn,
-            requester=Requester(user.user_id, user.device_id, False, False, b""),
-            token=None,
-            full_state=False,
-            sync_filter=parsed,
-            shaper=Shaper(parsed),
-            typing_serial=services.typing_notifications.serial,
-            use_state_after=use_state_after,
-        )
-    finally:
-        if own:
-            conn.close()
+    parsed = decode_filter(msgspec.json.encode(sync_filter))
+    computed = services.sync_service._compute(
+        conn,
+        requester=Requester(user.user_id, user.device_id, False, False, b""),
+        token=None,
+        full_state=False,
+        sync_filter=parsed,
+        shaper=Shaper(parsed),
+        typing_serial=services.typing_notifications.serial,
+        use_state_after=use_state_after,
+    )
     response = msgspec.json.decode(msgspec.json.encode(computed.response))
     response.pop("presence", None)  # last_active_ago moves between the two reads
     return _without_age(response)
 
 
-def _snapshot(data_dir: Any) -> apsw.Connection:
+@contextlib.contextmanager
+def _snapshot(data_dir: Any) -> Iterator[apsw.Connection]:
     """A read-only connection inside a read transaction: the shared server goes on writing
     (earlier tests' background work moves the stream), and both ways must read one state."""
     conn = apsw.Connection(str(load(data_dir).database_path), flags=apsw.SQLITE_OPEN_READONLY)
-    conn.execute("BEGIN")
-    conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # the snapshot starts here
-    return conn
+    try:
+        conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # the snapshot starts here
+        yield conn
+    finally:
+        conn.close()
 
 
 def _without_age(value: Any) -> Any:
@@ -145,20 +144,20 @@ def test_rooms_read_together_give_what_rooms_read_alone_give(
         for sync_filter in FILTERS:
             monkeypatch.setattr(whole_rooms, "CHUNK", 3)  # chunk after chunk
             monkeypatch.setattr(whole_rooms, "MAX_MEMBERS", 2)  # "unnamed" is large
-            conn = _snapshot(server.data_dir)
-            try:
-                together = _initial_sync(server.data_dir, user, sync_filter, use_state_after, conn)
+            with _snapshot(server.data_dir) as conn:
+                together = _initial_sync(server.data_dir, conn, user, sync_filter, use_state_after)
                 monkeypatch.setattr(whole_rooms.WholeRooms, "get", lambda self, room_id: None)
-                alone = _initial_sync(server.data_dir, user, sync_filter, use_state_after, conn)
-            finally:
-                conn.close()
+                alone = _initial_sync(server.data_dir, conn, user, sync_filter, use_state_after)
             monkeypatch.undo()
             assert together == alone
             joined = together["rooms"]["join"]
             assert set(rooms.values()) <= set(joined)
 
     # And what both give is right.
-    joined = _initial_sync(server.data_dir, bob.user, {}, use_state_after)["rooms"]["join"]
+    with _snapshot(server.data_dir) as conn:
+        joined = _initial_sync(server.data_dir, conn, bob.user, {}, use_state_after)["rooms"][
+            "join"
+        ]
     timeline = {name: joined[room_id]["timeline"]["events"] for name, room_id in rooms.items()}
     assert "before bob" not in bodies(timeline["joined_late"])
     assert bodies(timeline["changed"]) == ["shared, before the change", "after bob"]
