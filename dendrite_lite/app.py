@@ -459,6 +459,11 @@ def build_app(config: Config, services: Services | None = None) -> Litestar:
             asyncio.create_task(_flush_last_seen_forever(services.devices)),
             asyncio.create_task(services.presence.run_expiry()),
             asyncio.create_task(services.push_sender.run()),
+            asyncio.create_task(
+                services.sliding_sync.saver.save_forever(
+                    services.config.sliding_sync.save_interval_ms / 1000
+                )
+            ),
         ]
         if services.config.email.enabled:
             background.append(asyncio.create_task(services.email_queue.run()))
@@ -470,6 +475,7 @@ def build_app(config: Config, services: Services | None = None) -> Litestar:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await services.devices.flush_last_seen()
+            await services.sliding_sync.saver.save_all()
             services.db.close()
 
     dependencies: dict[str, Provide] = {

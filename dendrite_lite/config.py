@@ -127,6 +127,13 @@ class PresenceConfig(_Section):
     offline_after_ms: int = 90_000
 
 
+class SlidingSyncConfig(_Section):
+    # Connection state (each client's pos) is saved to the database at most this often
+    # and at shutdown; a crash loses what changed since the last save, and those clients
+    # start their sliding sync connection over.
+    save_interval_ms: int = 5000
+
+
 class PushConfig(_Section):
     # Push gateways are URLs chosen by clients: requests to loopback, private, link-local
     # and other non-public addresses are refused unless this is true (a gateway on your
@@ -267,6 +274,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     user_directory: UserDirectoryConfig = msgspec.field(default_factory=UserDirectoryConfig)
     presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
+    sliding_sync: SlidingSyncConfig = msgspec.field(default_factory=SlidingSyncConfig)
     push: PushConfig = msgspec.field(default_factory=PushConfig)
     media: MediaConfig = msgspec.field(default_factory=MediaConfig)
     url_previews: UrlPreviewConfig = msgspec.field(default_factory=UrlPreviewConfig)
@@ -332,6 +340,8 @@ def validate(config: Config) -> None:
         raise ConfigError("auth.argon2_time_cost: must be at least 1")
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("limits.max_request_body_bytes: must be at least 1024")
+    if config.sliding_sync.save_interval_ms < 100:
+        raise ConfigError("sliding_sync.save_interval_ms: must be at least 100")
     _validate_media(config)
     _validate_email(config.email)
     _validate_oauth(config)
@@ -520,6 +530,11 @@ search_all_users = false
 # Online/offline status shared with everyone in your rooms.
 enabled = true
 offline_after_ms = 90000
+
+[sliding_sync]
+# Element X's connection state is saved this often (and at shutdown); after a crash,
+# clients whose state changed since the last save start their connection over.
+save_interval_ms = 5000
 
 [push]
 # Push gateway URLs come from clients. true lets them point at loopback, private or

@@ -7,9 +7,11 @@ sent up to and with which config. A `Position` is immutable; the next one copies
 room map and updates the rooms it sent. A response with nothing in it hands back the
 same `pos`, so an idle client creates no state and no write.
 
-The state lives in memory (the hot path reads no connection rows) and is written to
-SQLite behind each response (storage/sliding_sync.py), so after a restart a connection
-is loaded back on its next request instead of forcing the client into a full resync.
+The state lives in memory (the hot path reads no connection rows) and is saved to
+SQLite now and then and at shutdown (saving.py), so after a restart a connection is
+loaded back on its next request instead of forcing the client into a full resync. While
+the server runs, memory is the whole truth: a pos its connection no longer holds is
+unknown, whatever the database still has.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from dendrite_lite.storage.sliding_sync import StoredPosition, StoredRoom
 ConnKey = tuple[str, str, str]  # (user_id, device_id, conn_id)
 # list name -> (count, room IDs in the list's ranges)
 ListsState = Mapping[str, tuple[int, tuple[str, ...]]]
+# Pos numbers a millisecond can give out before they run into the next start's
+# (Connections.start_numbering); 16 for 1.8e12 ms is 2.9e13, far below parse_pos's 18
+# digits.
+POS_PER_MS = 16
 
 
 @dataclass(frozen=True)
@@ -47,15 +53,19 @@ class Position:
     typing_serial: int
     lists: ListsState
     rooms: Mapping[str, SentRoom]
-    # The rooms this position stored a row for (storage/sliding_sync.confirm_position
-    # then drops only their older rows); None: not known (loaded after a restart).
-    updated: frozenset[str] | None = None
 
 
 @dataclass
 class Connection:
     conn_nid: int
+    created_ms: int = 0
     positions: dict[int, Position] = field(default_factory=dict)
+    # The position the database holds the state of (saving.py); None: nothing of this
+    # connection is saved yet. `saved_tidy`: False when the database may hold more than
+    # that position's rows (loaded after a restart: the answers built on it, rows that
+    # a newer row supersedes).
+    saved: Position | None = None
+    saved_tidy: bool = True
 
 
 def parse_pos(pos: str) -> int:
@@ -81,13 +91,18 @@ class Connections:
     def numbered(self) -> bool:
         return self.next_pos_nid > 0
 
-    def start_numbering(self, max_conn_nid: int, max_pos_nid: int) -> None:
+    def start_numbering(self, max_conn_nid: int, max_pos_nid: int, now: int) -> None:
+        """Positions given out after the last save before a crash were never saved, and
+        a client may still hold one: pos numbers start from the clock (POS_PER_MS a
+        millisecond since the epoch), above every number the last run gave out unless
+        it gave out more than that, or the clock went back. Connection numbers never
+        leave the process: after the greatest saved one is enough."""
         if not self.numbered:
             self.next_conn_nid = max_conn_nid + 1
-            self.next_pos_nid = max_pos_nid + 1
+            self.next_pos_nid = max(max_pos_nid + 1, now * POS_PER_MS)
 
-    def new_connection(self, key: ConnKey) -> Connection:
-        connection = Connection(self.next_conn_nid)
+    def new_connection(self, key: ConnKey, created_ms: int) -> Connection:
+        connection = Connection(self.next_conn_nid, created_ms)
         self.next_conn_nid += 1
         self.by_key[key] = connection
         return connection
@@ -107,7 +122,7 @@ class Connections:
         """A position loaded from the database after a restart."""
         connection = self.by_key.get(key)
         if connection is None or connection.conn_nid != conn_nid:
-            connection = Connection(conn_nid)
+            connection = Connection(conn_nid, saved=position, saved_tidy=False)
             self.by_key[key] = connection
         connection.positions.setdefault(position.pos_nid, position)
         return connection.positions[position.pos_nid]

@@ -3,16 +3,15 @@
 One request is one read unit (`_compute`): the stream position now, the user's room list
 by recency, the lists' windows, the rooms that changed since the pos (rooms that did not
 change cost one indexed lookup each), the extensions. Connection state is in memory
-(connections.py); a response with news gets a new pos, recorded in SQLite by a write
-queued behind the response rather than awaited (the client never waits on an fsync for
-it; a restart drains the queue, a crash at worst loses the newest pos and the client
-starts over on M_UNKNOWN_POS, as the MSC allows). Long-polls wait on the notifier, which
-wakes the user's requests for any change that concerns them.
+(connections.py); a response with news gets a new pos, saved to SQLite with the
+connection's next save (saving.py: now and then and at shutdown; the client never waits
+on it, and a crash at worst loses the positions since the last save, whose clients start
+over on M_UNKNOWN_POS, as the MSC allows). Long-polls wait on the notifier, which wakes
+the user's requests for any change that concerns them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import dataclasses
 import functools
@@ -39,10 +38,8 @@ from dendrite_lite.sliding_sync.connections import (
     ConnKey,
     Position,
     SentRoom,
-    encode_lists,
     from_stored,
     parse_pos,
-    to_stored,
     unknown_pos,
 )
 from dendrite_lite.sliding_sync.extensions import ExtensionInput
@@ -57,6 +54,7 @@ from dendrite_lite.sliding_sync.room_lists import (
     server_list,
 )
 from dendrite_lite.sliding_sync.room_results import RoomContext, RoomUpdate
+from dendrite_lite.sliding_sync.saving import Saver
 from dendrite_lite.storage import sliding_sync as store
 from dendrite_lite.storage import streams, to_device
 from dendrite_lite.storage.db import Database
@@ -166,11 +164,6 @@ class SlidingSyncResult:
     extensions: dict[str, Any]
 
 
-def _position_recorded(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.error("recording a sliding sync position failed", exc_info=done.exception())
-
-
 class SlidingSync:
     def __init__(
         self,
@@ -187,6 +180,7 @@ class SlidingSync:
         # Requests per device (sliding sync: per connection); off unless configured
         self.limiter = limiter or RateLimiter(0, 0, enabled=False)
         self.connections = Connections()
+        self.saver = Saver(db, self.connections)
         self.room_cache = RoomCache()
         self._room_lists: OrderedDict[str, CachedRoomList] = OrderedDict()
         self._room_lists_lock = threading.Lock()
@@ -214,6 +208,10 @@ class SlidingSync:
         base = None if pos_nid is None else self.connections.find(key, pos_nid)
         if base is not None:
             self.connections.confirm(key, base.pos_nid)
+        elif pos_nid is not None and key in self.connections.by_key:
+            # Memory holds the connection and not this pos: gone, whatever the database
+            # still has (it is saved now and then, saving.py).
+            raise unknown_pos()
         # The MSC: timeout is ignored without a pos (an initial request answers at once).
         timeout_s = 0.0 if pos_nid is None else max(0, min(timeout_ms, MAX_TIMEOUT_MS)) / 1000
         deadline = time.monotonic() + timeout_s
@@ -250,7 +248,7 @@ class SlidingSync:
                 short=0 < woken <= FAN_OUT,
             )
             if computed.numbers is not None:
-                self.connections.start_numbering(*computed.numbers)
+                self.connections.start_numbering(*computed.numbers, now_ms())
             if computed.unknown_pos:
                 raise unknown_pos()
             if computed.loaded is not None:
@@ -300,42 +298,16 @@ class SlidingSync:
         sent: dict[str, SentRoom] = dict(base.rooms) if base is not None else {}
         sent.update({room_id: update.sent for room_id, update in computed.rooms.items()})
         lists = {name: (r.count, r.room_ids()) for name, r in computed.lists.items()}
-        position = Position(
-            pos_nid, computed.now, typing_serial, lists, sent, frozenset(computed.rooms)
-        )
+        position = Position(pos_nid, computed.now, typing_serial, lists, sent)
         connection = self.connections.by_key.get(key)
         if base is not None and (connection is None or base.pos_nid not in connection.positions):
             # The connection started over (a request without pos) while this one waited:
             # its state is gone, so this answer cannot be built on.
             raise unknown_pos()
-        fresh = base is None or connection is None
-        if fresh:
-            connection = self.connections.new_connection(key)
-        assert connection is not None
+        if base is None or connection is None:
+            connection = self.connections.new_connection(key, now_ms())
         connection.positions[pos_nid] = position
-        conn_nid = connection.conn_nid
-        user_id, device_id, conn_id = key
-        sent_now = [(room_id, u.sent) for room_id, u in computed.rooms.items()]
-        confirmed = None if base is None else base.pos_nid
-        confirmed_rooms = None if base is None else base.updated
-        created = now_ms()
-        at = computed.now
-
-        def record_position(conn: apsw.Connection) -> None:
-            # Encoded here, on the writer, after a fan-out's last answer (write_soon):
-            # not on the event loop between its answers.
-            encoded: dict[RoomConfig, bytes] = {}
-            stored_rooms = [to_stored(room_id, sent, encoded) for room_id, sent in sent_now]
-            if fresh:
-                store.start_connection(conn, conn_nid, user_id, device_id, conn_id, created)
-            elif confirmed is not None:
-                store.confirm_position(conn, conn_nid, confirmed, confirmed_rooms)
-            store.add_position(
-                conn, conn_nid, pos_nid, at, typing_serial, encode_lists(lists), stored_rooms
-            )
-
-        # Nobody waits on it: committed when no other write is waiting.
-        self.db.write_soon(record_position).add_done_callback(_position_recorded)
+        self.saver.changed(key)
         return pos_nid
 
     async def _delete_acknowledged(self, requester: Requester, upto: int) -> None:

@@ -577,6 +577,67 @@ def test_pos_survives_a_server_restart(server_factory: Any) -> None:
     own.stop()
 
 
+def test_after_a_crash_a_pos_saved_is_kept_and_a_newer_one_starts_over(
+    server_factory: Any,
+) -> None:
+    """Connection state is saved now and then (saving.py): a SIGKILL keeps the positions
+    of the last save, and a pos given out after it answers M_UNKNOWN_POS, from which the
+    client starts over without losing anything."""
+    own: Server = server_factory(
+        {"presence": {"enabled": False}, "sliding_sync": {"save_interval_ms": 200}},
+        shared=False,
+    )
+    with own.client() as own_http:
+        alice, bob = new_client(own_http), new_client(own_http)
+        rooms = [alice.create_room(name=f"c{i}", invite=[bob.user_id]) for i in range(2)]
+        for room in rooms:
+            bob.join(room)
+        saved = ss(bob, room_list_body())["pos"]
+        time.sleep(1.0)  # a save or more
+        own.kill()
+    own.start()
+    with own.client() as own_http:
+        alice = RoomsClient(own_http, alice.user)
+        bob = RoomsClient(own_http, bob.user)
+        alice.send(rooms[0], message("after the crash"))
+        update = ss(bob, room_list_body(), saved)
+        assert set(update["rooms"]) == {rooms[0]}
+        assert bodies(update["rooms"][rooms[0]]["timeline"]) == ["after the crash"]
+    own.stop()
+
+    lazy: Server = server_factory(
+        {"presence": {"enabled": False}, "sliding_sync": {"save_interval_ms": 3_600_000}},
+        shared=False,
+    )
+    with lazy.client() as lazy_http:
+        alice, bob = new_client(lazy_http), new_client(lazy_http)
+        room = alice.create_room(name="lost", invite=[bob.user_id])
+        bob.join(room)
+        unsaved = ss(bob, room_list_body())["pos"]
+        lazy.kill()
+    lazy.start()
+    with lazy.client() as lazy_http:
+        bob = RoomsClient(lazy_http, bob.user)
+        expect(ss_raw(bob, room_list_body(), unsaved), 400, "M_UNKNOWN_POS")
+        fresh = ss(bob, room_list_body())
+        assert set(fresh["rooms"]) == {room}
+        assert int(fresh["pos"]) > int(unsaved)  # never a number given out before the crash
+    lazy.stop()
+
+
+def test_a_pos_the_connection_no_longer_holds_is_unknown(http: httpx.Client) -> None:
+    """Once the client came back with a newer pos, an older one is gone, even before the
+    database has caught up (memory is the whole truth while the server runs)."""
+    alice = new_client(http)
+    room = alice.create_room()
+    first = ss(alice, room_list_body())["pos"]
+    alice.send(room, message("one"))
+    second = ss(alice, room_list_body(), first)["pos"]
+    alice.send(room, message("two"))
+    ss(alice, room_list_body(), second)
+    expect(ss_raw(alice, room_list_body(), first), 400, "M_UNKNOWN_POS")
+
+
 def test_a_long_poll_outlived_by_a_new_connection_gets_unknown_pos(
     http: httpx.Client, server: Server
 ) -> None:
