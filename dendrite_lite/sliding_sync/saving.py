@@ -2,12 +2,13 @@
 
 Every answer with news creates a position (connections.py). Written one by one, the
 positions cost the writer 0.4-0.6 ms of CPU each: a sixth of an Element X room-list
-request's server CPU, and ~9 % of a big room's fan-out (bench/RESULTS.md, twentieth
-session), for a copy that is read only after a restart. So a connection whose state
-changed is saved at most once per `save_interval_ms`, with whatever it holds by then,
-and every unsaved connection at shutdown: a restart keeps every pos. A crash or power
-cut loses the positions given out since the last save; those clients get M_UNKNOWN_POS
-and start over, which the MSC allows (the server may forget a connection at any time).
+request's server CPU, and ~9 % of a big room's fan-out's CPU (bench/RESULTS.md,
+twentieth session), for a copy that is read only after a restart. So a connection whose
+state changed is saved at most once per `save_interval_ms`, with whatever it holds by
+then, and every unsaved connection at shutdown: a restart keeps every pos. A crash or
+power cut loses the positions given out since the last save; those clients get
+M_UNKNOWN_POS and start over, which the MSC allows (the server may forget a connection
+at any time).
 
 What a save writes (storage/sliding_sync.py's rows): the connection's oldest position
 in memory (the one its client last came back with) and the newest answer built on it,
@@ -43,8 +44,8 @@ from dendrite_lite.storage.sliding_sync import StoredRoom
 
 log = logging.getLogger(__name__)
 
-# Connections saved per write unit batch: a save's units wait for the writer like any
-# background write, and a message sent meanwhile waits for at most this many.
+# Connections saved at a time, each its own background write: the writer may commit
+# them in one batch, and a message sent meanwhile waits for that batch at most (a few ms).
 SAVE_CHUNK = 8
 
 
