@@ -114,7 +114,7 @@ def confirm_position(
     it no longer needs (see the module docstring). `rooms_at_pos`: the rooms with a row
     at `pos_nid`, when known; their older rows are the only ones it supersedes, so they
     are dropped by key instead of by a look at every row of the connection (~0.2 ms for
-    500 rooms here, paid with every answer)."""
+    500 rooms here, paid with every save)."""
     # Positions given out since the last one confirmed (the oldest kept) other than this
     # one: answers the client never built on (it asked again). Their rows are not part
     # of this position's state, even where older than it.
