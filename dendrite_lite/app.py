@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -117,6 +117,7 @@ from dendrite_lite.user_directory import UserDirectory
 log = logging.getLogger(__name__)
 
 LAST_SEEN_FLUSH_SECONDS = 60.0
+PRESENCE_EXPIRY_SECONDS = 15.0  # how often users who stopped syncing go offline
 
 ROUTES: list[Any] = [
     versions.get_versions,
@@ -456,12 +457,22 @@ def build_app(config: Config, services: Services | None = None) -> Litestar:
         services.event_creator.signing_key = await services.db.write(load_signing_key)
         await services.media.recover()
         background = [
-            asyncio.create_task(_flush_last_seen_forever(services.devices)),
-            asyncio.create_task(services.presence.run_expiry()),
+            asyncio.create_task(
+                _every(
+                    LAST_SEEN_FLUSH_SECONDS,
+                    services.devices.flush_last_seen,
+                    "flushing device last-seen stats",
+                )
+            ),
+            asyncio.create_task(
+                _every(PRESENCE_EXPIRY_SECONDS, services.presence.expire_idle, "presence expiry")
+            ),
             asyncio.create_task(services.push_sender.run()),
             asyncio.create_task(
-                services.sliding_sync.saver.save_forever(
-                    services.config.sliding_sync.save_interval_ms / 1000
+                _every(
+                    services.config.sliding_sync.save_interval_ms / 1000,
+                    services.sliding_sync.saver.save_all,
+                    "saving sliding sync connection state",
                 )
             ),
         ]
@@ -513,10 +524,11 @@ def asgi_app(config: Config) -> tuple[EdgeMiddleware, Services]:
     return EdgeMiddleware(app, services.metrics, fast_lane), services
 
 
-async def _flush_last_seen_forever(devices: Devices) -> None:
+async def _every(interval_s: float, job: Callable[[], Awaitable[None]], what: str) -> None:
+    """A periodic background job: a failure is logged and the job runs again next time."""
     while True:
-        await asyncio.sleep(LAST_SEEN_FLUSH_SECONDS)
+        await asyncio.sleep(interval_s)
         try:
-            await devices.flush_last_seen()
+            await job()
         except Exception:
-            log.exception("flushing device last-seen stats failed")
+            log.exception("%s failed", what)

@@ -8,7 +8,6 @@ after `offline_after_ms`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -131,11 +130,3 @@ class Presence:
             await self._store(
                 PresenceRow(row.user_id, "offline", row.status_msg, row.last_active_ts, False)
             )
-
-    async def run_expiry(self, interval_s: float = 15.0) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.expire_idle()
-            except Exception:
-                log.exception("presence expiry failed")

@@ -173,11 +173,3 @@ class Saver:
                         self.changed(key)
             if failed:
                 return  # the rest waits for the next save
-
-    async def save_forever(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.save_all()
-            except Exception:
-                log.exception("saving sliding sync connection state failed")
