@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -146,7 +147,7 @@ class Saver:
     async def save_all(self) -> None:
         """Save every connection changed so far, SAVE_CHUNK at a time."""
         while self._unsaved:
-            keys = list(self._unsaved)[:SAVE_CHUNK]
+            keys = list(itertools.islice(self._unsaved, SAVE_CHUNK))
             units: list[tuple[ConnKey, Connection, asyncio.Future[None]]] = []
             for key in keys:
                 del self._unsaved[key]
