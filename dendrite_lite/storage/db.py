@@ -496,9 +496,9 @@ class Database:
 
         Background writes are committed with other work only when none is waiting, and
         without an fsync of their own: they are for what may be lost to a power cut (a
-        sliding sync position; the client starts over), never for what a client was
-        told is saved. The next durable commit's fsync covers them too, and a crash of
-        the process alone loses nothing.
+        sliding sync connection's saved state; the client starts over), never for what
+        a client was told is saved. The next durable commit's fsync covers them too,
+        and a crash of the process alone loses nothing.
 
         ``may_give_way``: the unit may call `give_way` (it can run again from the start,
         and changes nothing but the database before it commits)."""
@@ -508,8 +508,8 @@ class Database:
 
     def write_soon(self, fn: Callable[[apsw.Connection], T]) -> asyncio.Future[T]:
         """A background write (see `write`) that nobody awaits: its future, to look at
-        when it is done. On the event loop, without a task of its own: a big room's
-        fan-out records a sliding sync position with each of its hundred answers."""
+        when it is done. On the event loop, without a task of its own: sliding sync's
+        connection saves (sliding_sync/saving.py) queue several at once."""
         if self._closed:
             closed: asyncio.Future[T] = asyncio.get_running_loop().create_future()
             closed.set_exception(DatabaseClosed("database is closed"))
@@ -517,9 +517,9 @@ class Database:
         if not self._background_outstanding:
             return self._queue_write(fn, True, None, False)
         # A fan-out's reads are under way: its answers are what the members wait for,
-        # and on one core every background batch the writer commits meanwhile (the
-        # positions of the members answered first) pushes the last answers back by its
-        # CPU time, 4-13 ms of a 100-client fan-out (bench/RESULTS.md, seventeenth
+        # and on one core every background batch the writer commits meanwhile pushes
+        # the last answers back by its CPU time (when each answer wrote its sliding
+        # sync position: 4-13 ms of a 100-client fan-out, bench/RESULTS.md, seventeenth
         # session). The write waits until the reads are over (the fan-out's connections
         # are held until then too, fan_out.py), BACKGROUND_WRITE_DELAY_S at most, in
         # the order it was asked for.
