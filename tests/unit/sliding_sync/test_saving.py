@@ -33,8 +33,7 @@ CONFIGS = [
 ]
 
 
-def _prepare(conn: apsw.Connection) -> None:
-    migrations.migrate(conn)
+def _add_device(conn: apsw.Connection) -> None:
     conn.execute("INSERT INTO users (user_id, created_ts) VALUES (?, 0)", (USER,))
     conn.execute(
         "INSERT INTO devices (user_id, device_id, created_ts) VALUES (?, ?, 0)", (USER, DEVICE)
@@ -44,7 +43,8 @@ def _prepare(conn: apsw.Connection) -> None:
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[apsw.Connection]:
     connection = apsw.Connection(str(tmp_path / "sss.db"))
-    _prepare(connection)
+    migrations.migrate(connection)
+    _add_device(connection)
     yield connection
     connection.close()
 
@@ -266,7 +266,7 @@ async def test_the_saver_saves_changed_connections_and_retries_a_failed_save(
     db = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=1))
     db.open()
     try:
-        await db.write(_prepare_tables)
+        await db.write(_add_device)
         client = Client(random.Random(7))
         saver = saving.Saver(db, client.connections)
         base = client.start()
@@ -298,10 +298,3 @@ async def test_the_saver_saves_changed_connections_and_retries_a_failed_save(
         _same(from_stored(loaded), nxt)
     finally:
         db.close()
-
-
-def _prepare_tables(conn: apsw.Connection) -> None:
-    conn.execute("INSERT INTO users (user_id, created_ts) VALUES (?, 0)", (USER,))
-    conn.execute(
-        "INSERT INTO devices (user_id, device_id, created_ts) VALUES (?, ?, 0)", (USER, DEVICE)
-    )
