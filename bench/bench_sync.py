@@ -53,6 +53,10 @@ GOAL_INITIAL_X = 10.0
 GOAL_INCREMENTAL_P95_MS = 3.0
 GOAL_DELIVERY_P95_MS = 5.0
 SYNAPSE_REFERENCE = {"initial_p95_ms": 3115.0, "incremental_p95_ms": 12.4}
+# Synapse's reference has no /sync delivery figure; its one delivery figure (sliding sync,
+# 42.6 ms p95, ../shared/bench/README.md) stands in: issue 4 sets the same 5 ms goal for
+# both, and Synapse delivers through either alike (77 and 80 ms p95 in one session's runs).
+SYNAPSE_DELIVERY_REFERENCE_P95_MS = 42.6
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -450,6 +454,22 @@ def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
             "value": f"{dl:.2f} ms",
             "met": dl <= GOAL_DELIVERY_P95_MS,
         },
+        h.same_run_goal(
+            r,
+            "incremental /sync p95",
+            "incremental /sync",
+            "p95_ms",
+            SYNAPSE_REFERENCE["incremental_p95_ms"],
+            GOAL_INCREMENTAL_P95_MS,
+        ),
+        h.same_run_goal(
+            r,
+            "delivery p95",
+            "delivery",
+            "p95_ms",
+            SYNAPSE_DELIVERY_REFERENCE_P95_MS,
+            GOAL_DELIVERY_P95_MS,
+        ),
     ]
 
 

@@ -1428,6 +1428,40 @@ async def settle(
     return {"waited_s": round(waited, 1), "settled": settled}
 
 
+def same_run_goal(
+    r: dict[str, Any],
+    what: str,
+    phase: str,
+    key: str,
+    reference: float,
+    goal: float,
+    unit: str = "ms",
+) -> dict[str, Any]:
+    """A goal set against Synapse's reference figure, judged against Synapse in this run.
+
+    The issues' goals are figures on this machine derived from Synapse's own there
+    (../shared/bench/README.md: `reference`, the goal `goal`, so `reference / goal` times
+    better). The machine is shared and its speed drifts by 2x across days (Synapse itself
+    measures that), so its yardstick says to compare ratios from one run: the goal is met
+    when Synapse in this run took at least `reference / goal` times as long as we did.
+    """
+    need = reference / goal
+    d = (r["servers"].get("dendrite") or {}).get("phases", {}).get(phase, {})
+    s = (r["servers"].get("synapse") or {}).get("phases", {}).get(phase, {})
+    label = (
+        f"{what}: Synapse / dendrite in this run >= {need:.1f}x ({reference:g} / {goal:g} {unit})"
+    )
+    ours, theirs = d.get(key), s.get(key)
+    if not ours or not theirs:
+        return {"goal": label, "value": "no Synapse run", "met": None}
+    ratio = theirs / ours
+    return {
+        "goal": label,
+        "value": f"{ratio:.1f}x ({ours:.2f} vs {theirs:.2f} {unit})",
+        "met": ratio >= need,
+    }
+
+
 def verdict(met: bool | None) -> str:
     return "-" if met is None else ("met" if met else "NOT met")
 
@@ -1442,9 +1476,17 @@ def finish(args: argparse.Namespace, result: dict[str, Any]) -> int:
     return 1 if errors else 0
 
 
-def report(files: list[str]) -> None:
-    """Markdown tables of several runs of one bench (for bench/RESULTS.md)."""
+def report(
+    files: list[str], goals: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
+) -> None:
+    """Markdown tables of several runs of one bench (for bench/RESULTS.md). With `goals`,
+    each run is judged again by today's goals (a run recorded before a goal was added
+    gets it too; one whose data lacks a figure keeps the verdicts it was saved with)."""
     runs = [json.loads(Path(f).read_text()) for f in files]
+    if goals is not None:
+        for r in runs:
+            with contextlib.suppress(KeyError, TypeError):
+                r["goals"] = goals(r)
     for i, r in enumerate(runs):
         e = r["env"]
         mod = e.get("git_modified_files") or []
@@ -1542,7 +1584,7 @@ def main_for(
     add_args(p)
     args = p.parse_args()
     if args.report:
-        report(args.report)
+        report(args.report, goals)
         return 0
     defaults(args)
 
