@@ -605,6 +605,11 @@ class Database:
                     outcome, seen = (False, exc), self._visible
                 self._answer_read(job.loop, [(job.future, *outcome)], seen)
                 self._finished(job)
+                # Not kept while idle: the job's future holds its answer, and a legacy
+                # initial /sync's is megabytes of objects (~5 MiB for 500 rooms), kept
+                # alive per reader thread until its next read (bench/RESULTS.md,
+                # twenty-first session).
+                del job, outcome
         finally:
             conn.close()
 
@@ -622,29 +627,34 @@ class Database:
                 self._let_the_flush_start()
                 batch = [first]
                 stopping = _take_more(jobs, batch, BACKGROUND_READ_BATCH)
-                results: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-                jobs_of_batch = [job for job in batch if isinstance(job, _Job)]
-                seen = self._visible
-                try:
-                    seen = self._begin_read(conn)
-                except apsw.Error as exc:  # every unit of the batch fails with it
-                    for job in jobs_of_batch:
-                        results.setdefault(job.loop, []).append((job.future, False, exc))
-                else:
-                    with snapshot.shared(conn):  # one snapshot: the units share its reads
-                        for job in jobs_of_batch:
-                            self._let_the_writes_pass()
-                            try:
-                                outcome = (True, job.fn(conn))
-                            except BaseException as exc:
-                                outcome = (False, exc)
-                            results.setdefault(job.loop, []).append((job.future, *outcome))
-                    with contextlib.suppress(apsw.Error):
-                        conn.execute("COMMIT")  # a read transaction: nothing to lose
-                for loop, outcomes in results.items():
-                    self._answer_read(loop, outcomes, seen)
+                self._background_batch(conn, [job for job in batch if isinstance(job, _Job)])
+                del first, batch  # not kept while idle (as in _reader_main)
         finally:
             conn.close()
+
+    def _background_batch(self, conn: apsw.Connection, jobs: list[_Job]) -> None:
+        """One batch of background reads in one read transaction (its outcomes go with
+        this frame: nothing keeps a fan-out's answers while the thread waits)."""
+        results: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        seen = self._visible
+        try:
+            seen = self._begin_read(conn)
+        except apsw.Error as exc:  # every unit of the batch fails with it
+            for job in jobs:
+                results.setdefault(job.loop, []).append((job.future, False, exc))
+        else:
+            with snapshot.shared(conn):  # one snapshot: the units share its reads
+                for job in jobs:
+                    self._let_the_writes_pass()
+                    try:
+                        outcome = (True, job.fn(conn))
+                    except BaseException as exc:
+                        outcome = (False, exc)
+                    results.setdefault(job.loop, []).append((job.future, *outcome))
+            with contextlib.suppress(apsw.Error):
+                conn.execute("COMMIT")  # a read transaction: nothing to lose
+        for loop, outcomes in results.items():
+            self._answer_read(loop, outcomes, seen)
 
     def _let_the_writes_pass(self) -> None:
         """Before a background unit: wait while a foreground write is queued or being
@@ -920,6 +930,7 @@ class Database:
             else:
                 batch = [background.popleft() for _ in range(tokens)]
                 self._commit_batch(conn, batch, durable=False)
+            del batch  # not kept while idle (as in _reader_main)
 
     def _foreground_batch(self, tokens: int) -> list[_Job]:
         """Up to `tokens` foreground writes in arrival order, a write that gave way
@@ -1061,6 +1072,7 @@ class Database:
             finally:
                 with self._durable_lock:
                     self._with_flusher -= len(done)
+            del first, group, done  # not kept while idle (as in _reader_main)
 
     def _flush_and_tell(self, done: list[_Committed]) -> None:
         """One flush for these batches (each written to the WAL before it begins), then
