@@ -63,6 +63,10 @@ class RoomContext:
     now_ts: int = field(default_factory=now_ms)
     # The rooms this response may send (their unread counts are read together).
     candidates: list[str] = field(default_factory=list)
+    # Rooms the user read since the pos (their own receipts moved): sent again for their
+    # unread counts even with no new event (Element Web's sliding sync shows the
+    # server's counts; Element X counts from the receipts extension itself).
+    read: frozenset[str] = frozenset()
     _unread: dict[str, tuple[int, int]] | None = None
 
     def unread(self, room_id: str) -> tuple[int, int]:
@@ -228,7 +232,13 @@ def _joined(
     latest = ctx.latest.get(room_id) if joined else None
     if latest is None:
         latest = store.latest_stream_pos(conn, room_id, upto)
-    if unchanged_config and sent is not None and latest <= sent.stream_pos and not new_dm:
+    if (
+        unchanged_config
+        and sent is not None
+        and latest <= sent.stream_pos
+        and not new_dm
+        and room_id not in ctx.read
+    ):
         return None
     since = None if sent is None or whole else sent.stream_pos
     checker: VisibilityChecker

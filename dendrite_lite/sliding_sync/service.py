@@ -55,8 +55,8 @@ from dendrite_lite.sliding_sync.room_lists import (
 )
 from dendrite_lite.sliding_sync.room_results import RoomContext, RoomUpdate
 from dendrite_lite.sliding_sync.saving import Saver
+from dendrite_lite.storage import receipts, streams, to_device
 from dendrite_lite.storage import sliding_sync as store
-from dendrite_lite.storage import streams, to_device
 from dendrite_lite.storage.db import Database
 from dendrite_lite.storage.sliding_sync import ListedRoom
 
@@ -420,10 +420,13 @@ class SlidingSync:
             known: RoomConfig | None = configs.get(room_id)
             configs[room_id] = config if known is None else known.combine(config)
         quiet: frozenset[str] = frozenset()
+        read: frozenset[str] = frozenset()
+        if base_stream is not None:
+            read = receipts.rooms_read_by(conn, user_id, base_stream, now)
         if base is not None and base_stream is not None and now - base_stream <= QUIET_WINDOW:
             checked = {room_id for _, ids in base.lists.values() for room_id in ids}
             active = streams.rooms_between(conn, "events", base_stream, now)
-            quiet = frozenset(checked - active)
+            quiet = frozenset(checked - active - read)
         ctx = RoomContext(
             conn,
             user_id,
@@ -444,6 +447,7 @@ class SlidingSync:
             ),
             quiet,
             candidates=[room_id for room_id in configs if room_id not in quiet],
+            read=read,
         )
         updates: dict[str, RoomUpdate] = {}
         for room_id, config in configs.items():

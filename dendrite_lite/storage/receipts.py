@@ -55,6 +55,19 @@ def changed_in_rooms(
     ]
 
 
+def rooms_read_by(conn: apsw.Connection, user_id: str, after: int, upto: int) -> frozenset[str]:
+    """The rooms where the user's own read receipts (public or private) moved after
+    `after`, up to `upto`: their unread counts may have fallen with no new event."""
+    return frozenset(
+        str(room_id)
+        for (room_id,) in conn.execute(
+            "SELECT DISTINCT room_id FROM receipts WHERE stream_pos > ? AND stream_pos <= ?"
+            " AND user_id = ? AND receipt_type IN ('m.read', 'm.read.private')",
+            (after, upto, user_id),
+        )
+    )
+
+
 def stream_pos_of_event(conn: apsw.Connection, room_id: str, event_id: str) -> int | None:
     for (position,) in conn.execute(
         "SELECT stream_pos FROM events WHERE event_id = ? AND room_id = ?", (event_id, room_id)

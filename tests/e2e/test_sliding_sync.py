@@ -421,9 +421,42 @@ def test_receipts_reach_a_window_room_without_events_and_only_where_they_changed
     assert list(content) == [old] and list(content[old]) == ["m.read"]
     assert list(content[old]["m.read"]) == [bob.user_id]
     assert isinstance(content[old]["m.read"][bob.user_id]["ts"], int)
-    assert set(update["rooms"]) == {busy_room}
+    # Bob read the quiet room: it comes back for its unread count, with no event.
+    assert set(update["rooms"]) == {busy_room, quiet_room}
+    assert update["rooms"][quiet_room]["notification_count"] == 0
+    assert update["rooms"][quiet_room]["timeline"] == []
     again = ss(bob, room_list_body(), update["pos"])
     assert again["extensions"].get("receipts", {}).get("rooms", {}) == {}
+    assert again.get("rooms", {}) == {}
+
+
+def test_a_room_read_on_another_device_comes_back_with_its_counts(http: httpx.Client) -> None:
+    """Reading a room (the user's own receipt, public or private, from any device) lowers
+    its unread counts without a new event: the room is sent again with them. Another
+    user's receipt sends no room."""
+    alice, bob = new_client(http), new_client(http)
+    room = alice.create_room(invite=[bob.user_id])
+    other = alice.create_room(invite=[bob.user_id])
+    for joined in (room, other):
+        bob.join(joined)
+    alice.send(room, message("one"))
+    last = alice.send(room, message("two"))
+    elsewhere = alice.send(other, message("elsewhere"))
+    first = ss(bob, room_list_body())
+    assert first["rooms"][room]["notification_count"] == 2
+    alice.call("POST", f"/rooms/{q(other)}/receipt/m.read/{elsewhere}", json={})
+    theirs = ss(bob, room_list_body(), first["pos"])
+    assert theirs.get("rooms", {}) == {}
+    phone = bob.other_device()
+    phone.call("POST", f"/rooms/{q(room)}/receipt/m.read.private/{last}", json={})
+    update = ss(bob, room_list_body(), theirs["pos"])
+    assert set(update["rooms"]) == {room}
+    entry = update["rooms"][room]
+    assert "initial" not in entry
+    assert entry["timeline"] == [] and entry["required_state"] == []
+    assert entry["notification_count"] == 0
+    assert entry["unread_notifications"] == {"notification_count": 0, "highlight_count": 0}
+    assert ss(bob, room_list_body(), update["pos"]).get("rooms", {}) == {}
 
 
 def test_to_device_extension_delivers_and_deletes_acknowledged(http: httpx.Client) -> None:
