@@ -421,7 +421,9 @@ class SlidingSync:
             configs[room_id] = config if known is None else known.combine(config)
         quiet: frozenset[str] = frozenset()
         read: frozenset[str] = frozenset()
-        if base_stream is not None:
+        # The rooms with any receipt since are one shared probe (the receipts extension
+        # asks it too); only when there are some is the user's own looked for.
+        if base_stream is not None and streams.rooms_between(conn, "receipts", base_stream, now):
             read = receipts.rooms_read_by(conn, user_id, base_stream, now)
         if base is not None and base_stream is not None and now - base_stream <= QUIET_WINDOW:
             checked = {room_id for _, ids in base.lists.values() for room_id in ids}
