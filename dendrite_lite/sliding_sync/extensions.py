@@ -11,7 +11,7 @@ subscriptions (`*`: all of them).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,8 @@ class ExtensionInput:
     typing_rooms_changed: Callable[[int], set[str] | None]
     # rooms sent whole in this response -> members whose member event they carried
     initial_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # _scope's answers: the three room-bound extensions usually ask for the same scope
+    scopes: dict[tuple[object, object], dict[str, None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,18 +66,31 @@ class ExtensionOutput:
     acknowledged_to_device: int | None
 
 
-def _scope(ext: ScopedExtension, inp: ExtensionInput) -> list[str]:
+def _scope(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, None]:
+    """The rooms in the extension's scope, in order (a dict: also asked for membership).
+    Worked out once per response for each different scope; callers do not change it."""
+    key = (
+        None if ext.lists is None else tuple(ext.lists),
+        None if ext.rooms is None else tuple(ext.rooms),
+    )
+    found = inp.scopes.get(key)
+    if found is not None:
+        return found
     rooms: dict[str, None] = {}
     for name in ext.lists if ext.lists is not None else ["*"]:
         for list_name, ids in inp.list_rooms.items():
             if name in ("*", list_name):
-                rooms.update(dict.fromkeys(ids))
+                if rooms:
+                    rooms.update(dict.fromkeys(ids))
+                else:
+                    rooms = dict.fromkeys(ids)
     for room_id in ext.rooms if ext.rooms is not None else ["*"]:
         if room_id == "*":
             rooms.update(dict.fromkeys(inp.subscribed))
         elif room_id in inp.subscribed:
             rooms[room_id] = None
-    return list(rooms)
+    inp.scopes[key] = rooms
+    return rooms
 
 
 def _enabled(ext: Any) -> bool:
@@ -171,9 +186,9 @@ def _e2ee(inp: ExtensionInput) -> dict[str, Any]:
 def _account_data(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
     """Global data changed since the pos (all of it without one); room data of the
     scoped rooms, all of it for rooms sent whole in this response."""
-    rooms = set(_scope(ext, inp))
+    rooms = _scope(ext, inp)
     base = inp.base
-    need_all = base is None or bool(rooms & inp.initial_rooms)
+    need_all = base is None or not inp.initial_rooms.isdisjoint(rooms)
     rows = store.account_data_since(inp.conn, inp.user_id, 0 if need_all else base or 0)
     global_events: list[msgspec.Raw] = []
     by_room: dict[str, list[msgspec.Raw]] = {}
@@ -202,15 +217,17 @@ def _receipts(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
     rooms = _scope(ext, inp)
     if not rooms:
         return {}
-    fresh = [r for r in rooms if inp.base is None or r in inp.initial_rooms]
     known: list[str] = []
-    if inp.base is not None:
+    if inp.base is None:
+        fresh = list(rooms)
+    else:
+        fresh = [r for r in inp.initial_rooms if r in rooms]
         # Only rooms with a receipt since the pos: a long-poll's window may hold every
         # room of the account, and asking each of them (an index probe per room) was a
         # third of a woken read's SQL with a 100-room window. The rooms with receipts in
         # the range are one probe of receipts_by_stream, shared by a fan-out's reads.
         changed = streams.rooms_between(inp.conn, "receipts", inp.base, inp.now)
-        known = [r for r in rooms if r in changed and r not in inp.initial_rooms]
+        known = [r for r in changed if r in rooms and r not in inp.initial_rooms]
     by_room: dict[str, list[receipts.ReceiptRow]] = {}
     batches = [(fresh, 0), (known, inp.base or 0)]
     for room_ids, after in batches:
@@ -230,7 +247,12 @@ def _typing(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
     # Rooms sent before need asking only if their typing set changed since the pos:
     # a long-poll's window may hold every room of the account, and typing is rare.
     changed_rooms = None if serial is None else inp.typing_rooms_changed(serial)
-    for room_id in _scope(ext, inp):
+    scope = _scope(ext, inp)
+    candidates: Iterable[str] = scope
+    if changed_rooms is not None:
+        # Only the rooms sent whole and those whose typing set changed can have news
+        candidates = [r for r in {*inp.initial_rooms, *changed_rooms} if r in scope]
+    for room_id in candidates:
         if serial is None or room_id in inp.initial_rooms:
             typers = inp.typing_in(room_id)
             if not typers:

@@ -11,7 +11,7 @@ tags, encryption, room types, spaces) are read only when a list asks for them.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,28 +173,55 @@ class ListResult:
                 seen.setdefault(room_id)
         return tuple(seen)
 
+    @functools.cached_property
+    def room_id_set(self) -> frozenset[str]:
+        return frozenset(self._room_ids)
+
 
 def compute_lists(
-    specs: Mapping[str, ListSpec], rows: list[ListedRoom], facts: RoomFacts
-) -> tuple[dict[str, ListResult], dict[str, RoomConfig], dict[str, list[str]]]:
-    """Each list's count and windows; the combined config of every room in a window;
-    and, per room, the lists whose window holds it."""
+    specs: Mapping[str, ListSpec],
+    rows: list[ListedRoom],
+    facts: RoomFacts,
+    ids: Sequence[str] | None = None,
+) -> tuple[dict[str, ListResult], dict[str, RoomConfig]]:
+    """Each list's count and windows, and the combined config of every room in a window.
+    `ids`: the room IDs of `rows`, in order, when the caller has them (a window of an
+    unfiltered list is then a slice, not a loop: Element X's window holds every room)."""
     results: dict[str, ListResult] = {}
     configs: dict[str, RoomConfig] = {}
-    in_lists: dict[str, list[str]] = {}
     for name, spec in specs.items():
         f = spec.filters
-        filtered = rows if f == Filters() else [r for r in rows if matches(r, f, facts)]
+        if f == Filters():
+            filtered = rows
+            filtered_ids = ids if ids is not None else [r.room_id for r in rows]
+        else:
+            filtered = [r for r in rows if matches(r, f, facts)]
+            filtered_ids = [r.room_id for r in filtered]
         windows: list[tuple[tuple[int, int] | None, list[str]]] = []
         if spec.ranges is None:
-            windows.append((None, [r.room_id for r in filtered]))
+            windows.append((None, list(filtered_ids)))
         else:
             for start, end in spec.ranges:
-                windows.append(((start, end), [r.room_id for r in filtered[start : end + 1]]))
+                windows.append(((start, end), list(filtered_ids[start : end + 1])))
         result = ListResult(len(filtered), windows)
         results[name] = result
+        if not configs:
+            configs = dict.fromkeys(result.room_ids(), spec.config)
+            continue
         for room_id in result.room_ids():
             known = configs.get(room_id)
             configs[room_id] = spec.config if known is None else known.combine(spec.config)
-            in_lists.setdefault(room_id, []).append(name)
-    return results, configs, in_lists
+    return results, configs
+
+
+def lists_holding(
+    results: Mapping[str, ListResult], room_ids: Iterable[str]
+) -> dict[str, list[str]]:
+    """Per room, the lists whose windows hold it (the accepted shape's `lists` field):
+    asked only for the rooms a response sends."""
+    found: dict[str, list[str]] = {}
+    for room_id in room_ids:
+        names = [name for name, result in results.items() if room_id in result.room_id_set]
+        if names:
+            found[room_id] = names
+    return found

@@ -38,6 +38,7 @@ from dendrite_lite.sliding_sync.connections import (
     ConnKey,
     Position,
     SentRoom,
+    Settled,
     from_stored,
     parse_pos,
     unknown_pos,
@@ -75,6 +76,13 @@ def _recency(row: ListedRoom) -> tuple[int, str]:
     return (-row.bump_stamp, row.room_id)
 
 
+def _same_direct(a: frozenset[str], b: frozenset[str]) -> bool:
+    """The same m.direct rooms, set at the same stream position (room_results.dm_changed
+    asks both). Usually the same object; compared by value when the decoded m.direct of
+    many users has gone round room_lists' cache."""
+    return a is b or (a == b and getattr(a, "position", 0) == getattr(b, "position", 0))
+
+
 def _not_live(row: ListedRoom) -> bool:
     return row.membership not in LIVE and not row.by_other
 
@@ -88,17 +96,21 @@ class RoomList:
         rows: list[ListedRoom],
         by_id: dict[str, ListedRoom] | None = None,
         not_live: int | None = None,
+        ids: list[str] | None = None,
     ) -> None:
         self.rows = rows
         self.by_id = {row.room_id: row for row in rows} if by_id is None else by_id
         self._not_live = sum(map(_not_live, rows)) if not_live is None else not_live
         # No room left by the user themselves: the server list is every row.
         self.all_live = self._not_live == 0
+        # The room IDs in order (a window of an unfiltered list is a slice of them)
+        self.ids: list[str] = [row.room_id for row in rows] if ids is None else ids
 
     def merged(self, changed: list[ListedRoom]) -> RoomList:
         """This list with `changed` rows put in (a message bumps one room): each row moved
         by bisection instead of sorting the whole list again (500 rooms: ~20x less)."""
         rows = list(self.rows)
+        ids = list(self.ids)
         by_id = dict(self.by_id)
         not_live = self._not_live
         for row in changed:
@@ -107,13 +119,17 @@ class RoomList:
                 at = bisect.bisect_left(rows, _recency(old), key=_recency)
                 if at < len(rows) and rows[at].room_id == old.room_id:
                     del rows[at]
+                    del ids[at]
                 else:  # not where its key says: find it the slow way
                     rows = [r for r in rows if r.room_id != old.room_id]
+                    ids = [r.room_id for r in rows]
                 not_live -= _not_live(old)
-            bisect.insort_left(rows, row, key=_recency)
+            at = bisect.bisect_left(rows, _recency(row), key=_recency)
+            rows.insert(at, row)
+            ids.insert(at, row.room_id)
             by_id[row.room_id] = row
             not_live += _not_live(row)
-        return RoomList(rows, by_id, not_live)
+        return RoomList(rows, by_id, not_live, ids)
 
 
 @dataclass(frozen=True)
@@ -121,7 +137,7 @@ class CachedRoomList:
     """A user's room list as of stream position `at`, with the version of their
     memberships it was read at and their summary (storage/sliding_sync.py)."""
 
-    version: int
+    version: int  # of the user's memberships (storage/sliding_sync.room_list_version)
     summary: tuple[int, int, int, int]
     at: int
     rows: RoomList
@@ -138,10 +154,10 @@ class Computed:
     now: int = 0
     lists: dict[str, ListResult] = field(default_factory=dict)
     rooms: dict[str, RoomUpdate] = field(default_factory=dict)
-    in_lists: dict[str, list[str]] = field(default_factory=dict)
     extensions: dict[str, Any] = field(default_factory=dict)
     news: bool = False
     acknowledged_to_device: int | None = None
+    settled: Settled | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +176,6 @@ class SlidingSyncResult:
     txn_id: str | None
     lists: dict[str, ListResult]
     rooms: dict[str, dict[str, Any]]
-    in_lists: dict[str, list[str]]
     extensions: dict[str, Any]
 
 
@@ -287,7 +302,6 @@ class SlidingSync:
             txn_id,
             computed.lists,
             rooms,
-            computed.in_lists,
             computed.extensions,
         )
 
@@ -298,7 +312,7 @@ class SlidingSync:
         sent: dict[str, SentRoom] = dict(base.rooms) if base is not None else {}
         sent.update({room_id: update.sent for room_id, update in computed.rooms.items()})
         lists = {name: (r.count, r.room_ids()) for name, r in computed.lists.items()}
-        position = Position(pos_nid, computed.now, typing_serial, lists, sent)
+        position = Position(pos_nid, computed.now, typing_serial, lists, sent, computed.settled)
         connection = self.connections.by_key.get(key)
         if base is not None and (connection is None or base.pos_nid not in connection.positions):
             # The connection started over (a request without pos) while this one waited:
@@ -318,12 +332,12 @@ class SlidingSync:
 
     # -- on a reader thread --------------------------------------------------------------
 
-    def _room_list(self, conn: apsw.Connection, user_id: str, now: int) -> RoomList:
-        """The user's room list by recency, kept in memory with the stream position it
-        holds for: memberships changed since (a per-user counter tells, storage/
-        sliding_sync.room_list_version) and rooms bumped since (the rooms with events
-        since, a position window the batch's other reads share) are merged in; anything
-        else rebuilds it."""
+    def _room_list(self, conn: apsw.Connection, user_id: str, now: int) -> tuple[RoomList, int]:
+        """The user's room list by recency, and the version of their memberships it holds
+        for. Kept in memory with the stream position it holds for: memberships changed
+        since (a per-user counter tells, storage/sliding_sync.room_list_version) and
+        rooms bumped since (the rooms with events since, a position window the batch's
+        other reads share) are merged in; anything else rebuilds it."""
         version = store.room_list_version(conn, user_id)
         cached = self._room_lists.get(user_id)
         updated = None
@@ -335,13 +349,13 @@ class SlidingSync:
         rows, summary = updated
         fresh = CachedRoomList(version, summary, now, rows)
         if fresh == cached:  # nothing changed, not even the position (RoomList: identity)
-            return rows
+            return rows, version
         with self._room_lists_lock:
             self._room_lists[user_id] = fresh
             self._room_lists.move_to_end(user_id)
             while len(self._room_lists) > MAX_CACHED_ROOM_LISTS:
                 self._room_lists.popitem(last=False)
-        return rows
+        return rows, version
 
     @staticmethod
     def _updated(
@@ -399,14 +413,15 @@ class SlidingSync:
         now = streams.current_position(conn)
         base_stream = None if base is None else min(base.stream_pos, now)
         sent_rooms = {} if base is None else base.rooms
-        room_list = self._room_list(conn, user_id, now)
+        room_list, memberships_version = self._room_list(conn, user_id, now)
         rows = room_list.rows
         facts = RoomFacts(conn, user_id)
-        list_results, configs, in_lists = compute_lists(
-            request.lists,
-            rows if room_list.all_live else server_list(rows, sent_rooms),
-            facts,
-        )
+        if room_list.all_live:
+            list_results, configs = compute_lists(request.lists, rows, facts, room_list.ids)
+        else:
+            list_results, configs = compute_lists(
+                request.lists, server_list(rows, sent_rooms), facts
+            )
         by_id = room_list.by_id
         subscribed: list[str] = []
         for room_id, config in request.subscriptions.items():
@@ -426,39 +441,55 @@ class SlidingSync:
         if base_stream is not None and streams.rooms_between(conn, "receipts", base_stream, now):
             read = receipts.rooms_read_by(conn, user_id, base_stream, now)
         if base is not None and base_stream is not None and now - base_stream <= QUIET_WINDOW:
-            checked = {room_id for _, ids in base.lists.values() for room_id in ids}
+            checked = set().union(*(ids for _, ids in base.lists.values()))
             active = streams.rooms_between(conn, "events", base_stream, now)
             quiet = frozenset(checked - active - read)
+        direct = facts.direct
+        # Rooms the pos had settled, with nothing new since: not looked at one by one.
+        skipped: frozenset[str] = frozenset()
+        known_settled = None if base is None else base.settled
+        if (
+            quiet
+            and known_settled is not None
+            and _same_direct(known_settled.direct, direct)
+            and known_settled.memberships_version == memberships_version
+            and known_settled.configs == configs
+        ):
+            skipped = quiet & known_settled.rooms
+        todo = [room_id for room_id in configs if room_id not in skipped] if skipped else configs
+        unquiet = [room_id for room_id in todo if room_id not in quiet]
         ctx = RoomContext(
             conn,
             user_id,
             device_id,
             now,
             base_stream,
-            facts.direct,
+            direct,
             frozenset(ignored_users(conn, user_id)),
             self.room_cache,
             store.latest_stream_positions(
                 conn,
-                [
-                    room_id
-                    for room_id in configs
-                    if room_id not in quiet and by_id[room_id].membership == "join"
-                ],
+                [room_id for room_id in unquiet if by_id[room_id].membership == "join"],
                 now,
             ),
             quiet,
-            candidates=[room_id for room_id in configs if room_id not in quiet],
+            candidates=unquiet,
             read=read,
         )
         updates: dict[str, RoomUpdate] = {}
-        for room_id, config in configs.items():
+        now_settled: list[str] = []
+        for room_id in todo:
+            config = configs[room_id]
             row, sent = by_id[room_id], sent_rooms.get(room_id)
             if sent is not None and room_results.settled(ctx, row, config, sent):
+                now_settled.append(room_id)
                 continue
             update = room_results.build(ctx, row, config, sent)
             if update is not None:
                 updates[room_id] = update
+                sent = update.sent
+            if sent is not None and room_results.consistent(ctx, row, config, sent):
+                now_settled.append(room_id)
         room_results.serve_timelines(ctx, updates)
         ext = extensions.compute(
             request,
@@ -480,6 +511,7 @@ class SlidingSync:
         lists_changed = base is None or base.lists != {
             name: (r.count, r.room_ids()) for name, r in list_results.items()
         }
+        settled = Settled(skipped.union(now_settled), configs, direct, memberships_version)
         return Computed(
             numbers=numbers,
             loaded=loaded,
@@ -487,8 +519,8 @@ class SlidingSync:
             now=now,
             lists=list_results,
             rooms=updates,
-            in_lists=in_lists,
             extensions=ext.response,
             news=bool(updates) or ext.news or lists_changed,
             acknowledged_to_device=ext.acknowledged_to_device,
+            settled=settled,
         )

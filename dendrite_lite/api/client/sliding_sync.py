@@ -19,6 +19,7 @@ from litestar.params import FromQuery
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.errors import ErrCode, MatrixError
 from dendrite_lite.sliding_sync import requests
+from dendrite_lite.sliding_sync.room_lists import lists_holding
 from dendrite_lite.sliding_sync.service import SlidingSync, SlidingSyncResult
 
 _STABLE_RENAMED = {
@@ -58,11 +59,12 @@ def _stable_room(room_id: str, room: dict[str, Any], in_lists: list[str] | None)
 
 
 def _stable_response(result: SlidingSyncResult) -> dict[str, Any]:
+    in_lists = lists_holding(result.lists, result.rooms)
     return {
         "pos": result.pos,
         "lists": {name: {"count": found.count} for name, found in result.lists.items()},
         "rooms": {
-            room_id: _stable_room(room_id, room, result.in_lists.get(room_id))
+            room_id: _stable_room(room_id, room, in_lists.get(room_id))
             for room_id, room in result.rooms.items()
         },
         "extensions": result.extensions,
