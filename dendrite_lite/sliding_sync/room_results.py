@@ -184,7 +184,7 @@ class _State:
         found = {r.state_key: r for r in events.current_state_rows(conn, room_id, wanted)}
         for user_id in wanted:
             row = found.get(user_id)
-            known[user_id] = None if row is None else (row.event_nid, row)
+            known[user_id] = None if row is None else (row.event_nid, room_cache.kept(row))
 
     def cached_rows(self) -> dict[int, EventRow]:
         if self.snapshot is None:

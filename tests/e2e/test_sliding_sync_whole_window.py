@@ -90,9 +90,7 @@ def test_every_step_reaches_a_whole_window_connection(http: httpx.Client) -> Non
     event_id = bob.send(rooms[4], message("read elsewhere"))
     step({rooms[4]})
     expect(
-        other.request(
-            "POST", f"/rooms/{q(rooms[4])}/receipt/m.read/{q(event_id)}", json={}
-        ),
+        other.request("POST", f"/rooms/{q(rooms[4])}/receipt/m.read/{q(event_id)}", json={}),
         200,
     )
     found = step({rooms[4]})
