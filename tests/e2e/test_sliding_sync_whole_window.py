@@ -119,6 +119,21 @@ def test_every_step_reaches_a_whole_window_connection(http: httpx.Client) -> Non
     assert found["rooms"][invited]["membership"] == "join"
     assert found["rooms"][invited]["initial"] is True
 
+    # The user opens a room (a subscription asking for more): it alone comes back, with
+    # the longer timeline; messages elsewhere still come alone; closing it sends nothing.
+    opened = dict(longer, room_subscriptions={rooms[6]: {"timeline_limit": 5}})
+    found = step({rooms[6]}, opened)
+    assert found["rooms"][rooms[6]].get("unstable_expanded_timeline") is True
+    assert len(found["rooms"][rooms[6]]["timeline"]) == 5
+    bob.send(rooms[1], message("while open"))
+    step({rooms[1]}, opened)
+    bob.send(rooms[6], message("in the open room"))
+    found = step({rooms[6]}, opened)
+    assert _timeline(found, rooms[6]) == ["in the open room"]
+    closed = ss(alice, longer, pos)
+    assert not closed.get("rooms")
+    pos = closed["pos"]
+
     # And messages still come one room at a time.
     for n in (2, 0):
         bob.send(rooms[n], message(f"last {n}"))
