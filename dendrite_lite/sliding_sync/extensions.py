@@ -54,7 +54,9 @@ class ExtensionInput:
     # rooms sent whole in this response -> members whose member event they carried
     initial_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # _scope's answers: the three room-bound extensions usually ask for the same scope
-    scopes: dict[tuple[object, object], dict[str, None]] = field(default_factory=dict)
+    scopes: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, None]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass(frozen=True)
@@ -69,22 +71,21 @@ class ExtensionOutput:
 def _scope(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, None]:
     """The rooms in the extension's scope, in order (a dict: also asked for membership).
     Worked out once per response for each different scope; callers do not change it."""
-    key = (
-        None if ext.lists is None else tuple(ext.lists),
-        None if ext.rooms is None else tuple(ext.rooms),
-    )
+    lists = ("*",) if ext.lists is None else tuple(ext.lists)
+    rooms_asked = ("*",) if ext.rooms is None else tuple(ext.rooms)
+    key = (lists, rooms_asked)  # absent and `*` alike: Element X sends both
     found = inp.scopes.get(key)
     if found is not None:
         return found
     rooms: dict[str, None] = {}
-    for name in ext.lists if ext.lists is not None else ["*"]:
+    for name in lists:
         for list_name, ids in inp.list_rooms.items():
             if name in ("*", list_name):
                 if rooms:
                     rooms.update(dict.fromkeys(ids))
                 else:
                     rooms = dict.fromkeys(ids)
-    for room_id in ext.rooms if ext.rooms is not None else ["*"]:
+    for room_id in rooms_asked:
         if room_id == "*":
             rooms.update(dict.fromkeys(inp.subscribed))
         elif room_id in inp.subscribed:
