@@ -452,6 +452,25 @@ def account_data_since(
     ]
 
 
+def room_account_data(
+    conn: apsw.Connection, user_id: str, room_ids: list[str]
+) -> list[tuple[str, str, bytes, int]]:
+    """(room_id, type, content, stream_pos) of all the account data of these rooms, in
+    stream order. Sorted here: with ORDER BY, SQLite walks the user's whole stream index
+    instead of the primary key's entries of these rooms (390 us against 15 us with 600
+    rows)."""
+    rows = [
+        (str(room_id), str(type_), bytes(content), int(position))
+        for room_id, type_, content, position in conn.execute(
+            "SELECT room_id, type, content, stream_pos FROM account_data"
+            " WHERE user_id = ? AND room_id IN (SELECT value FROM json_each(?))",
+            (user_id, msgspec.json.encode(room_ids)),
+        )
+    ]
+    rows.sort(key=lambda row: row[3])
+    return rows
+
+
 # -- the profiles extension (MSC4262) ---------------------------------------------------
 
 

@@ -367,6 +367,34 @@ def test_extensions_account_data_receipts_typing(http: httpx.Client) -> None:
     assert ext["typing"]["rooms"][room]["content"]["user_ids"] == [alice.user_id]
 
 
+def test_a_room_entering_the_window_brings_all_its_account_data(http: httpx.Client) -> None:
+    """A room that comes into a window is sent whole, with all its account data, however
+    old; a room outside every window brings none, and global data only what is new."""
+    alice, bob = new_client(http), new_client(http)
+    old, middle, newest = (alice.create_room(invite=[bob.user_id]) for _ in range(3))
+    for room in (old, middle, newest):
+        bob.join(room)
+        alice.send(room, message("hello"))
+    bob.call("PUT", f"/user/{bob.user_id}/rooms/{old}/account_data/com.example.r", json={"b": 1})
+    bob.call("PUT", f"/user/{bob.user_id}/rooms/{old}/tags/u.work", json={"order": 0.5})
+    bob.call("PUT", f"/user/{bob.user_id}/account_data/com.example.before", json={"a": 1})
+    alice.send(newest, message("newest"))
+    first = ss(bob, room_list_body(end=0))
+    assert set(first["rooms"]) == {newest}
+    assert old not in first["extensions"]["account_data"]["rooms"]
+
+    bob.call("PUT", f"/user/{bob.user_id}/account_data/com.example.after", json={"a": 2})
+    bob.call("PUT", f"/user/{bob.user_id}/rooms/{middle}/account_data/com.example.m", json={})
+    alice.send(old, message("lifts the old room to the top"))
+    update = ss(bob, room_list_body(end=0), first["pos"])
+    assert update["rooms"][old]["initial"] is True
+    data = update["extensions"]["account_data"]
+    assert [e["type"] for e in data["global"]] == ["com.example.after"]
+    assert set(data["rooms"]) == {old}
+    by_type = {e["type"]: e["content"] for e in data["rooms"][old]}
+    assert by_type == {"com.example.r": {"b": 1}, "m.tag": {"tags": {"u.work": {"order": 0.5}}}}
+
+
 def test_typing_reaches_a_window_room_without_events_and_only_where_it_changed(
     http: httpx.Client,
 ) -> None:
