@@ -12,20 +12,24 @@ server's and init's, each seconds under coverage), which is most of the suite's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import apsw
 import httpx
 from dendrite_lite.cli.main import app as cli_app
 from typer.testing import CliRunner
+
+from dendrite_lite.config import load
 
 LAUNCH = "from dendrite_lite.cli.entry import main; main()"  # the console script
 SERVER_MODULE = "dendrite_lite.server"  # what `dendrite-lite run` execs
@@ -40,6 +44,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def database_snapshot(data_dir: Path) -> Iterator[apsw.Connection]:
+    """A read-only connection to a running server's database, inside one read
+    transaction: the server goes on writing (earlier tests' background work moves the
+    stream), and a test that computes an answer in-process must read one state."""
+    conn = apsw.Connection(str(load(data_dir).database_path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # the snapshot starts here
+        yield conn
+    finally:
+        conn.close()
 
 
 def cli_command(*args: str) -> list[str]:

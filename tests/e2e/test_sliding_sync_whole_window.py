@@ -10,11 +10,8 @@ computation looked at.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
-import apsw
 import httpx
 import pytest
 
@@ -24,7 +21,7 @@ from dendrite_lite.config import load
 from dendrite_lite.sliding_sync import room_results
 from dendrite_lite.sliding_sync.requests import parse_unstable
 from tests.e2e._rooms_server import RoomsClient, bodies, message, new_client, q
-from tests.e2e.harness import Server
+from tests.e2e.harness import Server, database_snapshot
 from tests.e2e.matrix import expect
 from tests.e2e.test_sliding_sync import room_list_body, ss
 from tests.e2e.test_sliding_sync_features import set_direct
@@ -141,18 +138,6 @@ def test_every_step_reaches_a_whole_window_connection(http: httpx.Client) -> Non
         assert _timeline(found, rooms[n]) == [f"last {n}"]
 
 
-@contextlib.contextmanager
-def _snapshot(data_dir: Any) -> Iterator[apsw.Connection]:
-    """A read-only connection in one read transaction on the running server's file."""
-    conn = apsw.Connection(str(load(data_dir).database_path), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        conn.execute("BEGIN")
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
-        yield conn
-    finally:
-        conn.close()
-
-
 def test_a_woken_whole_window_looks_only_at_the_rooms_that_changed(
     server: Server, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,7 +165,7 @@ def test_a_woken_whole_window_looks_only_at_the_rooms_that_changed(
 
     def answer(base: Any) -> Any:
         looked_at.clear()
-        with _snapshot(server.data_dir) as conn:
+        with database_snapshot(server.data_dir) as conn:
             computed = engine._compute(
                 conn,
                 requester=requester,

@@ -11,8 +11,6 @@ state change inside the timeline (its start is not the room's current state).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import apsw
@@ -27,7 +25,7 @@ from dendrite_lite.filters import decode_filter
 from dendrite_lite.sync import whole_rooms
 from dendrite_lite.sync.shaping import Shaper
 from tests.e2e._rooms_server import RoomsClient, bodies, message
-from tests.e2e.harness import Server
+from tests.e2e.harness import Server, database_snapshot
 from tests.e2e.matrix import User, register_user, unique
 
 HISTORY = "m.room.history_visibility"
@@ -112,19 +110,6 @@ def _initial_sync(
     return _without_age(response)
 
 
-@contextlib.contextmanager
-def _snapshot(data_dir: Any) -> Iterator[apsw.Connection]:
-    """A read-only connection inside a read transaction: the shared server goes on writing
-    (earlier tests' background work moves the stream), and both ways must read one state."""
-    conn = apsw.Connection(str(load(data_dir).database_path), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        conn.execute("BEGIN")
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # the snapshot starts here
-        yield conn
-    finally:
-        conn.close()
-
-
 def _without_age(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _without_age(v) for k, v in value.items() if k != "age"}
@@ -144,7 +129,7 @@ def test_rooms_read_together_give_what_rooms_read_alone_give(
         for sync_filter in FILTERS:
             monkeypatch.setattr(whole_rooms, "CHUNK", 3)  # chunk after chunk
             monkeypatch.setattr(whole_rooms, "MAX_MEMBERS", 2)  # "unnamed" is large
-            with _snapshot(server.data_dir) as conn:
+            with database_snapshot(server.data_dir) as conn:
                 together = _initial_sync(server.data_dir, conn, user, sync_filter, use_state_after)
                 monkeypatch.setattr(whole_rooms.WholeRooms, "get", lambda self, room_id: None)
                 alone = _initial_sync(server.data_dir, conn, user, sync_filter, use_state_after)
@@ -154,7 +139,7 @@ def test_rooms_read_together_give_what_rooms_read_alone_give(
             assert set(rooms.values()) <= set(joined)
 
     # And what both give is right.
-    with _snapshot(server.data_dir) as conn:
+    with database_snapshot(server.data_dir) as conn:
         joined = _initial_sync(server.data_dir, conn, bob.user, {}, use_state_after)["rooms"][
             "join"
         ]
