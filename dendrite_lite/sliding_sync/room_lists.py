@@ -11,7 +11,7 @@ tags, encryption, room types, spaces) are read only when a list asks for them.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,18 +182,21 @@ def compute_lists(
     specs: Mapping[str, ListSpec],
     rows: list[ListedRoom],
     facts: RoomFacts,
-    ids: Sequence[str] | None = None,
+    ids: list[str] | None = None,
 ) -> tuple[dict[str, ListResult], dict[str, RoomConfig]]:
     """Each list's count and windows, and the combined config of every room in a window.
     `ids`: the room IDs of `rows`, in order, when the caller has them (a window of an
     unfiltered list is then a slice, not a loop: Element X's window holds every room)."""
     results: dict[str, ListResult] = {}
     configs: dict[str, RoomConfig] = {}
+    all_ids = ids
     for name, spec in specs.items():
         f = spec.filters
         if f == Filters():
             filtered = rows
-            filtered_ids = ids if ids is not None else [r.room_id for r in rows]
+            if all_ids is None:
+                all_ids = [r.room_id for r in rows]
+            filtered_ids = all_ids
         else:
             filtered = [r for r in rows if matches(r, f, facts)]
             filtered_ids = [r.room_id for r in filtered]
@@ -202,7 +205,7 @@ def compute_lists(
             windows.append((None, list(filtered_ids)))
         else:
             for start, end in spec.ranges:
-                windows.append(((start, end), list(filtered_ids[start : end + 1])))
+                windows.append(((start, end), filtered_ids[start : end + 1]))  # a copy
         result = ListResult(len(filtered), windows)
         results[name] = result
         if not configs:
