@@ -53,6 +53,11 @@ class ExtensionInput:
     typing_rooms_changed: Callable[[int], set[str] | None]
     # rooms sent whole in this response -> members whose member event they carried
     initial_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # rooms sent whole in this response -> the event IDs of their timeline
+    initial_timelines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # rooms sent before but outside the pos's windows (back in one now) -> the stream
+    # position the connection had them up to
+    returning: Mapping[str, int] = field(default_factory=dict)
     # _scope's answers: the three room-bound extensions usually ask for the same scope
     scopes: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, None]] = field(
         default_factory=dict
@@ -222,25 +227,37 @@ def _default_push_rules(user_id: str) -> msgspec.Raw:
 
 
 def _receipts(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
+    """MSC3960: a room sent whole carries the receipts on the events of its timeline and
+    the user's own, not every member's (a 500-member room's would be hundreds, for
+    events the client does not have); a room sent before, the receipts since it was
+    last brought up to date: since the pos if it was in the pos's windows, else since
+    the position the connection had it up to (it was not kept up to date meanwhile)."""
     rooms = _scope(ext, inp)
     if not rooms:
         return {}
-    known: list[str] = []
-    if inp.base is None:
-        fresh = list(rooms)
-    else:
-        fresh = [r for r in inp.initial_rooms if r in rooms]
+    fresh = list(rooms) if inp.base is None else [r for r in inp.initial_rooms if r in rooms]
+    since: dict[int, list[str]] = {}
+    if inp.base is not None:
         # Only rooms with a receipt since the pos: a long-poll's window may hold every
         # room of the account, and asking each of them (an index probe per room) was a
         # third of a woken read's SQL with a 100-room window. The rooms with receipts in
         # the range are one probe of receipts_by_stream, shared by a fan-out's reads.
         changed = streams.rooms_between(inp.conn, "receipts", inp.base, inp.now)
-        known = [r for r in changed if r in rooms and r not in inp.initial_rooms]
+        since[inp.base] = [
+            r
+            for r in changed
+            if r in rooms and r not in inp.initial_rooms and r not in inp.returning
+        ]
+        for room_id, upto in inp.returning.items():
+            if room_id in rooms and room_id not in inp.initial_rooms:
+                since.setdefault(min(upto, inp.base), []).append(room_id)
     by_room: dict[str, list[receipts.ReceiptRow]] = {}
-    batches = [(fresh, 0), (known, inp.base or 0)]
-    for room_ids, after in batches:
-        for row in receipts.changed_in_rooms(inp.conn, room_ids, after, inp.now):
-            by_room.setdefault(row.room_id, []).append(row)
+    timeline_ids = [e for r in fresh for e in inp.initial_timelines.get(r, ())]
+    rows = receipts.on_events_or_by(inp.conn, fresh, timeline_ids, inp.user_id, inp.now)
+    for after, room_ids in since.items():
+        rows += receipts.changed_in_rooms(inp.conn, room_ids, after, inp.now)
+    for row in rows:
+        by_room.setdefault(row.room_id, []).append(row)
     found: dict[str, Any] = {}
     for room_id, rows in by_room.items():
         event = receipt_event(rows, inp.user_id)

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -478,6 +479,8 @@ class SlidingSync:
         )
         updates: dict[str, RoomUpdate] = {}
         now_settled: list[str] = []
+        window_ids = {name: result.room_ids() for name, result in list_results.items()}
+        returning = _returning(base, window_ids, configs, subscribed)
         for room_id in todo:
             config = configs[room_id]
             row, sent = by_id[room_id], sent_rooms.get(room_id)
@@ -500,16 +503,22 @@ class SlidingSync:
                 now,
                 base_stream,
                 None if base is None else base.typing_serial,
-                {name: result.room_ids() for name, result in list_results.items()},
+                window_ids,
                 tuple(subscribed),
                 frozenset(room_id for room_id, u in updates.items() if u.initial),
                 self.typing.typing_in,
                 self.typing.rooms_changed_since,
                 {room_id: u.sent.members for room_id, u in updates.items() if u.initial},
+                {
+                    room_id: tuple(r.event_id for r in u.timeline_rows)
+                    for room_id, u in updates.items()
+                    if u.initial
+                },
+                returning,
             ),
         )
         lists_changed = base is None or base.lists != {
-            name: (r.count, r.room_ids()) for name, r in list_results.items()
+            name: (r.count, window_ids[name]) for name, r in list_results.items()
         }
         settled = Settled(skipped.union(now_settled), configs, direct, memberships_version)
         return Computed(
@@ -524,3 +533,31 @@ class SlidingSync:
             acknowledged_to_device=ext.acknowledged_to_device,
             settled=settled,
         )
+
+
+def _returning(
+    base: Position | None,
+    window_ids: Mapping[str, tuple[str, ...]],
+    configs: Mapping[str, RoomConfig],
+    subscribed: list[str],
+) -> dict[str, int]:
+    """The rooms of this response the connection had, but outside the pos's windows (not
+    kept up to date meanwhile), with the stream position it had them up to. With the
+    same windows as the pos only subscribed rooms can be such (Element X's steady state:
+    nothing to look through)."""
+    if base is None or not base.rooms:
+        return {}
+    before = {name: ids for name, (_count, ids) in base.lists.items()}
+    returning: dict[str, int] = {}
+    if before == window_ids:
+        for room_id in subscribed:  # a room or two: a scan of the windows each
+            sent = base.rooms.get(room_id)
+            if sent is not None and not any(room_id in ids for ids in before.values()):
+                returning[room_id] = sent.stream_pos
+        return returning
+    in_windows = set().union(*before.values())
+    for room_id in configs:
+        sent = base.rooms.get(room_id)
+        if sent is not None and room_id not in in_windows:
+            returning[room_id] = sent.stream_pos
+    return returning

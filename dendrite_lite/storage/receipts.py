@@ -55,6 +55,30 @@ def changed_in_rooms(
     ]
 
 
+def on_events_or_by(
+    conn: apsw.Connection,
+    room_ids: Iterable[str],
+    event_ids: Iterable[str],
+    user_id: str,
+    upto: int,
+) -> list[ReceiptRow]:
+    """The receipts in these rooms up to `upto` that point at one of these events, or
+    that are `user_id`'s own: what a room sent whole by sliding sync carries (MSC3960).
+    One walk of each room's receipts (the primary key), as reading them all would be."""
+    wanted = list(room_ids)
+    if not wanted:
+        return []
+    return [
+        ReceiptRow(*row)
+        for row in conn.execute(
+            "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts"
+            " WHERE room_id IN (SELECT value FROM json_each(?1)) AND stream_pos <= ?2"
+            " AND (user_id = ?3 OR event_id IN (SELECT value FROM json_each(?4)))",
+            (msgspec.json.encode(wanted), upto, user_id, msgspec.json.encode(list(event_ids))),
+        )
+    ]
+
+
 def rooms_read_by(conn: apsw.Connection, user_id: str, after: int, upto: int) -> frozenset[str]:
     """The rooms where the user's own read receipts (public or private) moved after
     `after`, up to `upto`: their unread counts may have fallen with no new event."""

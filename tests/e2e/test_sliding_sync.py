@@ -458,6 +458,73 @@ def test_receipts_reach_a_window_room_without_events_and_only_where_they_changed
     assert again.get("rooms", {}) == {}
 
 
+def test_a_room_sent_whole_carries_the_receipts_on_its_timeline_and_the_users_own(
+    http: httpx.Client,
+) -> None:
+    """MSC3960: receipts only for the events of the room's timeline, plus (as Synapse
+    does) the user's own, wherever they point; not every member's receipt on events the
+    client does not have (a 500-member room's would be hundreds)."""
+    alice, bob, carol = new_client(http), new_client(http), new_client(http)
+    room = alice.create_room(invite=[bob.user_id, carol.user_id])
+    bob.join(room)
+    carol.join(room)
+    first = alice.send(room, message("first"))
+    second = alice.send(room, message("second"))
+    last = alice.send(room, message("last"))
+    carol.call("POST", f"/rooms/{q(room)}/receipt/m.read/{first}", json={})
+    alice.call("POST", f"/rooms/{q(room)}/receipt/m.read/{last}", json={})
+    alice.call("POST", f"/rooms/{q(room)}/receipt/m.read.private/{last}", json={})
+    bob.call("POST", f"/rooms/{q(room)}/receipt/m.read/{first}", json={})
+    bob.call("POST", f"/rooms/{q(room)}/receipt/m.read.private/{second}", json={})
+
+    body = ss(bob, room_list_body())  # timeline_limit 1: the last event only
+    assert [e["event_id"] for e in body["rooms"][room]["timeline"]] == [last]
+    content = body["extensions"]["receipts"]["rooms"][room]["content"]
+    assert set(content) == {last, first, second}
+    assert content[last] == {"m.read": {alice.user_id: content[last]["m.read"][alice.user_id]}}
+    assert content[first] == {"m.read": {bob.user_id: content[first]["m.read"][bob.user_id]}}
+    assert list(content[second]) == ["m.read.private"]
+    assert list(content[second]["m.read.private"]) == [bob.user_id]
+
+    # A larger timeline sent whole (a new connection) carries the receipts on it all.
+    wider = room_list_body()
+    wider["conn_id"] = "wider"
+    wider["lists"]["all_rooms"]["timeline_limit"] = 5
+    content = ss(bob, wider)["extensions"]["receipts"]["rooms"][room]["content"]
+    assert set(content[first]["m.read"]) == {bob.user_id, carol.user_id}
+
+
+def test_a_room_back_in_the_window_gets_the_receipts_it_missed_outside(
+    http: httpx.Client,
+) -> None:
+    """A room the connection had, out of the window for a while, is not kept up to date
+    meanwhile: when it comes back its receipts since then come with it, not only those
+    since the pos."""
+    alice, bob, carol = new_client(http), new_client(http), new_client(http)
+    away = alice.create_room(invite=[bob.user_id, carol.user_id])
+    other = alice.create_room(invite=[bob.user_id])
+    for room in (away, other):
+        bob.join(room)
+    carol.join(away)
+    read = alice.send(away, message("read while the room is out of the window"))
+    body = room_list_body(end=0)  # a window of one room
+    pos = ss(bob, body)["pos"]
+    alice.send(other, message("takes the window"))
+    moved = ss(bob, body, pos)
+    assert list(moved["rooms"]) == [other]
+    alice.call("POST", f"/rooms/{q(away)}/receipt/m.read/{read}", json={})
+    alice.send(other, message("news for the window"))
+    quiet = ss(bob, body, moved["pos"])  # the receipt is before this pos
+    assert quiet["pos"] != moved["pos"] and list(quiet["rooms"]) == [other]
+    assert quiet["extensions"].get("receipts", {}).get("rooms", {}) == {}
+    carol.send(away, message("brings the room back"))
+    back = ss(bob, body, quiet["pos"])
+    assert list(back["rooms"]) == [away]
+    assert "initial" not in back["rooms"][away]
+    content = back["extensions"]["receipts"]["rooms"][away]["content"]
+    assert list(content[read]["m.read"]) == [alice.user_id]
+
+
 def test_a_room_read_on_another_device_comes_back_with_its_counts(http: httpx.Client) -> None:
     """Reading a room (the user's own receipt, public or private, from any device) lowers
     its unread counts without a new event: the room is sent again with them. Another
