@@ -191,23 +191,32 @@ def _e2ee(inp: ExtensionInput) -> dict[str, Any]:
 
 def _account_data(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
     """Global data changed since the pos (all of it without one); room data of the
-    scoped rooms, all of it for rooms sent whole in this response."""
+    scoped rooms changed since the pos, all of it for rooms sent whole in this
+    response, and for a room back in a window what changed since the connection last
+    had it."""
     rooms = _scope(ext, inp)
     base = inp.base
     rows = store.account_data_since(inp.conn, inp.user_id, 0 if base is None else base)
     whole = [] if base is None else [r for r in inp.initial_rooms if r in rooms]
-    if whole:
-        # A room that comes (back) into a window is sent whole, with all its data: read
-        # for those rooms alone. A user's data holds a read marker per room (m.fully_read)
+    back: dict[str, int] = {}
+    if base is not None:
+        back = {
+            room_id: min(upto, base)
+            for room_id, upto in inp.returning.items()
+            if room_id in rooms and room_id not in inp.initial_rooms
+        }
+    if whole or back:
+        # A room that comes into a window is sent whole, with all its data: read for
+        # those rooms alone. A user's data holds a read marker per room (m.fully_read)
         # and more; reading all of it each time a message lifts a room into the window
         # cost ~1.5 ms with 600 rows.
-        rows = [row for row in rows if row[0] not in inp.initial_rooms]
-        rows += store.room_account_data(inp.conn, inp.user_id, whole)
+        rows = [row for row in rows if row[0] not in inp.initial_rooms and row[0] not in back]
+        rows += store.room_account_data(inp.conn, inp.user_id, [*whole, *back])
     global_events: list[msgspec.Raw] = []
     by_room: dict[str, list[msgspec.Raw]] = {}
     has_push_rules = False
     for room_id, type_, content, position in rows:
-        new = base is None or position > base
+        new = base is None or position > back.get(room_id, base)
         if room_id == account_data.GLOBAL:
             has_push_rules = has_push_rules or type_ == PUSH_RULES
             if new:

@@ -525,6 +525,39 @@ def test_a_room_back_in_the_window_gets_the_receipts_it_missed_outside(
     assert list(content[read]["m.read"]) == [alice.user_id]
 
 
+def test_a_room_back_in_the_window_gets_the_account_data_it_missed_outside(
+    http: httpx.Client,
+) -> None:
+    """As with receipts: the room's account data set while it was out of the window
+    comes with it when it is back; data it had before does not come again."""
+    alice, bob = new_client(http), new_client(http)
+    away = alice.create_room(invite=[bob.user_id])
+    other = alice.create_room(invite=[bob.user_id])
+    for room in (away, other):
+        bob.join(room)
+    alice.send(away, message("first"))
+    base = f"/user/{q(bob.user_id)}/rooms/{q(away)}/account_data"
+    bob.call("PUT", f"{base}/org.example.before", json={"n": 1})
+    body = room_list_body(end=0)
+    first = ss(bob, body)
+    assert [e["type"] for e in first["extensions"]["account_data"]["rooms"][away]] == [
+        "org.example.before"
+    ]
+    alice.send(other, message("takes the window"))
+    moved = ss(bob, body, first["pos"])
+    assert list(moved["rooms"]) == [other]
+    bob.call("PUT", f"{base}/org.example.outside", json={"n": 2})
+    alice.send(other, message("news for the window"))
+    quiet = ss(bob, body, moved["pos"])  # the data is before this pos
+    assert away not in quiet["extensions"].get("account_data", {}).get("rooms", {})
+    alice.send(away, message("brings the room back"))
+    back = ss(bob, body, quiet["pos"])
+    assert list(back["rooms"]) == [away] and "initial" not in back["rooms"][away]
+    events = back["extensions"]["account_data"]["rooms"][away]
+    assert [e["type"] for e in events] == ["org.example.outside"]
+    assert events[0]["content"] == {"n": 2}
+
+
 def test_a_room_read_on_another_device_comes_back_with_its_counts(http: httpx.Client) -> None:
     """Reading a room (the user's own receipt, public or private, from any device) lowers
     its unread counts without a new event: the room is sent again with them. Another
