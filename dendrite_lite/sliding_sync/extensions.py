@@ -284,13 +284,17 @@ def _typing(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
     scope = _scope(ext, inp)
     candidates: Iterable[str] = scope
     if changed_rooms is not None:
-        # Only the rooms sent whole and those whose typing set changed can have news
-        candidates = [r for r in {*inp.initial_rooms, *changed_rooms} if r in scope]
+        # Only the rooms sent whole, those back in a window (whose typing set may have
+        # changed while they were out of it) and those whose typing set changed can
+        # have news
+        candidates = [r for r in {*inp.initial_rooms, *inp.returning, *changed_rooms} if r in scope]
     for room_id in candidates:
         if serial is None or room_id in inp.initial_rooms:
             typers = inp.typing_in(room_id)
             if not typers:
                 continue
+        elif room_id in inp.returning:
+            typers = inp.typing_in(room_id)  # an empty set too: the client may hold one
         elif changed_rooms is not None and room_id not in changed_rooms:
             continue
         else:

@@ -525,6 +525,42 @@ def test_a_room_back_in_the_window_gets_the_receipts_it_missed_outside(
     assert list(content[read]["m.read"]) == [alice.user_id]
 
 
+def test_a_room_back_in_the_window_gets_who_types_there_now(http: httpx.Client) -> None:
+    """Typing that started or stopped while the room was out of the window: the room
+    comes back with who types there now (also nobody, which clears what the client
+    last heard)."""
+    alice, bob, carol = new_client(http), new_client(http), new_client(http)
+    away = alice.create_room(invite=[bob.user_id, carol.user_id])
+    other = alice.create_room(invite=[bob.user_id])
+    for room in (away, other):
+        bob.join(room)
+    carol.join(away)
+    alice.send(away, message("first"))
+    body = room_list_body(end=0)
+    pos = ss(bob, body)["pos"]
+    alice.send(other, message("takes the window"))
+    moved = ss(bob, body, pos)
+    typing = f"/rooms/{q(away)}/typing/{q(carol.user_id)}"
+    carol.call("PUT", typing, json={"typing": True, "timeout": 30000})
+    alice.send(other, message("news for the window"))
+    quiet = ss(bob, body, moved["pos"])  # carol began typing before this pos
+    assert away not in quiet["extensions"].get("typing", {}).get("rooms", {})
+    alice.send(away, message("brings the room back"))
+    back = ss(bob, body, quiet["pos"])
+    assert list(back["rooms"]) == [away]
+    assert back["extensions"]["typing"]["rooms"][away]["content"] == {"user_ids": [carol.user_id]}
+    # Out again; carol stops; back again: nobody types there now.
+    alice.send(other, message("takes the window again"))
+    out = ss(bob, body, back["pos"])
+    carol.call("PUT", typing, json={"typing": False})
+    alice.send(other, message("more news"))
+    later = ss(bob, body, out["pos"])
+    alice.send(away, message("back once more"))
+    again = ss(bob, body, later["pos"])
+    assert list(again["rooms"]) == [away]
+    assert again["extensions"]["typing"]["rooms"][away]["content"] == {"user_ids": []}
+
+
 def test_a_room_back_in_the_window_gets_the_account_data_it_missed_outside(
     http: httpx.Client,
 ) -> None:
