@@ -245,26 +245,23 @@ def _receipts(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
     if not rooms:
         return {}
     fresh = list(rooms) if inp.base is None else [r for r in inp.initial_rooms if r in rooms]
-    since: dict[int, list[str]] = {}
+    since: dict[str, int] = {}  # room -> receipts after this position
     if inp.base is not None:
         # Only rooms with a receipt since the pos: a long-poll's window may hold every
         # room of the account, and asking each of them (an index probe per room) was a
         # third of a woken read's SQL with a 100-room window. The rooms with receipts in
         # the range are one probe of receipts_by_stream, shared by a fan-out's reads.
         changed = streams.rooms_between(inp.conn, "receipts", inp.base, inp.now)
-        since[inp.base] = [
-            r
-            for r in changed
-            if r in rooms and r not in inp.initial_rooms and r not in inp.returning
-        ]
+        for room_id in changed:
+            if room_id in rooms and room_id not in inp.initial_rooms:
+                since[room_id] = inp.base
         for room_id, upto in inp.returning.items():
             if room_id in rooms and room_id not in inp.initial_rooms:
-                since.setdefault(min(upto, inp.base), []).append(room_id)
+                since[room_id] = min(upto, inp.base)
     by_room: dict[str, list[receipts.ReceiptRow]] = {}
     timeline_ids = [e for r in fresh for e in inp.initial_timelines.get(r, ())]
     rows = receipts.on_events_or_by(inp.conn, fresh, timeline_ids, inp.user_id, inp.now)
-    for after, room_ids in since.items():
-        rows += receipts.changed_in_rooms(inp.conn, room_ids, after, inp.now)
+    rows += receipts.changed_since_each(inp.conn, since, inp.now)
     for row in rows:
         by_room.setdefault(row.room_id, []).append(row)
     found: dict[str, Any] = {}

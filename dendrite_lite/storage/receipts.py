@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import apsw
@@ -51,6 +51,24 @@ def changed_in_rooms(
             " WHERE room_id IN (SELECT value FROM json_each(?)) AND stream_pos > ?"
             " AND stream_pos <= ?",
             (msgspec.json.encode(wanted), after, upto),
+        )
+    ]
+
+
+def changed_since_each(
+    conn: apsw.Connection, after: Mapping[str, int], upto: int
+) -> list[ReceiptRow]:
+    """The receipts of each room (a key of `after`) set after that room's position, up
+    to `upto`: one statement, an index range per room."""
+    if not after:
+        return []
+    return [
+        ReceiptRow(*row)
+        for row in conn.execute(
+            "SELECT r.room_id, r.user_id, r.receipt_type, r.thread_id, r.event_id, r.ts"
+            " FROM json_each(?1) AS j JOIN receipts AS r ON r.room_id = j.key"
+            " AND r.stream_pos > j.value AND r.stream_pos <= ?2",
+            (msgspec.json.encode(after), upto),
         )
     ]
 
