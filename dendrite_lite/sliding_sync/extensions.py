@@ -53,8 +53,9 @@ class ExtensionInput:
     typing_rooms_changed: Callable[[int], set[str] | None]
     # rooms sent whole in this response -> members whose member event they carried
     initial_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    # rooms sent whole in this response -> the event IDs of their timeline
-    initial_timelines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # rooms whose timeline in this response is not a delta (sent whole, or a longer
+    # timeline asked for) -> the event IDs of that timeline
+    full_timelines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # rooms sent before but outside the pos's windows (back in one now) -> the stream
     # position the connection had them up to
     returning: Mapping[str, int] = field(default_factory=dict)
@@ -238,13 +239,15 @@ def _default_push_rules(user_id: str) -> msgspec.Raw:
 def _receipts(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
     """MSC3960: a room sent whole carries the receipts on the events of its timeline and
     the user's own, not every member's (a 500-member room's would be hundreds, for
-    events the client does not have); a room sent before, the receipts since it was
-    last brought up to date: since the pos if it was in the pos's windows, else since
-    the position the connection had it up to (it was not kept up to date meanwhile)."""
+    events the client does not have), and so does a room whose longer timeline is sent
+    again (Element X opening a room: its older events' receipts); a room sent before,
+    the receipts since it was last brought up to date: since the pos if it was in the
+    pos's windows, else since the position the connection had it up to (it was not kept
+    up to date meanwhile)."""
     rooms = _scope(ext, inp)
     if not rooms:
         return {}
-    fresh = list(rooms) if inp.base is None else [r for r in inp.initial_rooms if r in rooms]
+    fresh = list(rooms) if inp.base is None else [r for r in inp.full_timelines if r in rooms]
     since: dict[str, int] = {}  # room -> receipts after this position
     if inp.base is not None:
         # Only rooms with a receipt since the pos: a long-poll's window may hold every
@@ -259,7 +262,7 @@ def _receipts(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
             if room_id in rooms and room_id not in inp.initial_rooms:
                 since[room_id] = min(upto, inp.base)
     by_room: dict[str, list[receipts.ReceiptRow]] = {}
-    timeline_ids = [e for r in fresh for e in inp.initial_timelines.get(r, ())]
+    timeline_ids = [e for r in fresh for e in inp.full_timelines.get(r, ())]
     rows = receipts.on_events_or_by(inp.conn, fresh, timeline_ids, inp.user_id, inp.now)
     rows += receipts.changed_since_each(inp.conn, since, inp.now)
     for row in rows:

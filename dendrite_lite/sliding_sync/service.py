@@ -512,7 +512,7 @@ class SlidingSync:
                 {
                     room_id: tuple(r.event_id for r in u.timeline_rows)
                     for room_id, u in updates.items()
-                    if u.initial
+                    if u.initial or "unstable_expanded_timeline" in u.result
                 },
                 returning,
             ),

@@ -494,6 +494,28 @@ def test_a_room_sent_whole_carries_the_receipts_on_its_timeline_and_the_users_ow
     assert set(content[first]["m.read"]) == {bob.user_id, carol.user_id}
 
 
+def test_a_longer_timeline_sent_again_carries_the_receipts_on_its_events(
+    http: httpx.Client,
+) -> None:
+    """Element X opens a room with a subscription asking more events than the room list
+    had: the room's events are sent again (expanded timeline) with the receipts on them,
+    which the room list's one-event timeline did not carry."""
+    alice, bob, carol = new_client(http), new_client(http), new_client(http)
+    room = alice.create_room(invite=[bob.user_id, carol.user_id])
+    bob.join(room)
+    carol.join(room)
+    older = alice.send(room, message("older"))
+    carol.call("POST", f"/rooms/{q(room)}/receipt/m.read/{older}", json={})
+    alice.send(room, message("latest"))
+    listed = ss(bob, room_list_body())
+    assert listed["extensions"].get("receipts", {}).get("rooms", {}) == {}
+    opened = room_list_body(room_subscriptions={room: {"timeline_limit": 5}})
+    body = ss(bob, opened, listed["pos"])
+    assert body["rooms"][room]["unstable_expanded_timeline"] is True
+    content = body["extensions"]["receipts"]["rooms"][room]["content"]
+    assert list(content[older]["m.read"]) == [carol.user_id]
+
+
 def test_a_room_back_in_the_window_gets_the_receipts_it_missed_outside(
     http: httpx.Client,
 ) -> None:
