@@ -480,7 +480,7 @@ class SlidingSync:
         updates: dict[str, RoomUpdate] = {}
         now_settled: list[str] = []
         window_ids = {name: result.room_ids() for name, result in list_results.items()}
-        returning = _returning(base, window_ids, configs, subscribed)
+        returning = _returning(base, window_ids)
         for room_id in todo:
             config = configs[room_id]
             row, sent = by_id[room_id], sent_rooms.get(room_id)
@@ -535,29 +535,22 @@ class SlidingSync:
         )
 
 
-def _returning(
-    base: Position | None,
-    window_ids: Mapping[str, tuple[str, ...]],
-    configs: Mapping[str, RoomConfig],
-    subscribed: list[str],
-) -> dict[str, int]:
-    """The rooms of this response the connection had, but outside the pos's windows (not
-    kept up to date meanwhile), with the stream position it had them up to. With the
-    same windows as the pos only subscribed rooms can be such (Element X's steady state:
-    nothing to look through)."""
+def _returning(base: Position | None, window_ids: Mapping[str, tuple[str, ...]]) -> dict[str, int]:
+    """The rooms of this response's windows the connection had, but outside the pos's
+    windows (not kept up to date meanwhile), with the stream position it had them up to.
+    With the same windows as the pos there are none (Element X's steady state: nothing to
+    look through). A subscribed room is kept up to date while subscribed, and the
+    position does not hold which rooms were: subscriptions are left out."""
     if base is None or not base.rooms:
         return {}
     before = {name: ids for name, (_count, ids) in base.lists.items()}
-    returning: dict[str, int] = {}
     if before == window_ids:
-        for room_id in subscribed:  # a room or two: a scan of the windows each
-            sent = base.rooms.get(room_id)
-            if sent is not None and not any(room_id in ids for ids in before.values()):
-                returning[room_id] = sent.stream_pos
-        return returning
+        return {}
     in_windows = set().union(*before.values())
-    for room_id in configs:
-        sent = base.rooms.get(room_id)
-        if sent is not None and room_id not in in_windows:
-            returning[room_id] = sent.stream_pos
+    returning: dict[str, int] = {}
+    for ids in window_ids.values():
+        for room_id in ids:
+            sent = base.rooms.get(room_id)
+            if sent is not None and room_id not in in_windows:
+                returning[room_id] = sent.stream_pos
     return returning

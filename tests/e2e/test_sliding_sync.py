@@ -583,6 +583,36 @@ def test_a_room_back_in_the_window_gets_who_types_there_now(http: httpx.Client) 
     assert again["extensions"]["typing"]["rooms"][away]["content"] == {"user_ids": []}
 
 
+def test_a_subscribed_room_outside_the_windows_is_kept_up_to_date_not_sent_again(
+    http: httpx.Client,
+) -> None:
+    """A room held by a subscription alone is live like a window's: a long-poll with
+    nothing new waits its timeout instead of answering with the room's typing, receipts
+    or account data again (only rooms coming back into a window look further back)."""
+    alice, bob = new_client(http), new_client(http)
+    opened = alice.create_room(invite=[bob.user_id])
+    other = alice.create_room(invite=[bob.user_id])
+    for room in (opened, other):
+        bob.join(room)
+    read = alice.send(opened, message("in the opened room"))
+    alice.call("POST", f"/rooms/{q(opened)}/receipt/m.read/{read}", json={})
+    bob.call("PUT", f"/user/{q(bob.user_id)}/rooms/{q(opened)}/account_data/org.example.x", json={})
+    alice.send(other, message("keeps the window"))
+    body = room_list_body(end=0, room_subscriptions={opened: {"timeline_limit": 5}})
+    first = ss(bob, body)
+    assert set(first["rooms"]) == {opened, other}
+    alice.send(other, message("news in the window"))
+    second = ss(bob, body, first["pos"])
+    assert list(second["rooms"]) == [other]
+    started = time.monotonic()
+    third = ss(bob, body, second["pos"], timeout=1000)
+    assert time.monotonic() - started >= 0.9
+    assert third.get("rooms", {}) == {}
+    assert third["extensions"].get("typing", {}).get("rooms", {}) == {}
+    assert third["extensions"].get("receipts", {}).get("rooms", {}) == {}
+    assert third["extensions"].get("account_data", {}).get("rooms", {}) == {}
+
+
 def test_a_room_back_in_the_window_gets_the_account_data_it_missed_outside(
     http: httpx.Client,
 ) -> None:
