@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import apsw
 import msgspec
 
+_SELECT = "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts"
+
 
 @dataclass(frozen=True)
 class ReceiptRow:
@@ -44,15 +46,12 @@ def changed_in_rooms(
     wanted = list(room_ids)
     if not wanted:
         return []
-    return [
-        ReceiptRow(*row)
-        for row in conn.execute(
-            "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts"
-            " WHERE room_id IN (SELECT value FROM json_each(?)) AND stream_pos > ?"
-            " AND stream_pos <= ?",
-            (msgspec.json.encode(wanted), after, upto),
-        )
-    ]
+    return _rows(
+        conn,
+        f"{_SELECT} WHERE room_id IN (SELECT value FROM json_each(?)) AND stream_pos > ?"
+        " AND stream_pos <= ?",
+        (msgspec.json.encode(wanted), after, upto),
+    )
 
 
 def changed_since_each(
@@ -62,15 +61,13 @@ def changed_since_each(
     to `upto`: one statement, an index range per room."""
     if not after:
         return []
-    return [
-        ReceiptRow(*row)
-        for row in conn.execute(
-            "SELECT r.room_id, r.user_id, r.receipt_type, r.thread_id, r.event_id, r.ts"
-            " FROM json_each(?1) AS j JOIN receipts AS r ON r.room_id = j.key"
-            " AND r.stream_pos > j.value AND r.stream_pos <= ?2",
-            (msgspec.json.encode(after), upto),
-        )
-    ]
+    return _rows(
+        conn,
+        "SELECT r.room_id, r.user_id, r.receipt_type, r.thread_id, r.event_id, r.ts"
+        " FROM json_each(?1) AS j JOIN receipts AS r ON r.room_id = j.key"
+        " AND r.stream_pos > j.value AND r.stream_pos <= ?2",
+        (msgspec.json.encode(after), upto),
+    )
 
 
 def on_events_or_by(
@@ -82,19 +79,22 @@ def on_events_or_by(
 ) -> list[ReceiptRow]:
     """The receipts in these rooms up to `upto` that point at one of these events, or
     that are `user_id`'s own: what a room sent whole by sliding sync carries (MSC3960).
-    One walk of each room's receipts (the primary key), as reading them all would be."""
-    wanted = list(room_ids)
-    if not wanted:
+    One walk of each room's receipts (its range of the (room_id, stream_pos) index), as
+    reading them all would be."""
+    rooms = msgspec.json.encode(list(room_ids))
+    if rooms == b"[]":
         return []
-    return [
-        ReceiptRow(*row)
-        for row in conn.execute(
-            "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts"
-            " WHERE room_id IN (SELECT value FROM json_each(?1)) AND stream_pos <= ?2"
-            " AND (user_id = ?3 OR event_id IN (SELECT value FROM json_each(?4)))",
-            (msgspec.json.encode(wanted), upto, user_id, msgspec.json.encode(list(event_ids))),
-        )
-    ]
+    return _rows(
+        conn,
+        f"{_SELECT} WHERE room_id IN (SELECT value FROM json_each(?1)) AND stream_pos <= ?2"
+        " AND (user_id = ?3 OR event_id IN (SELECT value FROM json_each(?4)))",
+        (rooms, upto, user_id, msgspec.json.encode(list(event_ids))),
+    )
+
+
+def _rows(conn: apsw.Connection, sql: str, params: tuple[object, ...]) -> list[ReceiptRow]:
+    """The rows of a SELECT of the six ReceiptRow columns, in that order."""
+    return [ReceiptRow(*row) for row in conn.execute(sql, params)]
 
 
 def rooms_read_by(conn: apsw.Connection, user_id: str, after: int, upto: int) -> frozenset[str]:

@@ -516,18 +516,28 @@ def test_a_longer_timeline_sent_again_carries_the_receipts_on_its_events(
     assert list(content[older]["m.read"]) == [carol.user_id]
 
 
-def test_a_room_back_in_the_window_gets_the_receipts_it_missed_outside(
+def away_and_other(
     http: httpx.Client,
-) -> None:
-    """A room the connection had, out of the window for a while, is not kept up to date
-    meanwhile: when it comes back its receipts since then come with it, not only those
-    since the pos."""
+) -> tuple[RoomsClient, RoomsClient, RoomsClient, str, str]:
+    """Alice's rooms `away` (Bob and Carol in it) and `other` (Bob in it), for a Bob
+    whose window holds one room (`room_list_body(end=0)`): a message into one of them
+    takes the window from the other."""
     alice, bob, carol = new_client(http), new_client(http), new_client(http)
     away = alice.create_room(invite=[bob.user_id, carol.user_id])
     other = alice.create_room(invite=[bob.user_id])
     for room in (away, other):
         bob.join(room)
     carol.join(away)
+    return alice, bob, carol, away, other
+
+
+def test_a_room_back_in_the_window_gets_the_receipts_it_missed_outside(
+    http: httpx.Client,
+) -> None:
+    """A room the connection had, out of the window for a while, is not kept up to date
+    meanwhile: when it comes back its receipts since then come with it, not only those
+    since the pos."""
+    alice, bob, carol, away, other = away_and_other(http)
     read = alice.send(away, message("read while the room is out of the window"))
     body = room_list_body(end=0)  # a window of one room
     pos = ss(bob, body)["pos"]
@@ -551,12 +561,7 @@ def test_a_room_back_in_the_window_gets_who_types_there_now(http: httpx.Client) 
     """Typing that started or stopped while the room was out of the window: the room
     comes back with who types there now (also nobody, which clears what the client
     last heard)."""
-    alice, bob, carol = new_client(http), new_client(http), new_client(http)
-    away = alice.create_room(invite=[bob.user_id, carol.user_id])
-    other = alice.create_room(invite=[bob.user_id])
-    for room in (away, other):
-        bob.join(room)
-    carol.join(away)
+    alice, bob, carol, away, other = away_and_other(http)
     alice.send(away, message("first"))
     body = room_list_body(end=0)
     pos = ss(bob, body)["pos"]
@@ -589,11 +594,7 @@ def test_a_subscribed_room_outside_the_windows_is_kept_up_to_date_not_sent_again
     """A room held by a subscription alone is live like a window's: a long-poll with
     nothing new waits its timeout instead of answering with the room's typing, receipts
     or account data again (only rooms coming back into a window look further back)."""
-    alice, bob = new_client(http), new_client(http)
-    opened = alice.create_room(invite=[bob.user_id])
-    other = alice.create_room(invite=[bob.user_id])
-    for room in (opened, other):
-        bob.join(room)
+    alice, bob, _carol, opened, other = away_and_other(http)
     read = alice.send(opened, message("in the opened room"))
     alice.call("POST", f"/rooms/{q(opened)}/receipt/m.read/{read}", json={})
     bob.call("PUT", f"/user/{q(bob.user_id)}/rooms/{q(opened)}/account_data/org.example.x", json={})
@@ -618,11 +619,7 @@ def test_a_room_back_in_the_window_gets_the_account_data_it_missed_outside(
 ) -> None:
     """As with receipts: the room's account data set while it was out of the window
     comes with it when it is back; data it had before does not come again."""
-    alice, bob = new_client(http), new_client(http)
-    away = alice.create_room(invite=[bob.user_id])
-    other = alice.create_room(invite=[bob.user_id])
-    for room in (away, other):
-        bob.join(room)
+    alice, bob, _carol, away, other = away_and_other(http)
     alice.send(away, message("first"))
     base = f"/user/{q(bob.user_id)}/rooms/{q(away)}/account_data"
     bob.call("PUT", f"{base}/org.example.before", json={"n": 1})
