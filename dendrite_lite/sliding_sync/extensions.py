@@ -56,8 +56,8 @@ class ExtensionInput:
     # rooms whose timeline in this response is not a delta (sent whole, or a longer
     # timeline asked for) -> the event IDs of that timeline
     full_timelines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    # rooms sent before but outside the pos's windows (back in one now) -> the stream
-    # position the connection had them up to
+    # rooms sent before but outside the pos's windows (back in one now, not sent whole)
+    # -> the stream position the connection had them up to
     returning: Mapping[str, int] = field(default_factory=dict)
     # _scope's answers: the three room-bound extensions usually ask for the same scope
     scopes: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, None]] = field(
@@ -199,13 +199,7 @@ def _account_data(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
     base = inp.base
     rows = store.account_data_since(inp.conn, inp.user_id, 0 if base is None else base)
     whole = [] if base is None else [r for r in inp.initial_rooms if r in rooms]
-    back: dict[str, int] = {}
-    if base is not None:
-        back = {
-            room_id: min(upto, base)
-            for room_id, upto in inp.returning.items()
-            if room_id in rooms and room_id not in inp.initial_rooms
-        }
+    back = {room_id: upto for room_id, upto in inp.returning.items() if room_id in rooms}
     if whole or back:
         # A room that comes into a window is sent whole, with all its data: read for
         # those rooms alone. A user's data holds a read marker per room (m.fully_read)
@@ -258,9 +252,7 @@ def _receipts(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
         for room_id in changed:
             if room_id in rooms and room_id not in inp.initial_rooms:
                 since[room_id] = inp.base
-        for room_id, upto in inp.returning.items():
-            if room_id in rooms and room_id not in inp.initial_rooms:
-                since[room_id] = min(upto, inp.base)
+        since.update((r, upto) for r, upto in inp.returning.items() if r in rooms)
     by_room: dict[str, list[receipts.ReceiptRow]] = {}
     timeline_ids = [e for r in fresh for e in inp.full_timelines.get(r, ())]
     rows = receipts.on_events_or_by(inp.conn, fresh, timeline_ids, inp.user_id, inp.now)

@@ -494,6 +494,7 @@ class SlidingSync:
             if sent is not None and room_results.consistent(ctx, row, config, sent):
                 now_settled.append(room_id)
         room_results.serve_timelines(ctx, updates)
+        initial = frozenset(room_id for room_id, u in updates.items() if u.initial)
         ext = extensions.compute(
             request,
             ExtensionInput(
@@ -505,7 +506,7 @@ class SlidingSync:
                 None if base is None else base.typing_serial,
                 window_ids,
                 tuple(subscribed),
-                frozenset(room_id for room_id, u in updates.items() if u.initial),
+                initial,
                 self.typing.typing_in,
                 self.typing.rooms_changed_since,
                 {room_id: u.sent.members for room_id, u in updates.items() if u.initial},
@@ -514,7 +515,7 @@ class SlidingSync:
                     for room_id, u in updates.items()
                     if u.initial or "unstable_expanded_timeline" in u.result
                 },
-                returning,
+                {r: at for r, at in returning.items() if r not in initial},
             ),
         )
         lists_changed = base is None or base.lists != {
