@@ -201,10 +201,10 @@ def _account_data(ext: ScopedExtension, inp: ExtensionInput) -> dict[str, Any]:
     whole = [] if base is None else [r for r in inp.initial_rooms if r in rooms]
     back = {room_id: upto for room_id, upto in inp.returning.items() if room_id in rooms}
     if whole or back:
-        # A room that comes into a window is sent whole, with all its data: read for
-        # those rooms alone. A user's data holds a read marker per room (m.fully_read)
-        # and more; reading all of it each time a message lifts a room into the window
-        # cost ~1.5 ms with 600 rows.
+        # A room that comes into a window is sent whole, with all its data (one back in
+        # a window, what changed while it was out): read for those rooms alone. A user's
+        # data holds a read marker per room (m.fully_read) and more; reading all of it
+        # each time a message lifts a room into the window cost ~1.5 ms with 600 rows.
         rows = [row for row in rows if row[0] not in inp.initial_rooms and row[0] not in back]
         rows += store.room_account_data(inp.conn, inp.user_id, [*whole, *back])
     global_events: list[msgspec.Raw] = []

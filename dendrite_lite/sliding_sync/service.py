@@ -441,8 +441,11 @@ class SlidingSync:
         # asks it too); only when there are some is the user's own looked for.
         if base_stream is not None and streams.rooms_between(conn, "receipts", base_stream, now):
             read = receipts.rooms_read_by(conn, user_id, base_stream, now)
-        if base is not None and base_stream is not None and now - base_stream <= QUIET_WINDOW:
+        # The rooms of the pos's windows: kept up to date by the answers on it.
+        checked: set[str] = set()
+        if base is not None:
             checked = set().union(*(ids for _, ids in base.lists.values()))
+        if base is not None and base_stream is not None and now - base_stream <= QUIET_WINDOW:
             active = streams.rooms_between(conn, "events", base_stream, now)
             quiet = frozenset(checked - active - read)
         direct = facts.direct
@@ -480,7 +483,7 @@ class SlidingSync:
         updates: dict[str, RoomUpdate] = {}
         now_settled: list[str] = []
         window_ids = {name: result.room_ids() for name, result in list_results.items()}
-        returning = _returning(base, window_ids)
+        returning = _returning(base, window_ids, checked)
         for room_id in todo:
             config = configs[room_id]
             row, sent = by_id[room_id], sent_rooms.get(room_id)
@@ -536,18 +539,19 @@ class SlidingSync:
         )
 
 
-def _returning(base: Position | None, window_ids: Mapping[str, tuple[str, ...]]) -> dict[str, int]:
+def _returning(
+    base: Position | None, window_ids: Mapping[str, tuple[str, ...]], in_windows: set[str]
+) -> dict[str, int]:
     """The rooms of this response's windows the connection had, but outside the pos's
-    windows (not kept up to date meanwhile), with the stream position it had them up to.
-    With the same windows as the pos there are none (Element X's steady state: nothing to
-    look through). A subscribed room is kept up to date while subscribed, and the
-    position does not hold which rooms were: subscriptions are left out."""
+    windows (`in_windows`: not kept up to date meanwhile), with the stream position it had
+    them up to. With the same windows as the pos there are none (Element X's steady
+    state: nothing to look through). A subscribed room is kept up to date while
+    subscribed, and the position does not hold which rooms were: subscriptions are left
+    out."""
     if base is None or not base.rooms:
         return {}
-    before = {name: ids for name, (_count, ids) in base.lists.items()}
-    if before == window_ids:
+    if {name: ids for name, (_count, ids) in base.lists.items()} == window_ids:
         return {}
-    in_windows = set().union(*before.values())
     returning: dict[str, int] = {}
     for ids in window_ids.values():
         for room_id in ids:
