@@ -102,10 +102,10 @@ class Sending:
                 transaction=transaction,
             )
 
-        # The sender's answer leaves before the long-polls' (storage/db.py resolves a
-        # write before the reads its commit held back): matrix-js-sdk (threads
-        # especially) stumbles when the remote echo of its own event beats the answer
-        # to its PUT.
+        # The sender's answer leaves before its own client's long-polls' (storage/db.py
+        # resolves a write before the reads of its client that saw it): matrix-js-sdk
+        # (threads especially) stumbles when the remote echo of its own event beats
+        # the answer to its PUT. Other clients' long-polls do not wait for it.
         # A message into a big room may give way to a DM sent meanwhile (push/hook.py):
         # the unit above can run again from the start.
         result = await self.db.write(send_event, on_commit=self._wake, may_give_way=True)

@@ -37,7 +37,10 @@ snapshots, and before telling the outcome until they are answered. A reader may
 otherwise need the GIL for a few milliseconds while the event loop works through the
 write's request. matrix-js-sdk fetches a thread's root just before it sends a reply into
 the thread, and miscounts the thread's replies if the root's summary already has the
-reply, or if the answer comes after the reply's acknowledgement.
+reply, or if the answer comes after the reply's acknowledgement. The other way round,
+a client's write is acknowledged before its own reads that saw it are answered (its
+long-poll must not show its message before its PUT is answered), while other clients'
+reads that saw it do not wait for that acknowledgement.
 
 WAL checkpoints run on a thread of their own, not inside the commit that happens to
 cross the threshold: copying pages back into the database file and fsyncing it would
@@ -62,7 +65,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import apsw
 
@@ -118,6 +121,7 @@ class _Job:
 
 
 _Outcome = tuple[asyncio.Future[Any], bool, Any]
+_Held = tuple[asyncio.AbstractEventLoop, list[_Outcome], int, str | None]
 
 
 @dataclass
@@ -265,8 +269,12 @@ class Database:
         self._visible = 0
         self._durable = 0
         self._durable_lock = threading.Lock()
-        # (loop, outcomes, the commits the read may have seen)
-        self._held: list[tuple[asyncio.AbstractEventLoop, list[_Outcome], int]] = []
+        # (loop, outcomes, the commits the read may have seen, its client's arrival_key)
+        self._held: list[_Held] = []
+        # By client (arrival_key): its writes committed (numbered) whose outcomes its
+        # loop has not resolved yet. Its reads are answered after them (_tell); other
+        # clients' reads need not wait for them.
+        self._untold: dict[str, int] = {}
         # Batches committed and not yet told, for the flusher (FULL only), in commit order.
         self._committed: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._flusher: threading.Thread | None = None
@@ -395,11 +403,21 @@ class Database:
                 outcome, seen = self._read_here(fn)
             finally:
                 self._here_lock.release()
+            key = arrival_key.get()
+            if key is not None and self._may_answer_now(key, seen):
+                # Nothing it saw waits for its flush, and none of its client's writes
+                # waits to be told: the answer goes now, not behind the outcome of the
+                # write that woke it (another client's PUT, which that client waits
+                # for, not this one).
+                ok, value = outcome
+                if ok:
+                    return cast(T, value)
+                raise value
             future: asyncio.Future[T] = loop.create_future()
-            # Held, or through the loop's queue even when not: the outcome of the write
-            # this read saw may wait there already, and its sender must hear back before
-            # the long-poll shows the event (_tell).
-            self._answer_read(loop, [(future, *outcome)], seen)
+            # Held, or through the loop's queue: the outcome of its own client's write
+            # may wait there already, and a sender must hear back before its long-poll
+            # shows the event (_tell).
+            self._answer_read(loop, [(future, *outcome)], seen, key)
             return await future
         future = loop.create_future()
         key = arrival_key.get()
@@ -603,7 +621,7 @@ class Database:
                     outcome, seen = self._read_on(conn, job.fn, job)
                 except BaseException as exc:  # not an Exception: still its caller's answer
                     outcome, seen = (False, exc), self._visible
-                self._answer_read(job.loop, [(job.future, *outcome)], seen)
+                self._answer_read(job.loop, [(job.future, *outcome)], seen, job.key)
                 self._finished(job)
                 # Not kept while idle: the job's future holds its answer, and a legacy
                 # initial /sync's is megabytes of objects (~5 MiB for 500 rooms), kept
@@ -726,16 +744,44 @@ class Database:
         if self._flushes_wal and self._visible > self._durable:
             os.sched_yield()
 
+    def _may_answer_now(self, key: str, seen: int) -> bool:
+        """Whether a read of this client that may have seen `seen` commits can be
+        answered without going through its loop's queue."""
+        with self._durable_lock:
+            return seen <= self._durable and key not in self._untold
+
     def _answer_read(
-        self, loop: asyncio.AbstractEventLoop, outcomes: list[_Outcome], seen: int
+        self,
+        loop: asyncio.AbstractEventLoop,
+        outcomes: list[_Outcome],
+        seen: int,
+        key: str | None = None,
     ) -> None:
         """Hand a read's outcome to its loop, or hold it until the commits it may have
         seen (`seen`, noted after its transaction) are flushed."""
         with self._durable_lock:
             if seen > self._durable:
-                self._held.append((loop, outcomes, seen))
+                self._held.append((loop, outcomes, seen, key))
                 return
         _post(loop, _resolve, outcomes)
+
+    def _release_other_clients(self, seq: int) -> None:
+        """Before a flush's outcomes are told: the reads held for it whose clients have
+        no write waiting to be told. A recipient's long-poll does not wait for the
+        sender's answer (~0.2 ms of the loop's, and then the sender's client reads its
+        answer first when both are one process's)."""
+        released: list[_Held] = []
+        kept: list[_Held] = []
+        with self._durable_lock:
+            if not self._held:
+                return
+            for held in self._held:
+                key = held[3]
+                mine = held[2] <= seq and key is not None and key not in self._untold
+                (released if mine else kept).append(held)
+            self._held = kept
+        for loop, outcomes, _seen, _key in released:
+            _post(loop, _resolve, outcomes)
 
     def _mark_durable(self, seq: int) -> None:
         # The writer may have numbered later commits already (it does not wait for the
@@ -745,7 +791,7 @@ class Database:
             released = [held for held in self._held if held[2] <= self._durable]
             if released:
                 self._held = [held for held in self._held if held[2] > self._durable]
-        for loop, outcomes, _seen in released:
+        for loop, outcomes, _seen, _key in released:
             _post(loop, _resolve, outcomes)
 
     def _flush_wal(self) -> None:
@@ -993,7 +1039,7 @@ class Database:
                     return
             # Reads that came first see the database without this batch...
             self._wait_for_earlier_reads(batch, self._unstarted_reads)
-            seq = self._number_commit()
+            seq = self._number_commit(batch)
             conn.execute("COMMIT")
             committed = True
         except BaseException as exc:
@@ -1005,7 +1051,7 @@ class Database:
             outcomes = [(False, exc)] * len(batch)
         self._end_writing()  # committed: what is left (the flush) needs no CPU
         if not seq:
-            seq = self._number_commit()
+            seq = self._number_commit(batch)
         for listener in self._commit_listeners:
             try:
                 listener(conn)
@@ -1045,9 +1091,13 @@ class Database:
         if self._passing and not self._writes[0]:
             self._release_waiting_loops()
 
-    def _number_commit(self) -> int:
-        """Number the commit about to happen: from now on a reader may see it."""
+    def _number_commit(self, batch: list[_Job]) -> int:
+        """Number the commit about to happen: from now on a reader may see it, and its
+        writes' clients wait to be told."""
         with self._durable_lock:
+            for job in batch:
+                if job.key is not None:
+                    self._untold[job.key] = self._untold.get(job.key, 0) + 1
             self._visible += 1
             return self._visible
 
@@ -1092,10 +1142,13 @@ class Database:
 
     def _tell(self, done: list[_Committed]) -> None:
         """The outcomes of these batches (in commit order), then the reads held for them:
-        a sender hears back before the long-polls its message woke (matrix-js-sdk
-        stumbles when the remote echo of its own event beats the answer to its PUT)."""
+        a sender hears back before its own long-polls its message woke (matrix-js-sdk
+        stumbles when the remote echo of its own event beats the answer to its PUT).
+        Other clients' held reads are released first: nobody waits for them to wait."""
         # ...and are answered before it is acknowledged.
         self._wait_for_earlier_reads([job for c in done for job in c.batch], self._running_reads)
+        if done:
+            self._release_other_clients(done[-1].seq)
         now = time.perf_counter()
         for c in done:
             if self.observer is not None:
@@ -1103,13 +1156,35 @@ class Database:
                     self.observer.observe_commit(now - c.started, len(c.batch))
                 except Exception:  # a metric must never leave a write untold
                     log.exception("commit observer failed")
-            by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+            by_loop: dict[asyncio.AbstractEventLoop, tuple[list[_Outcome], list[str]]] = {}
             for job, (ok, value) in zip(c.batch, c.outcomes, strict=True):
-                by_loop.setdefault(job.loop, []).append((job.future, ok, value))
-            for loop, results in by_loop.items():
-                _post(loop, _resolve, results)
+                results, keys = by_loop.setdefault(job.loop, ([], []))
+                results.append((job.future, ok, value))
+                if job.key is not None:
+                    keys.append(job.key)
+            for loop, told in by_loop.items():
+                _post(loop, self._told, told)
         if done:
             self._mark_durable(done[-1].seq)
+
+    def _told(self, told: tuple[list[_Outcome], list[str]]) -> None:
+        """On the loop: writes' outcomes resolved. Their clients' reads stop waiting
+        behind them once the tasks that awaited them have taken their next step (the
+        step that answers, for the message path): a callback queued now runs after the
+        wake-ups the outcomes just queued."""
+        results, keys = told
+        _resolve(results)
+        if keys:
+            asyncio.get_running_loop().call_soon(self._forget_untold, keys)
+
+    def _forget_untold(self, keys: list[str]) -> None:
+        with self._durable_lock:
+            for key in keys:
+                left = self._untold.get(key, 0) - 1
+                if left > 0:
+                    self._untold[key] = left
+                else:
+                    self._untold.pop(key, None)
 
 
 def _discard(sets: dict[str, set[int]], key: str, ticket: int) -> None:

@@ -565,6 +565,80 @@ async def test_a_short_read_is_answered_after_the_write_it_saw(db: Database) -> 
     assert order == ["write", "read"]
 
 
+BOB_CLIENT = "@bob:localhost|LAPTOP"
+ALICE_CLIENT = "@alice:localhost|PHONE"
+
+
+async def _as_client(key: str, work: Callable[[], Any]) -> Any:
+    db_module.arrival_key.set(key)
+    return await work()
+
+
+@pytest.mark.parametrize("reader", [ALICE_CLIENT, BOB_CLIENT])
+async def test_only_the_senders_own_short_read_waits_for_the_senders_answer(
+    db: Database, reader: str
+) -> None:
+    """The write's outcome already waits on the loop when a short read that saw it is
+    done: the sender's own long-poll is answered after the sender (matrix-js-sdk), but
+    another client's long-poll goes first: it does not wait for someone else's PUT."""
+    order: list[str] = []
+
+    async def send() -> None:
+        await _as_client(ALICE_CLIENT, lambda: db.write(streams.next_position))
+        order.append("write")
+
+    async def poll() -> None:
+        read = _as_client(reader, lambda: db.read(streams.current_position, short=True))
+        assert await read == 1
+        order.append("read")
+
+    sent = asyncio.ensure_future(send())
+    await asyncio.sleep(0)  # the write is queued
+    deadline = time.monotonic() + 5
+    while db._durable < 1 and time.monotonic() < deadline:
+        time.sleep(0.001)  # noqa: ASYNC251 (the write's outcome waits in the loop's queue)
+    polled = asyncio.ensure_future(poll())
+    await asyncio.gather(sent, polled)
+    assert order == (["write", "read"] if reader == ALICE_CLIENT else ["read", "write"])
+    assert db._untold == {}
+
+
+@pytest.mark.parametrize("short", [False, True])
+@pytest.mark.parametrize("reader", [ALICE_CLIENT, BOB_CLIENT])
+async def test_a_read_held_for_a_flush_goes_before_the_senders_answer_unless_its_own(
+    db: Database, monkeypatch: pytest.MonkeyPatch, short: bool, reader: str
+) -> None:
+    """A read that saw the commit before its flush is held; when the flush is done,
+    another client's read is released before the write's outcome is told, the
+    sender's own after it."""
+    gate = threading.Event()
+    flushes = Flushes(gate=gate)
+    monkeypatch.setattr(db_module, "_flush", flushes)
+    committed = asyncio.Event()
+    order: list[str] = []
+    write = asyncio.ensure_future(
+        _as_client(
+            ALICE_CLIENT,
+            lambda: db.write(streams.next_position, on_commit=lambda pos: committed.set()),
+        )
+    )
+    write.add_done_callback(lambda _: order.append("write"))
+    await asyncio.wait_for(committed.wait(), 5)
+    read = asyncio.ensure_future(
+        _as_client(reader, lambda: db.read(streams.current_position, short=short))
+    )
+    read.add_done_callback(lambda _: order.append("read"))
+    await asyncio.sleep(0.2)
+    assert not write.done() and not read.done()  # held for the flush
+    assert len(db._held) == 1
+    gate.set()
+    assert await read == 1
+    assert await write == 1
+    await asyncio.sleep(0)  # the done callbacks
+    assert order == (["write", "read"] if reader == ALICE_CLIENT else ["read", "write"])
+    assert db._held == [] and db._untold == {}
+
+
 async def test_a_short_read_fails_with_its_units_error_and_rolls_its_snapshot_back(
     db: Database,
 ) -> None:
