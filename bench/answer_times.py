@@ -13,6 +13,15 @@ window are counted too; at 10 msg/s into mostly small rooms they are a few per w
 A send shortly before a fan-out sees the fan-out's answers in its window too: a
 candidate is dropped when fewer than --min-answers of its answers come before the next
 candidate's PUT starts.
+
+    python bench/answer_times.py TRACE --single
+
+One delivery at a time (bench_sync, bench_sliding_sync, mxbench `measure --only
+sss_e2e`): for each PUT, the first answer to a long-poll that was waiting when the PUT
+arrived, in ms after the PUT arrived (uvicorn began parsing it), and the PUT's own
+answer; p50 / p90 / p95 / p99 of each. Set beside the client's figure for the same
+run, the difference is the client's share (its sending of the PUT and reading of the
+answer) plus the loopback.
 """
 
 from __future__ import annotations
@@ -34,15 +43,25 @@ def main() -> None:
     p.add_argument("trace", type=Path)
     p.add_argument("--min-answers", type=int, default=50)
     p.add_argument("--window-ms", type=float, default=300.0)
+    p.add_argument("--single", action="store_true", help="one delivery at a time")
     a = p.parse_args()
     sends: list[tuple[int, int, str]] = []
     answers: list[int] = []
+    polls: list[tuple[int, int]] = []  # (arrived, answered) of each long-poll
+    arrivals: dict[int, int] = {}  # a send's start -> when it arrived
     for line in a.trace.read_text().splitlines():
         started, ended, kind, *rest = line.split()
+        # "start end kind arrived [path]"; traces before the arrival column: "start end kind [path]"
+        arrived = int(rest.pop(0)) if rest and rest[0].isdigit() else int(started)
         if kind == "send":
             sends.append((int(started), int(ended), rest[0] if rest else ""))
+            arrivals[int(started)] = arrived
         else:
             answers.append(int(ended))
+            polls.append((arrived, int(ended)))
+    if a.single:
+        single(sends, arrivals, polls)
+        return
     answers.sort()
     window = int(a.window_ms * 1e6)
     pooled: list[float] = []
@@ -74,6 +93,33 @@ def main() -> None:
         )
     else:
         print("no fan-out found")
+
+
+def single(
+    sends: list[tuple[int, int, str]], arrivals: dict[int, int], polls: list[tuple[int, int]]
+) -> None:
+    polls.sort()
+    delivered: list[float] = []
+    acknowledged: list[float] = []
+    for started, ended, _path in sorted(sends):
+        arrived = arrivals[started]
+        # Long-polls that arrived before the PUT and were answered after it arrived.
+        waiting = [answered for came, answered in polls if came < arrived < answered]
+        if not waiting:
+            continue
+        delivered.append((min(waiting) - arrived) / 1e6)
+        acknowledged.append((ended - arrived) / 1e6)
+    if not delivered:
+        print("no delivery found")
+        return
+    print(f"{len(delivered)} deliveries; ms after the PUT arrived   p50    p90    p95    p99")
+    for name, values in (
+        ("first waiting long-poll answered", delivered),
+        ("the PUT answered", acknowledged),
+    ):
+        print(
+            f"{name:38s}" + "".join(f" {quantile(values, q):6.2f}" for q in (0.5, 0.9, 0.95, 0.99))
+        )
 
 
 if __name__ == "__main__":
