@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -496,6 +496,25 @@ async def test_durable_writes_flush_the_wal_and_background_ones_do_not(
     assert await db.read(streams.current_position) == 1
 
 
+async def _write_held_at_its_flush(
+    db: Database, monkeypatch: pytest.MonkeyPatch, order: list[str], key: str | None = None
+) -> tuple[threading.Event, Flushes, asyncio.Future[int]]:
+    """A write (by the client `key`) committed, its on_commit run, and its flush held
+    until the returned gate is set; "write" goes into `order` when it is answered."""
+    gate = threading.Event()
+    flushes = Flushes(gate=gate)
+    monkeypatch.setattr(db_module, "_flush", flushes)
+    committed = asyncio.Event()
+
+    def write() -> Awaitable[int]:
+        return db.write(streams.next_position, on_commit=lambda pos: committed.set())
+
+    future = asyncio.ensure_future(write() if key is None else _as_client(key, write))
+    future.add_done_callback(lambda _: order.append("write"))
+    await asyncio.wait_for(committed.wait(), 5)
+    return gate, flushes, future
+
+
 @pytest.mark.parametrize("short", [False, True])
 async def test_a_read_that_saw_an_unflushed_commit_waits_for_the_flush(
     db: Database, monkeypatch: pytest.MonkeyPatch, short: bool
@@ -503,16 +522,8 @@ async def test_a_read_that_saw_an_unflushed_commit_waits_for_the_flush(
     """on_commit runs once the data is visible, before the flush; a read that sees the
     commit (on a reader, or a short one on the loop) is answered only after the flush,
     and after the write itself."""
-    gate = threading.Event()
-    flushes = Flushes(gate=gate)
-    monkeypatch.setattr(db_module, "_flush", flushes)
-    committed = asyncio.Event()
     order: list[str] = []
-    write = asyncio.ensure_future(
-        db.write(streams.next_position, on_commit=lambda pos: committed.set())
-    )
-    write.add_done_callback(lambda _: order.append("write"))
-    await asyncio.wait_for(committed.wait(), 5)
+    gate, flushes, write = await _write_held_at_its_flush(db, monkeypatch, order)
     read = asyncio.ensure_future(db.read(streams.current_position, short=short))
     read.add_done_callback(lambda _: order.append("read"))
     background_read = asyncio.ensure_future(db.read(streams.current_position, background=True))
@@ -611,19 +622,8 @@ async def test_a_read_held_for_a_flush_goes_before_the_senders_answer_unless_its
     """A read that saw the commit before its flush is held; when the flush is done,
     another client's read is released before the write's outcome is told, the
     sender's own after it."""
-    gate = threading.Event()
-    flushes = Flushes(gate=gate)
-    monkeypatch.setattr(db_module, "_flush", flushes)
-    committed = asyncio.Event()
     order: list[str] = []
-    write = asyncio.ensure_future(
-        _as_client(
-            ALICE_CLIENT,
-            lambda: db.write(streams.next_position, on_commit=lambda pos: committed.set()),
-        )
-    )
-    write.add_done_callback(lambda _: order.append("write"))
-    await asyncio.wait_for(committed.wait(), 5)
+    gate, _, write = await _write_held_at_its_flush(db, monkeypatch, order, ALICE_CLIENT)
     read = asyncio.ensure_future(
         _as_client(reader, lambda: db.read(streams.current_position, short=short))
     )
