@@ -768,8 +768,8 @@ class Database:
     def _release_other_clients(self, seq: int) -> None:
         """Before a flush's outcomes are told: the reads held for it whose clients have
         no write waiting to be told. A recipient's long-poll does not wait for the
-        sender's answer (~0.2 ms of the loop's, and then the sender's client reads its
-        answer first when both are one process's)."""
+        sender's answer (its step on the loop, ~0.2 ms here: bench/RESULTS.md,
+        twenty-fourth session)."""
         released: list[_Held] = []
         kept: list[_Held] = []
         with self._durable_lock:
@@ -1144,7 +1144,8 @@ class Database:
         """The outcomes of these batches (in commit order), then the reads held for them:
         a sender hears back before its own long-polls its message woke (matrix-js-sdk
         stumbles when the remote echo of its own event beats the answer to its PUT).
-        Other clients' held reads are released first: nobody waits for them to wait."""
+        Other clients' held reads are released first: they need not wait for these
+        outcomes."""
         # ...and are answered before it is acknowledged.
         self._wait_for_earlier_reads([job for c in done for job in c.batch], self._running_reads)
         if done:
