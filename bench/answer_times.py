@@ -95,16 +95,24 @@ def main() -> None:
         print("no fan-out found")
 
 
+# No long-poll waits longer than this (the server caps a timeout at 5 minutes).
+LONGEST_POLL_NS = 300 * 10**9
+
+
 def single(
     sends: list[tuple[int, int, str]], arrivals: dict[int, int], polls: list[tuple[int, int]]
 ) -> None:
     polls.sort()
+    came_at = [came for came, _answered in polls]
     delivered: list[float] = []
     acknowledged: list[float] = []
     for started, ended, _path in sorted(sends):
         arrived = arrivals[started]
-        # Long-polls that arrived before the PUT and were answered after it arrived.
-        waiting = [answered for came, answered in polls if came < arrived < answered]
+        # Long-polls that arrived before the PUT (within the longest long-poll's time)
+        # and were answered after it arrived.
+        lo = bisect.bisect_left(came_at, arrived - LONGEST_POLL_NS)
+        hi = bisect.bisect_left(came_at, arrived)
+        waiting = [answered for _came, answered in polls[lo:hi] if answered > arrived]
         if not waiting:
             continue
         delivered.append((min(waiting) - arrived) / 1e6)
