@@ -16,14 +16,18 @@ unknown, whatever the database still has.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
 
 from dendrite_lite.errors import ErrCode, MatrixError
 from dendrite_lite.sliding_sync.required_state import RoomConfig, decode_config, encode_config
-from dendrite_lite.storage.sliding_sync import StoredPosition, StoredRoom
+from dendrite_lite.storage.sliding_sync import (
+    MAX_CONNECTIONS_PER_DEVICE,
+    StoredPosition,
+    StoredRoom,
+)
 
 ConnKey = tuple[str, str, str]  # (user_id, device_id, conn_id)
 # list name -> (count, room IDs in the list's ranges)
@@ -32,6 +36,11 @@ ListsState = Mapping[str, tuple[int, tuple[str, ...]]]
 # (Connections.start_numbering); 16 for 1.8e12 ms is 2.9e13, far below parse_pos's 18
 # digits.
 POS_PER_MS = 16
+# A connection nobody used for this long leaves memory at the next save (saving.py), once
+# the database holds what it had: its next request loads it back, as after a restart.
+# Memory then holds the connections in use, not every device that ever synced (a
+# deleted device's connections are gone from the database with it).
+IDLE_MS = 30 * 60 * 1000
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,7 @@ class Connection:
     # a newer row supersedes).
     saved: Position | None = None
     saved_tidy: bool = True
+    used_ms: int = 0  # the last request on it began (or its answer was recorded)
 
 
 def parse_pos(pos: str) -> int:
@@ -97,10 +107,16 @@ def unknown_pos() -> MatrixError:
 
 
 class Connections:
-    """The in-memory connection table and the counters that number new state."""
+    """The in-memory connection table and the counters that number new state.
+
+    A device holds at most MAX_CONNECTIONS_PER_DEVICE connections, as in the database:
+    a client that starts connection after connection with new `conn_id`s (a bug, or an
+    abuser) pushes out its own least recently used one instead of growing the table.
+    Element X holds three."""
 
     def __init__(self) -> None:
         self.by_key: dict[ConnKey, Connection] = {}
+        self._by_device: dict[tuple[str, str], set[str]] = {}
         self.next_conn_nid = 0  # 0: not yet read from the database
         self.next_pos_nid = 0
 
@@ -118,11 +134,53 @@ class Connections:
             self.next_conn_nid = max_conn_nid + 1
             self.next_pos_nid = max(max_pos_nid + 1, now * POS_PER_MS)
 
-    def new_connection(self, key: ConnKey, created_ms: int) -> Connection:
-        connection = Connection(self.next_conn_nid, created_ms)
+    def new_connection(self, key: ConnKey, created_ms: int) -> tuple[Connection, list[ConnKey]]:
+        """The new connection, and the ones of its device it pushed out (their rows in
+        the database are the caller's to drop)."""
+        connection = Connection(self.next_conn_nid, created_ms, used_ms=created_ms)
         self.next_conn_nid += 1
+        return connection, self._put(key, connection)
+
+    def _put(self, key: ConnKey, connection: Connection) -> list[ConnKey]:
         self.by_key[key] = connection
-        return connection
+        user_id, device_id, conn_id = key
+        conn_ids = self._by_device.setdefault((user_id, device_id), set())
+        conn_ids.add(conn_id)
+        evicted: list[ConnKey] = []
+        while len(conn_ids) > MAX_CONNECTIONS_PER_DEVICE:
+            oldest = min(
+                (c for c in conn_ids if c != conn_id),
+                key=lambda c: self.by_key[(user_id, device_id, c)].used_ms,
+            )
+            evicted.append((user_id, device_id, oldest))
+            self._remove((user_id, device_id, oldest))
+        return evicted
+
+    def _remove(self, key: ConnKey) -> None:
+        del self.by_key[key]
+        device = (key[0], key[1])
+        conn_ids = self._by_device.get(device)
+        if conn_ids is not None:
+            conn_ids.discard(key[2])
+            if not conn_ids:
+                del self._by_device[device]
+
+    def forget_idle(self, before_ms: int, unsaved: Container[ConnKey]) -> int:
+        """Connections last used before `before_ms` whose state the database holds
+        leave memory; how many did."""
+        idle = [
+            key
+            for key, c in self.by_key.items()
+            if c.used_ms < before_ms and c.saved is not None and key not in unsaved
+        ]
+        for key in idle:
+            self._remove(key)
+        return len(idle)
+
+    def touch(self, key: ConnKey, now_ms: int) -> None:
+        connection = self.by_key.get(key)
+        if connection is not None:
+            connection.used_ms = now_ms
 
     def new_pos_nid(self) -> int:
         nid = self.next_pos_nid
@@ -135,14 +193,18 @@ class Connections:
             return None
         return connection.positions.get(pos_nid)
 
-    def install(self, key: ConnKey, conn_nid: int, position: Position) -> Position:
-        """A position loaded from the database after a restart."""
+    def install(
+        self, key: ConnKey, conn_nid: int, position: Position, now_ms: int
+    ) -> tuple[Position, list[ConnKey]]:
+        """A position loaded from the database (after a restart, or after its connection
+        was idle); the connections of its device it pushed out, as new_connection."""
         connection = self.by_key.get(key)
+        evicted: list[ConnKey] = []
         if connection is None or connection.conn_nid != conn_nid:
-            connection = Connection(conn_nid, saved=position, saved_tidy=False)
-            self.by_key[key] = connection
+            connection = Connection(conn_nid, saved=position, saved_tidy=False, used_ms=now_ms)
+            evicted = self._put(key, connection)
         connection.positions.setdefault(position.pos_nid, position)
-        return connection.positions[position.pos_nid]
+        return connection.positions[position.pos_nid], evicted
 
     def confirm(self, key: ConnKey, pos_nid: int) -> None:
         """The client came back with `pos_nid`: it never processed any other position."""
@@ -150,10 +212,6 @@ class Connections:
         if connection is not None:
             kept = connection.positions.get(pos_nid)
             connection.positions = {} if kept is None else {pos_nid: kept}
-
-    def drop_device(self, user_id: str, device_id: str) -> None:
-        for key in [k for k in self.by_key if k[0] == user_id and k[1] == device_id]:
-            del self.by_key[key]
 
 
 _MEMBERS = msgspec.json.Decoder(frozenset[str])

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 
 import apsw
 
+from dendrite_lite.clock import now_ms
 from dendrite_lite.sliding_sync.connections import (
+    IDLE_MS,
     Connection,
     Connections,
     ConnKey,
@@ -145,7 +147,9 @@ class Saver:
         return len(self._unsaved)
 
     async def save_all(self) -> None:
-        """Save every connection changed so far, SAVE_CHUNK at a time."""
+        """Save every connection changed so far, SAVE_CHUNK at a time (and let those
+        idle for IDLE_MS leave memory: the database holds them)."""
+        self.connections.forget_idle(now_ms() - IDLE_MS, self._unsaved)
         while self._unsaved:
             keys = list(itertools.islice(self._unsaved, SAVE_CHUNK))
             units: list[tuple[ConnKey, Connection, asyncio.Future[None]]] = []

@@ -195,6 +195,10 @@ class SlidingSync:
         self.presence = presence_service
         # Requests per device (sliding sync: per connection); off unless configured
         self.limiter = limiter or RateLimiter(0, 0, enabled=False)
+        # New connections (and connections loaded back) per device, at the same rate.
+        self.device_limiter = RateLimiter(
+            self.limiter.per_second, int(self.limiter.burst), enabled=self.limiter.enabled
+        )
         self.connections = Connections()
         self.saver = Saver(db, self.connections)
         self.room_cache = RoomCache()
@@ -219,7 +223,12 @@ class SlidingSync:
             request = dataclasses.replace(request, txn_id=None)
         pos_nid = None if pos is None else parse_pos(pos)
         key: ConnKey = (requester.user_id, requester.device_id, request.conn_id)
+        if key not in self.connections.by_key:
+            # Starting (or loading) a connection is charged to the device too: a client
+            # cycling through conn_ids would otherwise get a fresh bucket every time.
+            self.device_limiter.check_and_spend(f"{requester.user_id}|{requester.device_id}")
         self.limiter.check_and_spend("|".join(key))
+        self.connections.touch(key, now_ms())
         await self.presence.on_sync(requester.user_id, set_presence)
         base = None if pos_nid is None else self.connections.find(key, pos_nid)
         if base is not None:
@@ -268,7 +277,10 @@ class SlidingSync:
             if computed.unknown_pos:
                 raise unknown_pos()
             if computed.loaded is not None:
-                base = self.connections.install(key, computed.loaded_conn_nid, computed.loaded)
+                base, evicted = self.connections.install(
+                    key, computed.loaded_conn_nid, computed.loaded, now_ms()
+                )
+                self._forget(evicted)
                 self.connections.confirm(key, base.pos_nid)
             if computed.acknowledged_to_device is not None:
                 await self._delete_acknowledged(requester, computed.acknowledged_to_device)
@@ -320,10 +332,23 @@ class SlidingSync:
             # its state is gone, so this answer cannot be built on.
             raise unknown_pos()
         if base is None or connection is None:
-            connection = self.connections.new_connection(key, now_ms())
+            connection, evicted = self.connections.new_connection(key, now_ms())
+            self._forget(evicted)
+        connection.used_ms = now_ms()
         connection.positions[pos_nid] = position
         self.saver.changed(key)
         return pos_nid
+
+    def _forget(self, evicted: list[ConnKey]) -> None:
+        """Connections pushed out of memory by a new one of their device go from the
+        database too (a restart must not bring them back)."""
+        for user_id, device_id, conn_id in evicted:
+            self._answered.pop((user_id, device_id, conn_id), None)
+            self.db.write_soon(
+                functools.partial(
+                    store.drop_connection, user_id=user_id, device_id=device_id, conn_id=conn_id
+                )
+            )
 
     async def _delete_acknowledged(self, requester: Requester, upto: int) -> None:
         def delete_acknowledged(conn: apsw.Connection) -> None:

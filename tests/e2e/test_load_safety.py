@@ -3,11 +3,16 @@ while everyone else is served, and retries of what was already sent still work."
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
+from dendrite_lite.storage.sliding_sync import MAX_CONNECTIONS_PER_DEVICE
 from tests.e2e._rooms_server import message, new_client, q, txn
 from tests.e2e.harness import Server
 from tests.e2e.matrix import CS
+
+SSS = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 
 
 def test_a_flood_of_messages_is_throttled_and_others_are_served(server_factory: Any) -> None:
@@ -69,3 +74,74 @@ def test_a_sync_loop_is_throttled_per_device(server_factory: Any) -> None:
         for conn_id in ("room-list", "encryption"):
             r = http.post(sss, json={"conn_id": conn_id}, headers=looper.user.headers)
             assert r.status_code == 200, r.text
+
+
+def test_a_client_cycling_sliding_sync_connections_is_bounded_and_throttled(
+    server_factory: Any,
+) -> None:
+    """New conn_ids in a loop: the device keeps its MAX_CONNECTIONS_PER_DEVICE most
+    recently used connections (in memory and in the database), the ones pushed out answer
+    M_UNKNOWN_POS, and starting connections is throttled per device, not per connection,
+    while the connections already in use are served."""
+    burst = MAX_CONNECTIONS_PER_DEVICE + 14
+    server: Server = server_factory(
+        {
+            "rate_limits": {"enabled": True, "sync_per_second": 0.1, "sync_burst": burst},
+            "sliding_sync": {"save_interval_ms": 100},
+        }
+    )
+    started = MAX_CONNECTIONS_PER_DEVICE + 4
+    with server.client() as http:
+        looper = new_client(http)
+        headers = looper.user.headers
+        pos: dict[str, str] = {}
+        for i in range(started):
+            r = http.post(SSS, json={"conn_id": f"loop-{i}"}, headers=headers)
+            assert r.status_code == 200, r.text
+            pos[f"loop-{i}"] = r.json()["pos"]
+        time.sleep(0.5)  # saved (and the pushed-out ones dropped) meanwhile
+        with sqlite3.connect(f"file:{server.data_dir / 'homeserver.db'}?mode=ro", uri=True) as db:
+            kept = {
+                str(c)
+                for (c,) in db.execute(
+                    "SELECT conn_id FROM sliding_sync_connections WHERE user_id = ?",
+                    (looper.user.user_id,),
+                )
+            }
+        assert kept == {f"loop-{i}" for i in range(4, started)}
+        # The oldest four were pushed out: their next request starts over.
+        r = http.post(
+            SSS, params={"pos": pos["loop-0"]}, json={"conn_id": "loop-0"}, headers=headers
+        )
+        assert r.status_code == 400 and r.json()["errcode"] == "M_UNKNOWN_POS"
+        # The newest is served, and goes on being served below.
+        newest = f"loop-{started - 1}"
+        r = http.post(
+            SSS,
+            params={"pos": pos[newest], "timeout": 0},
+            json={"conn_id": newest},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        # Starting ever more connections runs out of the device's bucket.
+        codes = [
+            http.post(SSS, json={"conn_id": f"more-{i}"}, headers=headers).status_code
+            for i in range(burst)
+        ]
+        assert 429 in codes
+        limited = http.post(SSS, json={"conn_id": "one-more"}, headers=headers)
+        assert limited.status_code == 429
+        assert limited.json()["errcode"] == "M_LIMIT_EXCEEDED"
+        r = http.post(
+            SSS,
+            params={"pos": pos[newest], "timeout": 0},
+            json={"conn_id": newest},
+            headers=headers,
+        )
+        # Used more recently than any other of the device's: the "more-" ones pushed
+        # out older ones.
+        assert r.status_code == 200, r.text
+        # Another device of the same user starts its connections as usual.
+        other = looper.other_device()
+        r = http.post(SSS, json={"conn_id": "room-list"}, headers=other.user.headers)
+        assert r.status_code == 200, r.text

@@ -59,7 +59,8 @@ class Client:
         self.stream = 0
 
     def start(self) -> Position:
-        connection = self.connections.new_connection(KEY, 1000)
+        connection, evicted = self.connections.new_connection(KEY, 1000)
+        assert evicted == []
         return self._answer(connection, None, 3)
 
     def answer(self, base: Position, rooms: int = 1) -> Position | None:
@@ -241,7 +242,8 @@ def test_a_position_loaded_after_a_restart_is_saved_on(
     back = base if back_with == "base" else second
     stored = store.load_position(conn, *KEY, back.pos_nid)
     assert stored is not None
-    loaded = restarted.install(KEY, stored.conn_nid, from_stored(stored))
+    loaded, evicted = restarted.install(KEY, stored.conn_nid, from_stored(stored), 1000)
+    assert evicted == []
     restarted.confirm(KEY, loaded.pos_nid)
     assert restarted.next_pos_nid > second.pos_nid
     client.connections = restarted
