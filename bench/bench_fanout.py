@@ -215,7 +215,8 @@ async def workload(b: Bench) -> dict[str, Any]:
     first: list[float] = []
     by_kind: dict[str, list[float]] = {"sss": [], "legacy": []}
     missing = 0
-    for mk, t_sent, _ in sends:
+    per_message: list[list[float | None]] = []  # ms: first, last recipient, send, per message
+    for mk, t_sent, sent in sends:
         per = []
         for p in pollers:
             t = p.arrivals.get(mk)
@@ -228,6 +229,12 @@ async def workload(b: Bench) -> dict[str, Any]:
         if per:
             last.append(max(per))
             first.append(min(per))
+        per_message.append(
+            [
+                round(x * 1000, 2) if x is not None else None
+                for x in (min(per, default=None), max(per, default=None), sent)
+            ]
+        )
     dm_lat = [dm_poller.arrivals[mk] - t for mk, t, _ in dm_sends if mk in dm_poller.arrivals]
     missing += len(dm_sends) - len(dm_lat)
     res = m.finish(lat, a.messages)
@@ -250,6 +257,7 @@ async def workload(b: Bench) -> dict[str, Any]:
             "send_big": h.summarize([x for _, _, x in sends]),
             "send_dm": h.summarize([x for _, _, x in dm_sends]),
             "missing": missing,
+            "per_message": per_message,
             "responses": sum(p.responses for p in everyone),
         }
     )
