@@ -44,6 +44,9 @@ from dendrite_lite import fan_out
 # flow control must wait); send it through ASGI.
 WHOLE_RESPONSE = "dendrite.whole_response"
 WholeResponse = Callable[[int, bytes, bytes], bool]
+# scope["extensions"][DEPARTURE]: a notifier.Departure the request's handler put there; its
+# `leave()` is called if the connection goes before the response is complete.
+DEPARTURE = "dendrite.departure"
 
 
 class _OneWritePerResponse:
@@ -147,6 +150,15 @@ class HttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         wrapped: Any = _OneWritePerResponse(transport, self.loop)
         super().connection_made(wrapped)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]
+            client = scope.get("extensions", {}).get(DEPARTURE)
+            if client is not None:
+                client.leave()
+        super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()

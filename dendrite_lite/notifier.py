@@ -19,6 +19,7 @@ server's answered waits pile up for 30 s.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import itertools
 import math
@@ -36,6 +37,40 @@ MAX_WAITING_PER_USER = 32
 # The deadline heap is compacted (answered waits dropped) when it reaches this size, or
 # twice its size after the last compaction.
 MIN_COMPACT = 1024
+
+
+class Departure:
+    """Whether the client a long-poll answers is still there.
+
+    uvicorn lets a request's task run on after its client has gone, so a long-poll whose
+    client dropped the connection (a phone changing networks, a client reconnecting in a
+    loop) kept waiting until its timeout, up to 5 minutes: its memory, its task and its
+    place among the user's MAX_WAITING_PER_USER (~16 KiB each; 2,000 dropped ones held
+    ~32 MiB, bench/RESULTS.md). The HTTP layer marks the request's departure when the
+    connection goes (http_protocol.py), and a wait in its context then ends at once, as
+    if its time had run out; the answer goes nowhere."""
+
+    __slots__ = ("_waiter", "gone")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self._waiter: asyncio.Future[int] | None = None
+
+    def watch(self, waiter: asyncio.Future[int]) -> None:
+        """`waiter` (the request's wait now) gets 0 when the client leaves."""
+        self._waiter = waiter
+
+    def leave(self) -> None:
+        self.gone = True
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(0)
+
+
+# Set by the HTTP layer in a long-poll's task (api/fast_lane.py).
+departure: contextvars.ContextVar[Departure | None] = contextvars.ContextVar(
+    "departure", default=None
+)
 
 
 class WritePriority(Protocol):
@@ -115,10 +150,13 @@ class Notifier:
         """
         if after_tick is not None and self.changed_since(user_id, after_tick):
             return 1
-        if self._stopped:
+        client = departure.get()
+        if self._stopped or (client is not None and client.gone):
             return 0
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[int] = loop.create_future()
+        if client is not None:
+            client.watch(waiter)
         waiting = self._waiters.setdefault(user_id, {})
         if len(waiting) >= MAX_WAITING_PER_USER:
             oldest = next(iter(waiting))

@@ -3,6 +3,7 @@ while everyone else is served, and retries of what was already sent still work."
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import time
 from typing import Any
@@ -144,4 +145,63 @@ def test_a_client_cycling_sliding_sync_connections_is_bounded_and_throttled(
         # Another device of the same user starts its connections as usual.
         other = looper.other_device()
         r = http.post(SSS, json={"conn_id": "room-list"}, headers=other.user.headers)
+        assert r.status_code == 200, r.text
+
+
+def _active_long_polls(http: Any) -> float:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("dendrite_active_long_polls "):
+            return float(line.split()[1])
+    raise AssertionError("no dendrite_active_long_polls in /metrics")
+
+
+def _wait_for(condition: Any, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_long_poll_whose_client_left_stops_waiting(server_factory: Any) -> None:
+    """A client that drops its connection mid long-poll (a phone changing networks, a
+    client reconnecting in a loop) does not leave the request waiting out its timeout."""
+    server: Server = server_factory()
+    with server.client() as http:
+        user = new_client(http)
+        since = http.get(f"{CS}/sync", headers=user.user.headers).json()["next_batch"]
+        first = http.post(SSS, json={"conn_id": "room-list"}, headers=user.user.headers)
+        pos = first.json()["pos"]
+        token = user.user.headers["Authorization"]
+        requests = [
+            f"GET {CS}/sync?timeout=120000&since={since} HTTP/1.1\r\n"
+            f"Host: x\r\nAuthorization: {token}\r\n\r\n".encode(),
+            (
+                f"POST {SSS}?timeout=120000&pos={pos} HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: {token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: 23\r\n\r\n"
+            ).encode()
+            + b'{"conn_id":"room-list"}',
+        ]
+        sockets = []
+        for request in requests:
+            s = socket.create_connection(("127.0.0.1", server.port))
+            s.sendall(request)
+            sockets.append(s)
+        assert _wait_for(lambda: _active_long_polls(http) == 2)
+        for s in sockets:
+            s.close()
+        assert _wait_for(lambda: _active_long_polls(http) == 0, seconds=2.0)
+        # The user's next long-polls wait and wake as usual.
+        r = http.get(
+            f"{CS}/sync", params={"since": since, "timeout": 100}, headers=user.user.headers
+        )
+        assert r.status_code == 200
+        r = http.post(
+            SSS,
+            params={"pos": pos, "timeout": 100},
+            json={"conn_id": "room-list"},
+            headers=user.user.headers,
+        )
         assert r.status_code == 200, r.text

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import asyncio
 
-from dendrite_lite.notifier import MAX_WAITING_PER_USER, MIN_COMPACT, Notifier
+from dendrite_lite.notifier import (
+    MAX_WAITING_PER_USER,
+    MIN_COMPACT,
+    Departure,
+    Notifier,
+    departure,
+)
 
 
 async def test_wakes_only_the_concerned_user() -> None:
@@ -152,3 +158,26 @@ async def test_stopping_answers_every_long_poll_at_once() -> None:
     assert await asyncio.wait_for(asyncio.gather(*waits), 1) == [0, 0, 0]
     assert await asyncio.wait_for(notifier.wait("@a:hs", 30), 1) == 0
     assert notifier.active == 0
+
+
+async def test_a_long_poll_whose_client_left_stops_waiting() -> None:
+    notifier = Notifier()
+
+    async def poll(client: Departure) -> int:
+        departure.set(client)  # the task's own context
+        return await notifier.wait("@a:hs", 60)
+
+    client = Departure()
+    waiting = asyncio.create_task(poll(client))
+    await asyncio.sleep(0)
+    assert notifier.active == 1
+    client.leave()
+    assert await asyncio.wait_for(waiting, 1) == 0
+    assert notifier.active == 0
+    # Gone for good: a later wait of the same request does not wait at all.
+    assert await asyncio.wait_for(poll(client), 1) == 0
+    # Other long-polls, in other contexts, are untouched.
+    other = asyncio.create_task(poll(Departure()))
+    await asyncio.sleep(0)
+    notifier.notify(["@a:hs"])
+    assert await asyncio.wait_for(other, 1) == 1
