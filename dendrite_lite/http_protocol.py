@@ -37,6 +37,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from dendrite_lite import fan_out
+from dendrite_lite.notifier import Departure, departure
 
 # scope["extensions"][WHOLE_RESPONSE](status, header_lines, body) -> bool; header_lines
 # are b"name: value\r\n" lines (lowercase names, valid values, no content-length: added
@@ -44,9 +45,20 @@ from dendrite_lite import fan_out
 # flow control must wait); send it through ASGI.
 WHOLE_RESPONSE = "dendrite.whole_response"
 WholeResponse = Callable[[int, bytes, bytes], bool]
-# scope["extensions"][DEPARTURE]: a notifier.Departure the request's handler put there; its
-# `leave()` is called if the connection goes before the response is complete.
+# scope["extensions"][DEPARTURE]: a notifier.Departure (watch_departure); its `leave()` is
+# called if the connection goes before the response is complete.
 DEPARTURE = "dendrite.departure"
+
+
+def watch_departure(scope: dict[str, Any]) -> None:
+    """A long-poll in this request stops waiting when its client goes (notifier.Departure).
+    Called in the request's task: uvicorn gives each its own context, so the variable is
+    this request's alone."""
+    extensions = scope.get("extensions")
+    if extensions is not None:
+        client = Departure()
+        extensions[DEPARTURE] = client
+        departure.set(client)
 
 
 class _OneWritePerResponse:

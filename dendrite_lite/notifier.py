@@ -67,7 +67,8 @@ class Departure:
             waiter.set_result(0)
 
 
-# Set by the HTTP layer in a long-poll's task (api/fast_lane.py).
+# Set in a long-poll's task by the HTTP layer (http_protocol.watch_departure, called by
+# api/middleware.py for the paths ending in /sync: legacy sync and both sliding syncs).
 departure: contextvars.ContextVar[Departure | None] = contextvars.ContextVar(
     "departure", default=None
 )

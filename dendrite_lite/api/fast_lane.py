@@ -32,8 +32,7 @@ from dendrite_lite.api.middleware import CORS_LINES
 from dendrite_lite.auth.tokens import Requester, TokenService
 from dendrite_lite.clock import now_ms
 from dendrite_lite.errors import ErrCode, MatrixError
-from dendrite_lite.http_protocol import DEPARTURE, WHOLE_RESPONSE, WholeResponse
-from dendrite_lite.notifier import Departure, departure
+from dendrite_lite.http_protocol import WHOLE_RESPONSE, WholeResponse
 from dendrite_lite.rooms.sending import Sending
 from dendrite_lite.sliding_sync import requests as sliding_requests
 from dendrite_lite.sliding_sync.service import SlidingSync
@@ -181,8 +180,6 @@ class FastLane:
     # -- the three handlers ---------------------------------------------------------------
 
     async def _sync(self, scope: Scope, receive: Receive, send: Send) -> int:
-        _watch_departure(scope)
-
         async def handle() -> Any:
             query = _query(scope)
             requester = await self._requester(scope, query)
@@ -208,8 +205,6 @@ class FastLane:
         return await self._answer(scope, send, handle)
 
     async def _sliding_sync(self, scope: Scope, receive: Receive, send: Send) -> int:
-        _watch_departure(scope)
-
         async def handle() -> Any:
             data = await self._body(scope, receive)
             query = _query(scope)
@@ -332,16 +327,6 @@ class FastLane:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return status
-
-
-def _watch_departure(scope: Scope) -> None:
-    """A long-poll stops waiting when its client goes (notifier.Departure). The request
-    runs in a task and a context of its own (uvicorn), so the variable is this request's."""
-    extensions = scope.get("extensions")
-    if extensions is not None:
-        client = Departure()
-        extensions[DEPARTURE] = client
-        departure.set(client)
 
 
 def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

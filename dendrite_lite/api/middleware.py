@@ -12,6 +12,7 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
+from dendrite_lite.http_protocol import watch_departure
 from dendrite_lite.metrics import Metrics
 
 # Plain ASGI callables: the middleware sits outside Litestar and needs none of its types.
@@ -71,6 +72,8 @@ class EdgeMiddleware:
         raw_path: bytes = scope.get("raw_path") or b""
         if b"%2f" in raw_path.lower():
             scope["path"] = protect_slashes(raw_path)
+        if scope["path"].endswith("/sync"):  # the long-polls: /sync and sliding sync
+            watch_departure(scope)
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = next(self._request_ids)
         started = time.perf_counter()

@@ -3,6 +3,7 @@ while everyone else is served, and retries of what was already sent still work."
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 import time
@@ -14,6 +15,7 @@ from tests.e2e.harness import Server
 from tests.e2e.matrix import CS
 
 SSS = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+V4 = "/_matrix/client/v4/sync"
 
 
 def test_a_flood_of_messages_is_throttled_and_others_are_served(server_factory: Any) -> None:
@@ -173,6 +175,11 @@ def test_a_long_poll_whose_client_left_stops_waiting(server_factory: Any) -> Non
         since = http.get(f"{CS}/sync", headers=user.user.headers).json()["next_batch"]
         first = http.post(SSS, json={"conn_id": "room-list"}, headers=user.user.headers)
         pos = first.json()["pos"]
+        stable = http.post(V4, json={"conn_id": "v4"}, headers=user.user.headers)
+        assert stable.status_code == 200, stable.text
+        v4_body = json.dumps(
+            {"conn_id": "v4", "pos": stable.json()["pos"], "timeout": 120000}
+        ).encode()
         token = user.user.headers["Authorization"]
         requests = [
             f"GET {CS}/sync?timeout=120000&since={since} HTTP/1.1\r\n"
@@ -183,13 +190,19 @@ def test_a_long_poll_whose_client_left_stops_waiting(server_factory: Any) -> Non
                 f"Content-Length: 23\r\n\r\n"
             ).encode()
             + b'{"conn_id":"room-list"}',
+            # the stable shape, served by Litestar rather than the fast lane
+            (
+                f"POST {V4} HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(v4_body)}\r\n\r\n"
+            ).encode()
+            + v4_body,
         ]
         sockets = []
         for request in requests:
             s = socket.create_connection(("127.0.0.1", server.port))
             s.sendall(request)
             sockets.append(s)
-        assert _wait_for(lambda: _active_long_polls(http) == 2)
+        assert _wait_for(lambda: _active_long_polls(http) == 3)
         for s in sockets:
             s.close()
         assert _wait_for(lambda: _active_long_polls(http) == 0, seconds=2.0)
