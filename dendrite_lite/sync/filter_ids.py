@@ -17,6 +17,14 @@ from dendrite_lite.storage.db import Database
 
 # Filters kept: about one per device that syncs with a stored filter.
 MAX_FILTERS = 1024
+# Filters given inline (`filter={...}`) kept by their JSON: a client that does not store
+# its filter sends the same one with every poll (mxbench's legacy clients do; a big
+# room's fan-out decoded it once per member). Longer ones are decoded every time.
+MAX_INLINE = 256
+MAX_INLINE_CHARS = 8192
+# The filter of a /sync without one. Filters are never changed once decoded (those above
+# are shared by every request that names them), so one will do for all.
+NO_FILTER = Filter()
 
 
 class FilterIds:
@@ -25,6 +33,21 @@ class FilterIds:
         self.size = size
         # Used on the event loop only: no lock.
         self._known: OrderedDict[tuple[str, int], Filter] = OrderedDict()
+        self._inline: OrderedDict[str, Filter] = OrderedDict()
+
+    def inline(self, raw: str) -> Filter:
+        """`decode_filter(raw)`, remembered for the next poll that sends the same JSON
+        (errors raise as decode_filter's, every time)."""
+        known = self._inline.get(raw)
+        if known is not None:
+            self._inline.move_to_end(raw)
+            return known
+        decoded = decode_filter(raw)
+        if len(raw) <= MAX_INLINE_CHARS:
+            self._inline[raw] = decoded
+            if len(self._inline) > MAX_INLINE:
+                self._inline.popitem(last=False)
+        return decoded
 
     async def get(self, user_id: str, filter_id: int) -> Filter | None:
         """The user's filter with this ID, or None if they have none by it.

@@ -10,17 +10,17 @@ from litestar.params import FromQuery
 
 from dendrite_lite.auth.tokens import Requester
 from dendrite_lite.errors import ErrCode, MatrixError
-from dendrite_lite.filters import Filter, decode_filter
-from dendrite_lite.sync.filter_ids import FilterIds
+from dendrite_lite.filters import Filter
+from dendrite_lite.sync.filter_ids import NO_FILTER, FilterIds
 from dendrite_lite.sync.service import Sync
 
 
 async def load_filter(filter_ids: FilterIds, user_id: str, raw: str | None) -> Filter:
     """The `filter` parameter: JSON when it starts with '{', else a filter ID."""
     if raw is None or raw == "":
-        return Filter()
+        return NO_FILTER
     if raw.startswith("{"):
-        return decode_filter(raw)
+        return filter_ids.inline(raw)
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise MatrixError(400, ErrCode.INVALID_PARAM, "filter is neither JSON nor a filter ID")
     found = await filter_ids.get(user_id, int(raw))

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from dendrite_lite.sync.filter_ids import FilterIds
+import pytest
+
+from dendrite_lite.errors import MatrixError
+from dendrite_lite.sync.filter_ids import MAX_INLINE, FilterIds
 
 
 class _Reads:
@@ -40,3 +43,26 @@ def test_filters_are_read_once_per_user_and_id_and_bounded() -> None:
         assert reads.reads == 4
 
     asyncio.run(run())
+
+
+def test_inline_filters_are_decoded_once_and_bad_ones_every_time() -> None:
+    ids = FilterIds(_Reads({}))  # type: ignore[arg-type]
+    raw = '{"room":{"timeline":{"limit":10}}}'
+    first = ids.inline(raw)
+    assert first.room.timeline.limit == 10
+    assert ids.inline(raw) is first
+    assert ids.inline('{"room":{"timeline":{"limit":5}}}') is not first
+    for bad in ('{"room":{"timeline":{"limit":-1}}}', '{"room":', '{"room":{"rooms":["x"]}}'):
+        for _ in range(2):
+            with pytest.raises(MatrixError):
+                ids.inline(bad)
+    huge = '{"room":{"rooms":[' + ",".join(f'"!r{i}:x"' for i in range(2000)) + "]}}"
+    assert ids.inline(huge) is not ids.inline(huge)  # too long to keep
+
+
+def test_inline_filters_kept_are_bounded() -> None:
+    ids = FilterIds(_Reads({}))  # type: ignore[arg-type]
+    first = ids.inline('{"room":{"timeline":{"limit":0}}}')
+    for limit in range(1, MAX_INLINE + 1):
+        ids.inline(f'{{"room":{{"timeline":{{"limit":{limit}}}}}}}')
+    assert ids.inline('{"room":{"timeline":{"limit":0}}}') is not first
