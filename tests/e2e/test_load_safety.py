@@ -9,6 +9,8 @@ import sqlite3
 import time
 from typing import Any
 
+import httpx
+
 from dendrite_lite.storage.sliding_sync import MAX_CONNECTIONS_PER_DEVICE
 from tests.e2e._rooms_server import message, new_client, q, txn
 from tests.e2e.harness import Server
@@ -119,12 +121,16 @@ def test_a_client_cycling_sliding_sync_connections_is_bounded_and_throttled(
         assert r.status_code == 400 and r.json()["errcode"] == "M_UNKNOWN_POS"
         # The newest is served, and goes on being served below.
         newest = f"loop-{started - 1}"
-        r = http.post(
-            SSS,
-            params={"pos": pos[newest], "timeout": 0},
-            json={"conn_id": newest},
-            headers=headers,
-        )
+
+        def poll_newest() -> httpx.Response:
+            return http.post(
+                SSS,
+                params={"pos": pos[newest], "timeout": 0},
+                json={"conn_id": newest},
+                headers=headers,
+            )
+
+        r = poll_newest()
         assert r.status_code == 200, r.text
         # Starting ever more connections runs out of the device's bucket.
         codes = [
@@ -135,12 +141,7 @@ def test_a_client_cycling_sliding_sync_connections_is_bounded_and_throttled(
         limited = http.post(SSS, json={"conn_id": "one-more"}, headers=headers)
         assert limited.status_code == 429
         assert limited.json()["errcode"] == "M_LIMIT_EXCEEDED"
-        r = http.post(
-            SSS,
-            params={"pos": pos[newest], "timeout": 0},
-            json={"conn_id": newest},
-            headers=headers,
-        )
+        r = poll_newest()
         # Used more recently than any other of the device's: the "more-" ones pushed
         # out older ones.
         assert r.status_code == 200, r.text
