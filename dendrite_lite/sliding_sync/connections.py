@@ -9,9 +9,9 @@ same `pos`, so an idle client creates no state and no write.
 
 The state lives in memory (the hot path reads no connection rows) and is saved to
 SQLite now and then and at shutdown (saving.py), so after a restart a connection is
-loaded back on its next request instead of forcing the client into a full resync. While
-the server runs, memory is the whole truth: a pos its connection no longer holds is
-unknown, whatever the database still has.
+loaded back on its next request instead of forcing the client into a full resync (and
+so is one that left memory after IDLE_MS unused). For a connection in memory, memory is
+the whole truth: a pos it no longer holds is unknown, whatever the database still has.
 """
 
 from __future__ import annotations
