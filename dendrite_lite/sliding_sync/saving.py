@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 # Connections saved at a time, each its own background write: the writer may commit
 # them in one batch, and a message sent meanwhile waits for that batch at most (a few ms).
 SAVE_CHUNK = 8
+# Idle connections are looked for at most this often (a pass reads every connection in
+# memory, on the event loop).
+SWEEP_INTERVAL_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class Saver:
         self.db = db
         self.connections = connections
         self._unsaved: dict[ConnKey, None] = {}  # insertion-ordered: oldest change first
+        self._swept_ms = 0
 
     def changed(self, key: ConnKey) -> None:
         self._unsaved[key] = None
@@ -149,7 +153,10 @@ class Saver:
     async def save_all(self) -> None:
         """Save every connection changed so far, SAVE_CHUNK at a time (and let those
         idle for IDLE_MS leave memory: the database holds them)."""
-        self.connections.forget_idle(now_ms() - IDLE_MS, self._unsaved)
+        now = now_ms()
+        if now - self._swept_ms >= SWEEP_INTERVAL_MS:
+            self._swept_ms = now
+            self.connections.forget_idle(now - IDLE_MS, self._unsaved)
         while self._unsaved:
             keys = list(itertools.islice(self._unsaved, SAVE_CHUNK))
             units: list[tuple[ConnKey, Connection, asyncio.Future[None]]] = []

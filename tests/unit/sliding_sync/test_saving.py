@@ -300,3 +300,26 @@ async def test_the_saver_saves_changed_connections_and_retries_a_failed_save(
         _same(from_stored(loaded), nxt)
     finally:
         db.close()
+
+
+async def test_a_saved_idle_connection_leaves_memory_and_loads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=1))
+    db.open()
+    try:
+        await db.write(_add_device)
+        client = Client(random.Random(8))
+        saver = saving.Saver(db, client.connections)
+        base = client.start()  # used at 1000 ms (the Client's clock)
+        saver.changed(KEY)
+        await saver.save_all()  # saved; 1000 ms is long past, but the sweep needs it saved
+        assert KEY in client.connections.by_key
+        monkeypatch.setattr(saving, "SWEEP_INTERVAL_MS", 0)
+        await saver.save_all()  # now saved and idle: it goes
+        assert KEY not in client.connections.by_key
+        stored = await db.read(lambda c: store.load_position(c, *KEY, base.pos_nid))
+        assert stored is not None
+        _same(from_stored(stored), base)
+    finally:
+        db.close()
