@@ -262,64 +262,64 @@ def test_a_deleted_device_is_not_brought_back(conn: apsw.Connection) -> None:
     assert conn.execute("SELECT count(*) FROM sliding_sync_rooms").fetchone() == (0,)
 
 
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=1))
+    database.open()
+    yield database
+    database.close()
+
+
+async def _saved_once(db: Database, seed: int) -> tuple[Client, saving.Saver, Position]:
+    """A device, a connection started on it (at 1000 ms, the Client's clock), saved."""
+    await db.write(_add_device)
+    client = Client(random.Random(seed))
+    saver = saving.Saver(db, client.connections)
+    base = client.start()
+    saver.changed(KEY)
+    await saver.save_all()
+    return client, saver, base
+
+
 async def test_the_saver_saves_changed_connections_and_retries_a_failed_save(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=1))
-    db.open()
-    try:
-        await db.write(_add_device)
-        client = Client(random.Random(7))
-        saver = saving.Saver(db, client.connections)
-        base = client.start()
-        saver.changed(KEY)
-        await saver.save_all()
-        assert saver.unsaved == 0
-        assert await db.read(lambda c: store.load_position(c, *KEY, base.pos_nid)) is not None
+    client, saver, base = await _saved_once(db, 7)
+    assert saver.unsaved == 0
+    assert await db.read(lambda c: store.load_position(c, *KEY, base.pos_nid)) is not None
 
-        # A save that fails is rolled back, and the connection is saved whole next time.
-        real_save = saving.save
+    # A save that fails is rolled back, and the connection is saved whole next time.
+    real_save = saving.save
 
-        def failing(conn: apsw.Connection, p: saving.SavePlan) -> None:
-            real_save(conn, p)
-            raise apsw.ConstraintError("disk trouble")
+    def failing(conn: apsw.Connection, p: saving.SavePlan) -> None:
+        real_save(conn, p)
+        raise apsw.ConstraintError("disk trouble")
 
-        nxt = client.answer(base)
-        assert nxt is not None
-        saver.changed(KEY)
-        monkeypatch.setattr(saving, "save", failing)
-        await saver.save_all()
-        monkeypatch.setattr(saving, "save", real_save)
-        assert saver.unsaved == 1
-        assert client.connections.by_key[KEY].saved is None
-        assert await db.read(lambda c: store.load_position(c, *KEY, nxt.pos_nid)) is None
-        await saver.save_all()
-        assert saver.unsaved == 0
-        loaded = await db.read(lambda c: store.load_position(c, *KEY, nxt.pos_nid))
-        assert loaded is not None
-        _same(from_stored(loaded), nxt)
-    finally:
-        db.close()
+    nxt = client.answer(base)
+    assert nxt is not None
+    saver.changed(KEY)
+    monkeypatch.setattr(saving, "save", failing)
+    await saver.save_all()
+    monkeypatch.setattr(saving, "save", real_save)
+    assert saver.unsaved == 1
+    assert client.connections.by_key[KEY].saved is None
+    assert await db.read(lambda c: store.load_position(c, *KEY, nxt.pos_nid)) is None
+    await saver.save_all()
+    assert saver.unsaved == 0
+    loaded = await db.read(lambda c: store.load_position(c, *KEY, nxt.pos_nid))
+    assert loaded is not None
+    _same(from_stored(loaded), nxt)
 
 
 async def test_a_saved_idle_connection_leaves_memory_and_loads_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = Database(tmp_path / "homeserver.db", DatabaseSettings(reader_threads=1))
-    db.open()
-    try:
-        await db.write(_add_device)
-        client = Client(random.Random(8))
-        saver = saving.Saver(db, client.connections)
-        base = client.start()  # used at 1000 ms (the Client's clock)
-        saver.changed(KEY)
-        await saver.save_all()  # saved; 1000 ms is long past, but the sweep needs it saved
-        assert KEY in client.connections.by_key
-        monkeypatch.setattr(saving, "SWEEP_INTERVAL_MS", 0)
-        await saver.save_all()  # now saved and idle: it goes
-        assert KEY not in client.connections.by_key
-        stored = await db.read(lambda c: store.load_position(c, *KEY, base.pos_nid))
-        assert stored is not None
-        _same(from_stored(stored), base)
-    finally:
-        db.close()
+    # saved; its 1000 ms are long past, but the first sweep ran before it was saved
+    client, saver, base = await _saved_once(db, 8)
+    assert KEY in client.connections.by_key
+    monkeypatch.setattr(saving, "SWEEP_INTERVAL_MS", 0)
+    await saver.save_all()  # now saved and idle: it goes
+    assert KEY not in client.connections.by_key
+    stored = await db.read(lambda c: store.load_position(c, *KEY, base.pos_nid))
+    assert stored is not None
+    _same(from_stored(stored), base)
