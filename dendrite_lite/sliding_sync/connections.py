@@ -92,7 +92,7 @@ class Connection:
     # a newer row supersedes).
     saved: Position | None = None
     saved_tidy: bool = True
-    used_ms: int = 0  # the last request on it began (or its answer was recorded)
+    used_ms: int = 0  # when the last request on it began (or it was made)
 
 
 def parse_pos(pos: str) -> int:

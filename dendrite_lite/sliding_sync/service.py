@@ -334,7 +334,6 @@ class SlidingSync:
         if base is None or connection is None:
             connection, evicted = self.connections.new_connection(key, now_ms())
             self._forget(evicted)
-        connection.used_ms = now_ms()
         connection.positions[pos_nid] = position
         self.saver.changed(key)
         return pos_nid
