@@ -10,8 +10,12 @@ listening on 127.0.0.1:PORT only, no trusted key servers so nothing leaves the m
 and then execs Synapse pinned to --cpu (default 0; -1: not pinned), in the foreground.
 
 Synapse lives in its own venv outside the repository, by default
-~/.cache/dendrite-lite-bench/synapse-venv ($DENDRITE_BENCH_CACHE overrides the parent),
-created on first use with `pip install matrix-synapse==1.163.2` ($SYNAPSE_VERSION
+~/.cache/dendrite-lite-bench/synapse-venv-HASH ($DENDRITE_BENCH_CACHE overrides the
+parent), one per base interpreter (HASH: of its path), so that Synapse runs on the same
+CPython build as the venv that runs the bench and dendrite-lite: a distribution's python3
+(PGO, LTO) and pyenv's default build differ by ~20 % in pure-Python speed here, and a
+side-by-side run is to compare the servers, not the interpreters.  It is created on first
+use with `pip install matrix-synapse==1.163.2` ($SYNAPSE_VERSION
 overrides the version).  The project never imports Synapse; only the bench scripts use
 this module (`SynapseServer`) to run it as a separate process.
 
@@ -25,6 +29,7 @@ presence is a parameter (Synapse's default: on).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import subprocess
 import sys
@@ -32,7 +37,14 @@ from pathlib import Path
 
 SYNAPSE_VERSION = os.environ.get("SYNAPSE_VERSION", "1.163.2")
 CACHE = Path(os.environ.get("DENDRITE_BENCH_CACHE", Path.home() / ".cache" / "dendrite-lite-bench"))
-VENV = CACHE / "synapse-venv"
+
+
+def base_interpreter() -> str:
+    """The interpreter this venv was made from (a venv made from a venv: the first)."""
+    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+
+
+VENV = CACHE / f"synapse-venv-{hashlib.sha256(base_interpreter().encode()).hexdigest()[:8]}"
 PY = VENV / "bin" / "python"
 
 # Everything Synapse rate-limits, lifted (the same list as start-synapse.sh).
@@ -85,9 +97,7 @@ def ensure_venv() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     if not PY.exists():
         log(f"creating {VENV}")
-        # the base interpreter, not this venv's (a venv made from a venv is fine too)
-        base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([base_interpreter(), "-m", "venv", str(VENV)], check=True)
     log(f"installing matrix-synapse=={SYNAPSE_VERSION} (have: {have}); takes a minute or two")
     subprocess.run(
         [str(PY), "-m", "pip", "install", "--quiet", f"matrix-synapse=={SYNAPSE_VERSION}"],
