@@ -515,6 +515,19 @@ def find_dendrite_exe(arg: str | None = None) -> Path:
     )
 
 
+def interpreter_of(exe: Path) -> str:
+    """The python that runs `exe` (a venv's console script or the --git-ref launcher:
+    its #! line), so that the figures name the interpreter the server ran on."""
+    with contextlib.suppress(OSError):
+        with exe.open("rb") as f:
+            first = f.readline(512)
+        if first.startswith(b"#!"):
+            python = first[2:].strip().decode(errors="replace")
+            if Path(python).is_file():
+                return python
+    return str(REPO / ".venv" / "bin" / "python")
+
+
 def set_toml(path: Path, section: str, key: str, value: str) -> None:
     """Set `key = value` (value already in TOML syntax) in [section] of a config.toml."""
     lines = path.read_text().splitlines()
@@ -741,7 +754,8 @@ class DendriteTarget(Target):
             self.info["git_commit"] = getattr(self.args, "git_commit", None)
         probe = (
             "import apsw, sys, json, importlib.metadata as md;"
-            "print(json.dumps({'python': sys.version.split()[0], 'apsw': apsw.apsw_version(),"
+            "print(json.dumps({'python': sys.version.split()[0],"
+            " 'python_base': sys._base_executable, 'apsw': apsw.apsw_version(),"
             " 'sqlite': apsw.sqlite_lib_version(), 'litestar': md.version('litestar'),"
             " 'uvicorn': md.version('uvicorn')}))"
         )
@@ -749,7 +763,7 @@ class DendriteTarget(Target):
             self.info.update(
                 json.loads(
                     subprocess.run(
-                        [str(REPO / ".venv" / "bin" / "python"), "-c", probe],
+                        [interpreter_of(exe), "-c", probe],
                         check=True,
                         capture_output=True,
                         text=True,
