@@ -5,8 +5,8 @@
 # The interpreter the venv is made from: the system's python3 when it is 3.11+ and can
 # make venvs, else python3 on PATH (PYTHON=... picks any other). Distributions (Debian,
 # Raspberry Pi OS) build their python3 with profile-guided optimisation and LTO and link
-# it statically; pyenv's default build has neither, and the server's Python-heavy paths
-# ran ~20 % slower on it on this machine (bench/RESULTS.md, twenty-sixth session).
+# it statically; pyenv's default build has neither, and the server used 10-20 % more CPU
+# on it on this machine (bench/RESULTS.md, twenty-sixth session).
 PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
 	$$p -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { echo $$p; exit 0; }; done; echo python3)
