@@ -13,7 +13,7 @@ Synapse lives in its own venv outside the repository, by default
 ~/.cache/dendrite-lite-bench/synapse-venv-HASH ($DENDRITE_BENCH_CACHE overrides the
 parent), one per base interpreter (HASH: of its path), so that Synapse runs on the same
 CPython build as the venv that runs the bench and dendrite-lite: a distribution's python3
-(PGO, LTO) and pyenv's default build differ by 10-20 % in either server's CPU here, and a
+(PGO, LTO) and pyenv's default build differ by 10-25 % in either server's CPU here, and a
 side-by-side run is to compare the servers, not the interpreters.  It is created on first
 use with `pip install matrix-synapse==1.163.2` ($SYNAPSE_VERSION
 overrides the version).  The project never imports Synapse; only the bench scripts use
