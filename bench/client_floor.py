@@ -169,23 +169,14 @@ async def client(port: int, clients: int, legacy_share: float, seconds: float, m
     ssl_ctx = httpx.create_ssl_context()
     arrivals: list[float] = []
     n_legacy = round(clients * legacy_share)
-    body = {
-        "conn_id": "room-list",
-        "txn_id": "mxb0",
-        "lists": {
-            "all_rooms": {
-                "ranges": [[0, 19]],
-                "required_state": mxbench.ELEMENT_X_REQUIRED_STATE,
-                "timeline_limit": 1,
-                "filters": {},
-            }
-        },
-        "extensions": {
-            "account_data": {"enabled": True},
-            "receipts": {"enabled": True, "rooms": ["*"]},
-            "typing": {"enabled": True},
-        },
-    }
+    # The room-list body exactly as mxbench's load sends it (its Ctx.sss_body, with
+    # its default --sss-profile), so the floor follows any change to the yardstick.
+    ctx = mxbench.Ctx(
+        argparse.Namespace(rng_seed=0, sss_profile="elementx"),
+        {"users": [{}], "rooms": []},
+        None,
+        SSS_PATH,
+    )
 
     def observe(events: list[Any]) -> int:
         found = 0
@@ -217,9 +208,13 @@ async def client(port: int, clients: int, legacy_share: float, seconds: float, m
                 for r in ((data.get("rooms") or {}).get("join") or {}).values():
                     observe((r.get("timeline") or {}).get("events") or [])
             else:
-                body["txn_id"] = f"mxb{ci}"
                 data, _, _ = await c.req(
-                    "POST", SSS_PATH, token, body, {"timeout": 30000, "pos": "p"}, stamps=st
+                    "POST",
+                    SSS_PATH,
+                    token,
+                    ctx.sss_body(),
+                    {"timeout": 30000, "pos": "p"},
+                    stamps=st,
                 )
                 for r in (data.get("rooms") or {}).values():
                     observe(r.get("timeline") or [])
